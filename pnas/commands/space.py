@@ -1,0 +1,37 @@
+"""`pnas space`: how big the search space is, level by level."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from shared.space import SearchSpace, parse_ops
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def space(
+        blocks: int = typer.Option(5, "--blocks", "-B", help="B: blocks per cell."),
+        beam: int = typer.Option(256, "--beam", "-K", help="K: cells kept per level."),
+        ops: str = typer.Option(None, "--ops", help="Comma-separated operators (default: the paper's 8)."),
+        lookback: int = typer.Option(2, help="Previous cells a block may read: 2 = H[c-1], H[c-2]; 1 = H[c-1]."),
+        lookforward: int = typer.Option(None, help="Earlier blocks a block may read (default: all; 0 = flat cells)."),
+        as_json: bool = typer.Option(False, "--json", help="One JSON object."),
+    ) -> None:
+        """Print, per level b, the distinct new blocks and the candidates to score."""
+        sp = SearchSpace(ops=parse_ops(ops), blocks=blocks, lookback=lookback, lookforward=lookforward)
+        rows = sp.level_counts(beam)
+        if as_json:
+            print(json.dumps({"space": sp.to_dict(), "beam": beam, "levels": rows}))
+            return
+        t = Table(title=f"search space: {len(sp.ops)} operators, B={blocks}, K={beam}")
+        for col in ("b", "new blocks", "candidates scored", "children trained"):
+            t.add_column(col, justify="right")
+        for r in rows:
+            t.add_row(str(r["b"]), f"{r['new_blocks']:,}", f"{r['candidates']:,}", f"{r['trained']:,}")
+        total = sum(r["trained"] for r in rows)
+        Console().print(t)
+        print(f"{rows[0]['candidates']:,} one-block cells; {total:,} children trained in all")

@@ -1,0 +1,159 @@
+"""A run's configuration: every knob of the search and of child training, with presets.
+
+`SearchConfig` is stored with the run (as JSON) so that a resumed or inspected run always
+sees the settings it started with. `TrainConfig` is the part a worker needs to train a child.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from shared.errors import UserError
+from shared.space import PAPER_OPS, SearchSpace, parse_ops
+
+
+class TrainConfig(BaseModel):
+    """How one child network is built and trained (the paper's search recipe by default)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: str = "cifar10"  # the paper searches on CIFAR-10
+    epochs: int = Field(20, ge=0)  # paper: 20 epochs per child during the search
+    filters: int = Field(24, ge=1)  # F in the paper, during the search
+    cells_per_stage: int = Field(2, ge=1)  # N in the paper, during the search
+    stem: Literal["cifar", "imagenet"] = "cifar"
+    learning_rate: float = Field(0.01, gt=0)  # paper: 0.01 with cosine decay
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)  # L2 on conv kernels; 0 keeps the search cheap
+    batch_size: int = Field(128, ge=1)
+    validation_size: float = Field(5000, gt=0)  # paper: 5,000 CIFAR-10 images; <1 = a fraction
+    max_train_samples: int | None = Field(None, ge=1)  # cap for quick experiments
+    drop_path_keep_prob: float = Field(1.0, gt=0, le=1)  # 1.0 = off, as during the search
+    reward: Literal["best", "final"] = "best"  # which epoch's validation accuracy is the reward
+    mixed_precision: Literal["auto", "on", "off"] = "auto"  # auto = on for GPUs that gain
+    jit_compile: Literal["auto", "on", "off"] = "auto"  # XLA; auto = on GPU only
+    data_seed: int = 0  # fixes the validation split: identical on every worker
+
+
+class SearchConfig(BaseModel):
+    """Everything a search run needs; stored with the run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    strategy: Literal["pnas", "random"] = "pnas"
+    ops: tuple[str, ...] = PAPER_OPS
+    blocks: int = Field(5, ge=1)  # B in the paper
+    beam: int = Field(256, ge=1)  # K in the paper
+    lookback: int = 2  # previous cells a block may read: 2 = H[c-1] and H[c-2] (paper)
+    lookforward: int | None = None  # earlier blocks a block may read; None = all (paper)
+    predictor: Literal["lstm", "mlp"] = "lstm"  # the paper's best surrogate is the LSTM
+    ensemble: int = Field(5, ge=1)  # paper: 5 predictors, each on a different 4/5
+    predictor_epochs: int = Field(200, ge=1)  # fitting passes over the (small) training set
+    keep_predictions: int = Field(0, ge=0)  # also store the top N scored candidates per level
+    seed: int = 0
+    train: TrainConfig = TrainConfig()
+
+    @field_validator("ops", mode="before")
+    @classmethod
+    def _ops(cls, v: Any) -> tuple[str, ...]:
+        return parse_ops(v)
+
+    def space(self) -> SearchSpace:
+        return SearchSpace(
+            ops=self.ops, blocks=self.blocks, lookback=self.lookback, lookforward=self.lookforward
+        )
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+    @classmethod
+    def from_json(cls, text: str | dict) -> "SearchConfig":
+        data = json.loads(text) if isinstance(text, str) else text
+        return cls.model_validate(data)
+
+
+PRESETS: dict[str, dict] = {
+    # A few minutes on a laptop CPU: 3 operators, B=3, K=8 -> 21 + 8 + 8 = 37 children.
+    "quick": {
+        "ops": ["sep3x3", "max3x3", "identity"],
+        "blocks": 3,
+        "beam": 8,
+        "ensemble": 5,
+        "predictor_epochs": 150,
+        "train": {
+            "dataset": "digits",
+            "epochs": 3,
+            "filters": 8,
+            "cells_per_stage": 1,
+            "batch_size": 64,
+            "learning_rate": 0.05,
+            "validation_size": 0.2,
+        },
+    },
+    # The paper's setting (Liu et al. 2018, section 5.1).
+    "paper": {
+        "ops": list(PAPER_OPS),
+        "blocks": 5,
+        "beam": 256,
+        "train": {"dataset": "cifar10", "epochs": 20, "filters": 24, "cells_per_stage": 2},
+    },
+}
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def read_config_file(path: str | Path) -> dict:
+    """A TOML or YAML file as a dict; one clear error if it cannot be read."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"config file {p} does not exist")
+    text = p.read_text()
+    try:
+        if p.suffix.lower() == ".toml":
+            data = tomllib.loads(text)
+        elif p.suffix.lower() in (".yaml", ".yml"):
+            data = yaml.safe_load(text) or {}
+        else:
+            raise UserError(f"config file {p} must end in .toml, .yaml or .yml")
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        first = str(exc).splitlines()[0]
+        raise UserError(f"config file {p} is not valid: {first}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"config file {p} must hold a table of settings")
+    return data
+
+
+def build_config(
+    *, preset: str | None = None, file_data: dict | None = None, overrides: dict | None = None
+) -> tuple[SearchConfig, dict]:
+    """Preset, then file, then flags (later wins). Returns the config and any run-level keys
+    the file held outside the search config (``name``, ``executor``, ``workers``)."""
+    data: dict = {}
+    file_data = dict(file_data or {})
+    preset = preset or file_data.pop("preset", None)
+    if preset:
+        if preset not in PRESETS:
+            raise UserError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
+        data = _deep_merge(data, PRESETS[preset])
+    extras = {k: file_data.pop(k) for k in ("name", "executor", "workers") if k in file_data}
+    data = _deep_merge(data, file_data)
+    data = _deep_merge(data, {k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        cfg = SearchConfig.model_validate(data)
+        cfg.space()  # operator names, limits
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "config"
+        raise UserError(f"invalid setting {where}: {err['msg']}") from None
+    return cfg, extras

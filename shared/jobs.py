@@ -1,0 +1,115 @@
+"""Child jobs: their states and the immutable values the store hands out.
+
+The broker carries only a job id; everything else a worker needs is read from the store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+
+class JobState(str, Enum):
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"  # the training code raised, or attempts ran out
+    lost = "lost"  # the worker vanished (its lease expired); requeued while attempts remain
+
+    def __str__(self) -> str:
+        return self.value
+
+
+ALL_STATES = tuple(s.value for s in JobState)
+
+
+class RunState(str, Enum):
+    created = "created"
+    running = "running"
+    stopped = "stopped"  # interrupted (Ctrl-C, crash): the same command resumes
+    finished = "finished"
+    aborted = "aborted"  # too many consecutive failures
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class EpochMetrics:
+    epoch: int  # 1-based
+    loss: float
+    accuracy: float
+    val_loss: float
+    val_accuracy: float
+    seconds: float
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What training one child produced. ``reward`` is the validation accuracy."""
+
+    reward: float
+    reward_epoch: int  # which epoch gave the reward (best or final, per TrainConfig.reward)
+    history: list[EpochMetrics]
+    params: int
+    wall_seconds: float
+    device: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class JobView:
+    """A child job as the store hands it out (never an ORM object)."""
+
+    id: int
+    run_id: int
+    level: int  # b; 0 for jobs outside the search (final training)
+    arch_id: str
+    cell: list  # the cell as JSON-ready lists
+    kind: str  # "search" or "final"
+    state: str
+    attempts: int
+    max_attempts: int
+    predicted: float | None
+    rank: int | None
+    worker: str | None
+    reward: float | None
+    params: int | None
+    wall_seconds: float | None
+    device: str | None
+    error_class: str | None
+    error_message: str | None
+    log_tail: str | None
+    train: dict  # TrainConfig overrides for this job (final training); {} = the run's
+    queued_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    lease_until: datetime | None
+
+
+@dataclass(frozen=True)
+class RunView:
+    id: int
+    name: str
+    config: dict
+    seed: int
+    state: str
+    level: int  # the level the run is at (0 before it starts)
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class LevelView:
+    id: int
+    run_id: int
+    b: int
+    state: str  # "training" until every child is terminal, then "done"
+    candidates: int  # candidates scored to choose this level's children
+    spearman_extrapolation: float | None  # predicted vs measured on this level's children
+    spearman_insample: float | None  # after refitting on everything so far
+    started_at: datetime
+    finished_at: datetime | None

@@ -1,0 +1,37 @@
+"""The one settings object: where the database, broker and caches are, and the timeouts.
+
+Every process (controller, workers, monitors) reads the same environment variables, so the
+values that must agree across processes (the visibility timeout above all) agree.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PNAS_", extra="ignore")
+
+    database_url: str = "sqlite:///pnas.db"  # the embedded default: a file in the working dir
+    broker_url: str | None = None  # set => the Celery executor is the default
+    data_dir: Path = Path.home() / ".cache" / "pnas" / "datasets"  # shared by all workers
+    queue: str = "pnas"  # Celery queue the children go to
+    # Redis redelivers an unacked message after this; it must exceed the longest child.
+    visibility_timeout: int = Field(12 * 3600, ge=60)
+    lease_seconds: float = Field(150.0, gt=0)  # no heartbeat for this long => the worker is lost
+    heartbeat_seconds: float = Field(30.0, gt=0)  # 30-60 s: shorter ones hurt (Optuna #5470)
+    max_attempts: int = Field(3, ge=1)  # lost/retryable children are tried this often in all
+    max_consecutive_failures: int = Field(10, ge=1)  # then the search stops: broken code
+    task_time_limit: int | None = None  # hard Celery time limit per child, seconds
+    poll_seconds: float = Field(2.0, gt=0)  # longest wait between the controller's DB polls
+    db_pool_size: int = Field(2, ge=1)  # per process: workers hold few connections
+    log_tail_bytes: int = 4096  # of a failed child's log kept in the database
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""Alembic migrations for the pnas schema (`pnas db upgrade` or `alembic upgrade head`)."""

@@ -1,0 +1,139 @@
+"""SQLAlchemy models. Only `shared.store` touches them; everyone else gets immutable views.
+
+The schema itself is created by the Alembic migrations in `migrations/`, which mirror this
+file; `tests/shared/test_migrations.py` checks that they agree.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Run(Base):
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    config: Mapped[dict] = mapped_column(JSON)
+    seed: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(20), index=True)
+    level: Mapped[int] = mapped_column(Integer, default=0)
+    message: Mapped[str | None] = mapped_column(Text)
+    lock_owner: Mapped[str | None] = mapped_column(String(200))
+    lock_until: Mapped[datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class Level(Base):
+    __tablename__ = "levels"
+    __table_args__ = (UniqueConstraint("run_id", "b", name="uq_levels_run_b"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    b: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(20))
+    candidates: Mapped[int] = mapped_column(Integer, default=0)
+    spearman_extrapolation: Mapped[float | None] = mapped_column(Float)
+    spearman_insample: Mapped[float | None] = mapped_column(Float)
+    predictor: Mapped[bytes | None] = mapped_column(LargeBinary)  # the ensemble fitted after it
+    started_at: Mapped[datetime] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class Prediction(Base):
+    """The top-N scored candidates of a level, kept only when the run asks for them."""
+
+    __tablename__ = "predictions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    level_id: Mapped[int] = mapped_column(ForeignKey("levels.id", ondelete="CASCADE"), index=True)
+    arch_id: Mapped[str] = mapped_column(String(32))
+    cell: Mapped[list] = mapped_column(JSON)
+    predicted: Mapped[float] = mapped_column(Float)
+    rank: Mapped[int] = mapped_column(Integer)
+
+
+class ChildJob(Base):
+    """One child network to train: the unit of work, its state and its result."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        UniqueConstraint("run_id", "key", name="uq_jobs_run_key"),
+        Index("ix_jobs_run_state", "run_id", "state"),
+        Index("ix_jobs_run_level", "run_id", "level"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    level: Mapped[int] = mapped_column(Integer)  # b; 0 for final training
+    kind: Mapped[str] = mapped_column(String(20))  # search | final
+    key: Mapped[str] = mapped_column(String(80))  # kind:arch_id[:settings], unique per run
+    arch_id: Mapped[str] = mapped_column(String(32), index=True)
+    cell: Mapped[list] = mapped_column(JSON)
+    train: Mapped[dict] = mapped_column(JSON)  # TrainConfig overrides ({} = the run's)
+    predicted: Mapped[float | None] = mapped_column(Float)
+    rank: Mapped[int | None] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(20))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer)
+    worker: Mapped[str | None] = mapped_column(String(200))
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime)
+    queued_at: Mapped[datetime | None] = mapped_column(DateTime)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    reward: Mapped[float | None] = mapped_column(Float)
+    reward_epoch: Mapped[int | None] = mapped_column(Integer)
+    params: Mapped[int | None] = mapped_column(Integer)
+    wall_seconds: Mapped[float | None] = mapped_column(Float)
+    device: Mapped[str | None] = mapped_column(String(200))
+    error_class: Mapped[str | None] = mapped_column(String(100))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    log_tail: Mapped[str | None] = mapped_column(Text)
+
+
+class EpochRow(Base):
+    __tablename__ = "epochs"
+    __table_args__ = (UniqueConstraint("job_id", "attempt", "epoch", name="uq_epochs_job_attempt_epoch"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    epoch: Mapped[int] = mapped_column(Integer)
+    loss: Mapped[float | None] = mapped_column(Float)
+    accuracy: Mapped[float | None] = mapped_column(Float)
+    val_loss: Mapped[float | None] = mapped_column(Float)
+    val_accuracy: Mapped[float | None] = mapped_column(Float)
+    seconds: Mapped[float | None] = mapped_column(Float)
+
+
+class WorkerRow(Base):
+    """A worker process seen by the store, with its last heartbeat."""
+
+    __tablename__ = "workers"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    hostname: Mapped[str | None] = mapped_column(String(200))
+    device: Mapped[str | None] = mapped_column(String(200))
+    started_at: Mapped[datetime] = mapped_column(DateTime)
+    last_seen: Mapped[datetime] = mapped_column(DateTime)
+    job_id: Mapped[int | None] = mapped_column(Integer)  # the child it trains now, if any

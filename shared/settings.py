@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     poll_seconds: float = Field(2.0, gt=0)  # longest wait between the controller's DB polls
     db_pool_size: int = Field(2, ge=1)  # per process: workers hold few connections
     log_tail_bytes: int = 4096  # of a failed child's log kept in the database
+    # The function that trains one child, as "module:function"; swap in your own trainer
+    # (tests use an instant deterministic one).
+    trainer: str = "worker.training:train_child"
 
 
 @lru_cache(maxsize=1)

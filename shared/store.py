@@ -410,11 +410,10 @@ class Store:
                     from sqlalchemy.dialects.postgresql import insert as dialect_insert
                 for chunk in _chunks(rows, 500):
                     s.execute(dialect_insert(ChildJob).on_conflict_do_nothing(index_elements=["run_id", "key"]), chunk)
-            ids = dict(
-                s.execute(select(ChildJob.key, ChildJob.id).where(ChildJob.run_id == run_id, ChildJob.key.in_(keys)))
-                .tuples()
-                .all()
-            )
+            ids: dict[str, int] = {}
+            for chunk in _chunks(keys, 500):
+                q = select(ChildJob.key, ChildJob.id).where(ChildJob.run_id == run_id, ChildJob.key.in_(chunk))
+                ids.update((k, i) for k, i in s.execute(q))
         return [ids[k] for k in keys]
 
     def job_ids(self, run_id: int, *, level: int | None = None, states: Iterable[str] | None = None, kind: str | None = None) -> list[int]:
@@ -734,6 +733,19 @@ class Store:
                 update(ChildJob)
                 .where(ChildJob.id == job_id, ChildJob.attempts == attempt, ChildJob.state == R)
                 .values(**values)
+            )
+            if res.rowcount == 1:
+                self._release_worker(s, job_id)
+            return res.rowcount == 1
+
+    def hand_back(self, job_id: int, *, attempt: int) -> bool:
+        """A worker shutting down returns its running child to the queue; the attempt is not
+        counted (fenced, so a job that was meanwhile declared lost is left alone)."""
+        with self._tx() as s:
+            res = s.execute(
+                update(ChildJob)
+                .where(ChildJob.id == job_id, ChildJob.attempts == attempt, ChildJob.state == R)
+                .values(state=Q, attempts=ChildJob.attempts - 1, worker=None, lease_until=None, queued_at=self._now())
             )
             if res.rowcount == 1:
                 self._release_worker(s, job_id)

@@ -1,0 +1,345 @@
+"""The progressive search (Algorithm 1 of Liu et al. 2018), resumable from the store alone.
+
+For b = 1: train every one-block cell, fit the surrogate. For b = 2..B: expand the cells
+trained at b-1 by every possible block, score all candidates with the surrogate, train the
+top K, refit the surrogate on everything so far. The `random` strategy picks the K at random
+from the same expansion instead (same budget, for comparison).
+
+Everything the loop needs is rebuilt from the store on every start: the level, the beam
+(the children that succeeded at b-1), the predictor (its weights are stored with each level)
+and the seed. A controller killed at any moment and started again continues where the
+store says it is; job inserts are idempotent, and a job is only trained once it is claimed.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+import numpy as np
+
+from controller.executors import Executor
+from shared.config import SearchConfig
+from shared.errors import SearchAborted, UserError
+from shared.jobs import JobState, RunState, RunView
+from shared.settings import Settings
+from shared.space import Cell, CellBatch, SearchSpace
+from shared.store import Store
+
+LOCK_TTL = 60.0  # seconds a controller's run lock lasts without renewal
+
+
+@dataclass
+class LevelProgress:
+    b: int
+    total: int
+    counts: dict
+    best: float | None
+    elapsed: float
+    eta: float | None
+
+    @property
+    def done(self) -> int:
+        return self.counts["succeeded"] + self.counts["failed"] + self.counts["lost"]
+
+
+class Reporter(Protocol):
+    def level_started(self, b: int, *, total: int, candidates: int, resumed: bool) -> None: ...
+    def progress(self, p: LevelProgress) -> None: ...
+    def level_done(self, b: int, *, summary: dict) -> None: ...
+    def message(self, text: str) -> None: ...
+
+
+class SilentReporter:
+    def level_started(self, b: int, *, total: int, candidates: int, resumed: bool) -> None: ...
+    def progress(self, p: LevelProgress) -> None: ...
+    def level_done(self, b: int, *, summary: dict) -> None: ...
+    def message(self, text: str) -> None: ...
+
+
+@dataclass
+class Controller:
+    """Runs one search to its end over a store and an executor (see the module docstring)."""
+
+    store: Store
+    executor: Executor
+    settings: Settings
+    reporter: Reporter = field(default_factory=SilentReporter)
+    owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
+    # Hooks for tests: called after named steps, e.g. to kill the process at that moment.
+    hook: Callable[[str, int], None] | None = None
+
+    # --- entry ---------------------------------------------------------------------------
+    def open_run(self, *, name: str, config: SearchConfig) -> RunView:
+        """Create the run, or find it and check the settings match."""
+        run, created = self.store.create_run(name=name, config=config.model_dump(mode="json"), seed=config.seed)
+        if not created:
+            stored = SearchConfig.from_json(run.config)
+            if stored != config:
+                diff = _first_difference(stored.model_dump(mode="json"), config.model_dump(mode="json"))
+                raise UserError(
+                    f"run {name!r} already exists with different settings ({diff}); run it again with the "
+                    "same settings to resume it, or pick a new --name"
+                )
+        return run
+
+    def run(self, run: RunView) -> RunView:
+        self._lock(run)
+        self.store.set_run_state(run.id, RunState.running, message="")
+        try:
+            self.executor.start(run.id)
+            self._search(run)
+        except KeyboardInterrupt:
+            self.store.set_run_state(run.id, RunState.stopped, message="interrupted; run the same command to resume")
+            raise
+        except SearchAborted as exc:
+            self.store.set_run_state(run.id, RunState.aborted, message=str(exc))
+            raise
+        except BaseException as exc:
+            try:
+                self.store.set_run_state(run.id, RunState.stopped, message=f"{type(exc).__name__}: {exc}")
+            except Exception:
+                pass
+            raise
+        finally:
+            self.executor.stop()
+            try:
+                self.store.release_run_lock(run.id, owner=self.owner)
+            except Exception:
+                pass
+        self.store.set_run_state(run.id, RunState.finished, message="")
+        return self.store.require_run(run.id)
+
+    # --- the loop ------------------------------------------------------------------------
+    def _search(self, run: RunView) -> None:
+        cfg = SearchConfig.from_json(run.config)
+        space = cfg.space()
+        for b in range(1, cfg.blocks + 1):
+            level = self.store.get_level(run.id, b)
+            if level is not None and level.state == "done":
+                continue
+            job_ids = self.store.job_ids(run.id, level=b)
+            resumed = bool(job_ids)
+            if not job_ids:
+                job_ids, candidates = self._choose(run, cfg, space, b)
+            else:
+                candidates = level.candidates if level else len(job_ids)
+            self.reporter.level_started(b, total=len(job_ids), candidates=candidates, resumed=resumed)
+            self._step("chosen", b)
+            self._wait(run, b)
+            self._step("trained", b)
+            summary = self._finish_level(run, cfg, space, b)
+            self.reporter.level_done(b, summary=summary)
+            self._step("refit", b)
+
+    def _choose(self, run: RunView, cfg: SearchConfig, space: SearchSpace, b: int) -> tuple[list[int], int]:
+        """Pick the children of level b and insert their jobs (idempotent). Returns (ids, scored)."""
+        if b == 1:
+            batch = space.one_block_cells()
+            rows = np.arange(len(batch))
+            predicted = None
+            candidates = len(batch)
+        else:
+            beam = self._beam(run, space, b - 1)
+            batch = space.expand(beam)
+            candidates = len(batch)
+            k = min(cfg.beam, len(batch))
+            ens = self._predictor(run, b - 1) if cfg.strategy == "pnas" else None
+            if ens is not None:
+                self.reporter.message(f"level {b}: scoring {len(batch):,} candidates")
+                t0 = time.perf_counter()
+                scores = ens.predict(batch)
+                self.reporter.message(f"level {b}: scored in {time.perf_counter() - t0:.1f}s")
+                rows = np.argsort(-scores, kind="stable")[:k]
+                predicted = scores
+                if cfg.keep_predictions:
+                    top = np.argsort(-scores, kind="stable")[: cfg.keep_predictions]
+                    self.store.start_level(run.id, b, candidates=candidates)
+                    self.store.save_predictions(
+                        run.id,
+                        b,
+                        [(batch.ids([r])[0], batch.cell(r).to_list(), float(scores[r]), i + 1) for i, r in enumerate(top)],
+                    )
+            else:
+                rng = np.random.default_rng([run.seed, b])
+                rows = np.sort(rng.choice(len(batch), size=k, replace=False))
+                predicted = None
+        self._step("scored", b)
+        self.store.start_level(run.id, b, candidates=candidates)
+        children = [
+            (
+                batch.ids([r])[0],
+                batch.cell(r).to_list(),
+                None if predicted is None else float(predicted[r]),
+                i + 1 if predicted is not None else None,
+            )
+            for i, r in enumerate(rows)
+        ]
+        ids = self.store.add_jobs(run.id, level=b, children=children, max_attempts=self.settings.max_attempts)
+        return ids, candidates
+
+    def _beam(self, run: RunView, space: SearchSpace, b: int) -> CellBatch:
+        jobs = self.store.jobs(run.id, level=b, states=[JobState.succeeded.value])
+        if not jobs:
+            raise SearchAborted(f"no child of level {b} succeeded; nothing to expand (see `pnas status`)")
+        return space.batch([Cell.from_json(j.cell, space.ops) for j in jobs])
+
+    def _predictor(self, run: RunView, b: int):  # noqa: ANN202
+        from controller.predictor import Ensemble
+
+        stored = self.store.latest_predictor(run.id)
+        if stored is None or stored[0] != b:
+            raise SearchAborted(f"level {b} finished without a stored predictor; cannot score level {b + 1}")
+        return Ensemble.from_bytes(stored[1])
+
+    def _wait(self, run: RunView, b: int) -> None:
+        """Until every child of level b is terminal, reading the store (one aggregate a poll)."""
+        queued = self.store.job_ids(run.id, level=b, states=[JobState.queued.value])
+        if queued:
+            self.executor.submit(queued)
+        start, delay, last_reconcile = time.monotonic(), 0.05, time.monotonic()
+        first_done: int | None = None
+        while True:
+            self.executor.check()
+            self._renew_lock(run)
+            self.store.sweep_expired(run.id)
+            requeued = self.store.requeue_lost(run.id)
+            if requeued:
+                self.reporter.message(f"requeued {len(requeued)} lost child(ren): {requeued[:10]}")
+                self.executor.submit(requeued)
+            p = self.store.level_progress(run.id, b)
+            counts = p["counts"]
+            done = counts["succeeded"] + counts["failed"] + counts["lost"]
+            elapsed = time.monotonic() - start
+            if first_done is None:
+                first_done = done
+            new = done - first_done
+            eta = elapsed / new * (p["total"] - done) if new > 0 else None
+            self.reporter.progress(LevelProgress(b, p["total"], counts, p["best"], elapsed, eta))
+            fails = self.store.consecutive_failures(run.id)
+            if fails >= self.settings.max_consecutive_failures:
+                raise SearchAborted(
+                    f"{fails} children failed in a row; the training code or the configuration is probably broken "
+                    "(see `pnas status` and `pnas show ID`). Fix it, then `pnas retry` and run the search again."
+                )
+            if counts["queued"] == 0 and counts["running"] == 0 and p["requeueable"] == 0:
+                return
+            if time.monotonic() - last_reconcile > 30:
+                last_reconcile = time.monotonic()
+                reconcile = getattr(self.executor, "reconcile", None)
+                if reconcile is not None:
+                    reconcile(self.store.job_ids(run.id, level=b, states=[JobState.queued.value]))
+            time.sleep(delay)
+            delay = min(delay * 1.5, self.settings.poll_seconds)
+
+    def _finish_level(self, run: RunView, cfg: SearchConfig, space: SearchSpace, b: int) -> dict:
+        from controller.predictor import spearman
+
+        jobs = self.store.jobs(run.id, level=b)
+        ok = [j for j in jobs if j.state == JobState.succeeded.value]
+        failed = [j for j in jobs if j.state != JobState.succeeded.value]
+        if not ok:
+            raise SearchAborted(f"no child of level {b} succeeded ({len(failed)} failed); see `pnas status`")
+        extrap = None
+        pairs = [(j.predicted, j.reward) for j in ok if j.predicted is not None]
+        if len(pairs) >= 3:
+            extrap = spearman([p for p, _ in pairs], [r for _, r in pairs])
+        blob, insample = None, None
+        if cfg.strategy == "pnas":
+            blob, insample = self._refit(run, cfg, space, b)
+        self.store.finish_level(
+            run.id, b, predictor=blob, spearman_extrapolation=extrap, spearman_insample=insample
+        )
+        return {
+            "succeeded": len(ok),
+            "failed": len(failed),
+            "best": max(j.reward for j in ok),
+            "mean": float(np.mean([j.reward for j in ok])),
+            "spearman_extrapolation": extrap,
+            "spearman_insample": insample,
+        }
+
+    def _refit(self, run: RunView, cfg: SearchConfig, space: SearchSpace, b: int) -> tuple[bytes, float | None]:
+        from controller.predictor import fit_ensemble, spearman
+
+        rows = self.store.rewards(run.id, max_level=b)
+        by_level: dict[int, list] = {}
+        for lv, cell, reward in rows:
+            by_level.setdefault(lv, []).append((cell, reward))
+        batches, rewards = [], []
+        for lv in sorted(by_level):
+            cells = [Cell.from_json(c, space.ops) for c, _ in by_level[lv]]
+            batches.append(space.batch(cells))
+            rewards.append(np.array([r for _, r in by_level[lv]], dtype=np.float32))
+        self.reporter.message(f"level {b}: fitting the {cfg.predictor} predictor ensemble on {len(rows)} children")
+        ens = fit_ensemble(
+            space,
+            batches,
+            rewards,
+            kind=cfg.predictor,
+            members=cfg.ensemble,
+            epochs=cfg.predictor_epochs,
+            seed=run.seed * 1000 + b,
+            first_level=(b == 1),
+        )
+        pred = np.concatenate([ens.predict(x) for x in batches])
+        insample = spearman(pred, np.concatenate(rewards)) if len(pred) >= 3 else None
+        return ens.to_bytes(), insample
+
+    # --- lock ----------------------------------------------------------------------------
+    def _lock(self, run: RunView) -> None:
+        holder = self.store.acquire_run_lock(run.id, owner=self.owner, ttl_seconds=LOCK_TTL)
+        if holder is not None and _stale_here(holder):
+            self.store.release_run_lock(run.id, owner=holder)
+            holder = self.store.acquire_run_lock(run.id, owner=self.owner, ttl_seconds=LOCK_TTL)
+        if holder is not None:
+            host, pid = (holder.split(":") + ["?", "?"])[:2]
+            raise UserError(
+                f"run {run.name!r} is already being searched by another controller (pid {pid} on {host}); "
+                f"wait for it, or stop it first (its lock expires {int(LOCK_TTL)} s after it stops renewing)"
+            )
+
+    def _renew_lock(self, run: RunView) -> None:
+        holder = self.store.acquire_run_lock(run.id, owner=self.owner, ttl_seconds=LOCK_TTL)
+        if holder is not None:
+            raise SearchAborted(f"another controller ({holder}) took over run {run.name!r}; this one stops")
+
+    def _step(self, what: str, b: int) -> None:
+        if self.hook is not None:
+            self.hook(what, b)
+
+
+def _stale_here(holder: str) -> bool:
+    """A lock held by a process on this host that no longer exists (or is this very pid)."""
+    parts = holder.split(":")
+    if len(parts) < 2 or parts[0] != socket.gethostname():
+        return False
+    try:
+        pid = int(parts[1])
+    except ValueError:
+        return False
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _first_difference(a: dict, b: dict, prefix: str = "") -> str:
+    for k in sorted(set(a) | set(b)):
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            d = _first_difference(va, vb, f"{prefix}{k}.")
+            if d:
+                return d
+        elif va != vb:
+            return f"{prefix}{k}: stored {va!r}, given {vb!r}"
+    return ""

@@ -1,0 +1,187 @@
+"""`pnas search`: run (or resume) a progressive search on the embedded default or Celery."""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import time
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from shared.config import SearchConfig, build_config, read_config_file
+from shared.errors import SearchAborted, UserError
+from shared.settings import get_settings
+
+console = Console(stderr=True)
+
+
+def make_executor(kind: str | None, *, workers: int):  # noqa: ANN201
+    """The composition root's one decision: which executor hands children out."""
+    settings = get_settings()
+    kind = kind or ("celery" if settings.broker_url else "local")
+    if kind == "local":
+        from controller.executors import LocalExecutor
+
+        return LocalExecutor(workers=workers)
+    if kind == "celery":
+        if not settings.broker_url:
+            raise UserError("--executor celery needs PNAS_BROKER_URL (e.g. redis://127.0.0.1:6379/0)")
+        from controller.celery_executor import CeleryExecutor
+
+        return CeleryExecutor(settings)
+    raise UserError(f"unknown executor {kind!r}; choose local or celery")
+
+
+def default_run_name(cfg: SearchConfig, preset: str | None) -> str:
+    digest = hashlib.sha1(cfg.model_dump_json().encode()).hexdigest()[:6]
+    return f"{preset or 'search'}-{cfg.strategy}-{digest}"
+
+
+class RichReporter:
+    """Progress per level for a person at a terminal (or a log when not a terminal)."""
+
+    def __init__(self) -> None:
+        self.last = 0.0
+        self.b = 0
+
+    def level_started(self, b: int, *, total: int, candidates: int, resumed: bool) -> None:
+        self.b = b
+        what = "resuming" if resumed else "training"
+        scored = f" (top {total} of {candidates:,} candidates)" if b > 1 else ""
+        console.print(f"[bold]level {b}[/bold]: {what} {total} children{scored}")
+
+    def progress(self, p) -> None:  # noqa: ANN001
+        now = time.monotonic()
+        finished = p.done == p.total
+        if not finished and now - self.last < (1.0 if console.is_terminal else 15.0):
+            return
+        self.last = now
+        c = p.counts
+        best = f"{p.best:.4f}" if p.best is not None else "-"
+        eta = _dur(p.eta) if p.eta is not None else "?"
+        line = (
+            f"  level {p.b}: {p.done}/{p.total} done ({c['running']} running, {c['failed']} failed, "
+            f"{c['lost']} lost), best {best}, elapsed {_dur(p.elapsed)}, ETA {eta}"
+        )
+        if console.is_terminal and not finished:
+            console.print(line, end="\r", highlight=False, soft_wrap=True)
+        else:
+            console.print(line, highlight=False)
+
+    def level_done(self, b: int, *, summary: dict) -> None:
+        ex = summary["spearman_extrapolation"]
+        ins = summary["spearman_insample"]
+        console.print(
+            f"  level {b} done: {summary['succeeded']} succeeded, {summary['failed']} failed, "
+            f"best {summary['best']:.4f}, mean {summary['mean']:.4f}"
+            + (f", predictor Spearman {ex:.3f} on these children" if ex is not None else "")
+            + (f", {ins:.3f} in-sample after refit" if ins is not None else ""),
+            highlight=False,
+        )
+
+    def message(self, text: str) -> None:
+        console.print(f"  {text}", highlight=False)
+
+
+def _dur(s: float) -> str:
+    s = int(s)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def print_top(store, run, k: int = 5) -> None:  # noqa: ANN001
+    rows = store.top(run.id, k=k)
+    t = Table(title=f"top {k} of run {run.name!r}")
+    for col in ("rank", "job", "level", "accuracy", "params", "cell"):
+        t.add_column(col, justify="right" if col != "cell" else "left")
+    from shared.space import Cell
+
+    for i, j in enumerate(rows, 1):
+        t.add_row(str(i), str(j.id), str(j.level), f"{j.reward:.4f}", f"{j.params:,}" if j.params else "-", Cell.from_json(j.cell).readable())
+    Console().print(t)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def search(
+        preset: str = typer.Option(None, help="quick (digits, minutes on a CPU) or paper (CIFAR-10, B=5, K=256)."),
+        config: Path = typer.Option(None, "--config", "-c", help="TOML or YAML file with any setting below."),
+        name: str = typer.Option(None, help="Run name; the same name resumes the run."),
+        executor: str = typer.Option(None, help="local (default) or celery (default when PNAS_BROKER_URL is set)."),
+        workers: int = typer.Option(None, help="Local worker processes (local executor)."),
+        strategy: str = typer.Option(None, help="pnas (default) or random: same budget, random children."),
+        seed: int = typer.Option(None),
+        dataset: str = typer.Option(None, help="digits, cifar10, cifar100, mnist, fashion_mnist or npz:PATH."),
+        ops: str = typer.Option(None, help="Comma-separated operators."),
+        blocks: int = typer.Option(None, "--blocks", "-B"),
+        beam: int = typer.Option(None, "--beam", "-K"),
+        lookback: int = typer.Option(None, help="2 = H[c-1] and H[c-2] (paper); 1 = H[c-1] only."),
+        lookforward: int = typer.Option(None, help="Earlier blocks a block may read (default all)."),
+        predictor: str = typer.Option(None, help="lstm (paper's best) or mlp."),
+        epochs: int = typer.Option(None, help="Epochs per child."),
+        filters: int = typer.Option(None, "--filters", "-F"),
+        n: int = typer.Option(None, "--n", "-N", help="Cells per stage."),
+        lr: float = typer.Option(None, "--lr"),
+        batch_size: int = typer.Option(None),
+        keep_predictions: int = typer.Option(None, help="Also store the top N scored candidates per level."),
+    ) -> None:
+        """Run a progressive search; the same command resumes it after a stop or crash."""
+        file_data = read_config_file(config) if config else {}
+        if not preset and not config:
+            preset = "quick"
+            console.print("using --preset quick (digits, a few minutes on a CPU); --preset paper is the paper's setting")
+        train = {
+            k: v
+            for k, v in dict(
+                dataset=dataset, epochs=epochs, filters=filters, cells_per_stage=n, learning_rate=lr, batch_size=batch_size
+            ).items()
+            if v is not None
+        }
+        overrides = dict(
+            strategy=strategy,
+            seed=seed,
+            ops=ops,
+            blocks=blocks,
+            beam=beam,
+            lookback=lookback,
+            lookforward=lookforward,
+            predictor=predictor,
+            keep_predictions=keep_predictions,
+        )
+        if train:
+            overrides["train"] = train
+        cfg, extras = build_config(preset=preset, file_data=file_data, overrides=overrides)
+        run_name = name or extras.get("name") or default_run_name(cfg, preset or file_data.get("preset"))
+        n_workers = workers or int(extras.get("workers", 1))
+        if n_workers < 1:
+            raise UserError("--workers must be at least 1")
+
+        from controller.search import Controller
+        from shared.store import Store
+
+        settings = get_settings()
+        store = Store.from_settings(settings)
+        store.ensure_schema()
+        ex = make_executor(executor or extras.get("executor"), workers=n_workers)
+        ctl = Controller(store=store, executor=ex, settings=settings, reporter=RichReporter())
+        run = ctl.open_run(name=run_name, config=cfg)
+        if run.state == "finished":
+            console.print(f"run {run.name!r} already finished; its results:")
+            print_top(store, run)
+            return
+        console.print(
+            f"run {run.name!r} on {store.safe_url} with the {ex.name} executor"
+            + (f" ({n_workers} worker process{'es' if n_workers > 1 else ''})" if ex.name == "local" else "")
+        )
+        try:
+            run = ctl.run(run)
+        except KeyboardInterrupt:
+            console.print(f"\nstopped; run the same command to resume run {run.name!r}")
+            sys.exit(130)
+        except SearchAborted as exc:
+            console.print(f"[red]search aborted:[/red] {exc}")
+            sys.exit(3)
+        console.print(f"run {run.name!r} finished")
+        print_top(store, run)

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The test command: set up .venv, make sure PostgreSQL and Redis run, then run every test.
+# Extra arguments go to pytest (e.g. scripts/test.sh -k store). The compose end-to-end test
+# runs when a Docker engine answers (or PNAS_E2E=1); it is skipped with a reason otherwise.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh --dev
+bash scripts/services.sh
+export PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2
+exec .venv/bin/python -m pytest "$@"

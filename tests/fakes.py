@@ -1,0 +1,69 @@
+"""An instant, deterministic trainer for testing the controller and the queue (not the ML).
+
+Loaded by worker processes through ``PNAS_TRAINER=tests.fakes:instant_trainer``.
+The reward is an additive function of the cell's (input, operator) pairs, so the best cell
+is known: every block reads ``H[c-1]`` through ``PLANTED_OP`` twice.
+Environment knobs:
+- ``PNAS_FAKE_SLEEP``: seconds each child takes (for kill and resume tests);
+- ``PNAS_FAKE_FAIL``: comma-separated arch ids that raise (final failures);
+- ``PNAS_FAKE_FAIL_ALL=1``: every child raises;
+- ``PNAS_FAKE_LOG``: append one line per trained child to this file (to count trainings).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import zlib
+
+from shared.errors import ChildFailed
+from shared.jobs import EpochMetrics, TrainResult
+
+PLANTED_OP = "sep3x3"
+
+
+def pair_value(inp: int, op: str) -> float:
+    if inp == -1 and op == PLANTED_OP:
+        return 1.0
+    return (zlib.crc32(f"{inp}:{op}".encode()) % 1000) / 1000 * 0.8
+
+
+def true_reward(cell) -> float:  # noqa: ANN001
+    vals = [(pair_value(b.in1, b.op1) + pair_value(b.in2, b.op2)) / 2 for b in cell.blocks]
+    return 0.2 + 0.7 * sum(vals) / len(vals) + 0.01 * len(cell.blocks)
+
+
+def instant_trainer(cell, train, *, seed=0, on_epoch=None, log=None, **_):  # noqa: ANN001, ANN201
+    sleep = float(os.environ.get("PNAS_FAKE_SLEEP", "0"))
+    if log:
+        log(f"fake training {cell.arch_id}")
+    if os.environ.get("PNAS_FAKE_FAIL_ALL") == "1" or cell.arch_id in os.environ.get("PNAS_FAKE_FAIL", "").split(","):
+        raise RuntimeError(f"planted failure for {cell.arch_id}")
+    t0 = time.perf_counter()
+    r = true_reward(cell)
+    history = []
+    for e in range(1, max(1, train.epochs) + 1):
+        if sleep:
+            time.sleep(sleep / max(1, train.epochs))
+        m = EpochMetrics(epoch=e, loss=1 - r, accuracy=r, val_loss=1 - r, val_accuracy=r, seconds=0.0)
+        history.append(m)
+        if on_epoch:
+            on_epoch(m)
+    path = os.environ.get("PNAS_FAKE_LOG")
+    if path:
+        with open(path, "a") as f:
+            f.write(f"{cell.arch_id} {os.getpid()}\n")
+    return TrainResult(
+        reward=r,
+        reward_epoch=len(history),
+        history=history,
+        params=1000 * len(cell.blocks),
+        wall_seconds=time.perf_counter() - t0,
+        device="fake",
+    )
+
+
+def planted_best(space):  # noqa: ANN001, ANN201
+    from shared.space import Cell
+
+    return Cell.of([[-1, PLANTED_OP, -1, PLANTED_OP]] * space.blocks, space.ops)

@@ -1,0 +1,85 @@
+"""A local worker process: takes queued children of one run from the database and trains them.
+
+Started by the controller's local executor as ``python -m worker.local --run ID``; the
+database is the queue (claim with a conditional update), so a child goes through the same
+claim, lease and fenced-write path as one delivered by Celery. The process exits when its
+parent (the controller) dies, handing its running child back first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import time
+
+from shared.settings import get_settings
+from shared.store import Store
+from worker.runner import Shutdown, load_trainer, run_job, worker_name
+
+log = logging.getLogger("pnas.worker")
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to send SIGTERM when the parent dies (no-op elsewhere)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def serve(run_id: int, *, max_children: int | None = None, parent_pid: int | None = None) -> int:
+    settings = get_settings()
+    store = Store.from_settings(settings)
+    trainer = load_trainer(settings.trainer)
+    name = worker_name()
+    store.register_worker(name, hostname=os.uname().nodename, device="cpu (local)")
+    done, idle = 0, 0.05
+
+    def _stop(signum, _frame):  # noqa: ANN001
+        raise Shutdown(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        while max_children is None or done < max_children:
+            if parent_pid and os.getppid() != parent_pid:
+                log.info("controller is gone; worker %s exits", name)
+                return 0
+            claimed = store.claim_next(worker=name, lease_seconds=settings.lease_seconds, run_id=run_id)
+            if claimed is None:
+                store.worker_seen(name)
+                time.sleep(idle)
+                idle = min(idle * 2, 1.0)
+                continue
+            idle = 0.05
+            job_id, attempt = claimed
+            outcome = run_job(store, job_id, settings=settings, worker=name, attempt=attempt, trainer=trainer)
+            if outcome.state == "handed_back":
+                break
+            done += 1
+    except Shutdown:
+        log.info("worker %s stopping", name)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m worker.local")
+    p.add_argument("--run", type=int, required=True, help="run id whose children to train")
+    p.add_argument("--max-children", type=int, default=None)
+    p.add_argument("--parent-pid", type=int, default=None)
+    args = p.parse_args(argv)
+    logging.basicConfig(
+        level=os.environ.get("PNAS_LOG_LEVEL", "WARNING"),
+        format="%(asctime)s %(levelname)s [worker %(process)d] %(message)s",
+    )
+    _die_with_parent()
+    return serve(args.run, max_children=args.max_children, parent_pid=args.parent_pid)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,218 @@
+"""Run one child job through the store: claim, heartbeat, train, record.
+
+The same path serves a job id delivered by Celery and a job a local worker process picked
+from the database queue. Training itself (`settings.trainer`) knows nothing of either.
+
+Outcomes:
+- success: `store.finish`, fenced by (job id, attempt, running);
+- `ChildFailed`, or any other exception of the training code: a final failure with the
+  error text and the tail of the child's log;
+- `ChildRetryable`: back to the queue while attempts remain;
+- `Shutdown` (SIGTERM/SIGINT while training): the child is handed back, not counted.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import logging
+import os
+import socket
+import threading
+import time
+import traceback
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable
+
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from shared.config import SearchConfig, TrainConfig
+from shared.errors import ChildFailed, ChildRetryable, UserError
+from shared.jobs import EpochMetrics, TrainResult
+from shared.settings import Settings
+from shared.space import Cell
+from shared.store import Store
+
+log = logging.getLogger("pnas.worker")
+
+
+class Shutdown(BaseException):
+    """Raised in the training thread when the worker is asked to stop."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    job_id: int
+    state: str  # succeeded | failed | requeued | handed_back | skipped | not_ours
+    detail: str = ""
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def load_trainer(path: str) -> Callable[..., TrainResult]:
+    module, _, func = path.partition(":")
+    try:
+        return getattr(importlib.import_module(module), func or "train_child")
+    except (ImportError, AttributeError) as exc:
+        raise UserError(f"PNAS_TRAINER={path!r} cannot be imported: {exc}") from None
+
+
+def retry_db(fn: Callable, *, what: str, give_up_after: float = 600.0):  # noqa: ANN201
+    """Call ``fn`` until the database answers (it may be restarting), up to ``give_up_after`` s."""
+    delay, start = 0.5, time.monotonic()
+    while True:
+        try:
+            return fn()
+        except (OperationalError, DBAPIError) as exc:
+            if isinstance(exc, DBAPIError) and not exc.connection_invalidated and not isinstance(exc, OperationalError):
+                raise
+            if time.monotonic() - start > give_up_after:
+                raise
+            log.warning("database unavailable while trying to %s (%s); retrying in %.1fs", what, type(exc).__name__, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
+class _LogTail(logging.Handler):
+    """Keeps the last few KB of what the child logged, for the database."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(logging.INFO)
+        self.limit = limit
+        self.lines: deque[str] = deque()
+        self.size = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.add(self.format(record))
+
+    def add(self, line: str) -> None:
+        self.lines.append(line)
+        self.size += len(line) + 1
+        while self.size > self.limit and len(self.lines) > 1:
+            self.size -= len(self.lines.popleft()) + 1
+
+    def text(self) -> str:
+        return "\n".join(self.lines)[-self.limit :]
+
+
+class _Heartbeat(threading.Thread):
+    """Renews the lease every `heartbeat_seconds` on the database clock."""
+
+    def __init__(self, store: Store, job_id: int, attempt: int, worker: str, settings: Settings) -> None:
+        super().__init__(daemon=True, name=f"heartbeat-{job_id}")
+        self.store, self.job_id, self.attempt, self.worker, self.settings = store, job_id, attempt, worker, settings
+        self.stopped = threading.Event()
+        self.lost = False  # the job is no longer ours (declared lost and re-run elsewhere)
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.settings.heartbeat_seconds):
+            try:
+                ok = self.store.heartbeat(
+                    self.job_id, attempt=self.attempt, worker=self.worker, lease_seconds=self.settings.lease_seconds
+                )
+                if not ok and not self.lost:
+                    self.lost = True
+                    log.warning("job %s attempt %s is no longer ours; its result will be discarded", self.job_id, self.attempt)
+            except Exception as exc:  # the DB may be restarting: keep trying
+                log.warning("heartbeat failed: %s", exc)
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+
+def train_config_for(run_config: dict, overrides: dict) -> tuple[SearchConfig, TrainConfig]:
+    cfg = SearchConfig.from_json(run_config)
+    train = cfg.train.model_copy(update=overrides) if overrides else cfg.train
+    return cfg, TrainConfig.model_validate(train.model_dump())
+
+
+def run_job(
+    store: Store,
+    job_id: int,
+    *,
+    settings: Settings,
+    worker: str | None = None,
+    attempt: int | None = None,
+    trainer: Callable[..., TrainResult] | None = None,
+) -> Outcome:
+    """Claim (unless ``attempt`` says it is claimed already), train and record one child."""
+    worker = worker or worker_name()
+    if attempt is None:
+        attempt = retry_db(lambda: store.claim(job_id, worker=worker, lease_seconds=settings.lease_seconds), what="claim")
+        if attempt is None:
+            return Outcome(job_id, "skipped", "taken by another worker, finished, or out of attempts")
+    job = retry_db(lambda: store.job(job_id), what="read the job")
+    tail = _LogTail(settings.log_tail_bytes)
+    tail.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+
+    # A malformed job is a final failure that never reaches the trainer.
+    try:
+        run_cfg = retry_db(lambda: store.run_config(job.run_id), what="read the run")
+        cfg, train = train_config_for(run_cfg, job.train)
+        cell = cfg.space().validate(Cell.from_json(job.cell, cfg.ops)) if job.kind == "search" else Cell.from_json(job.cell)
+    except (UserError, ValueError) as exc:
+        msg = f"invalid job: {exc}"
+        log.error("job %s: %s", job_id, msg)
+        retry_db(
+            lambda: store.fail(job_id, attempt=attempt, error_class="invalid_job", message=msg, log_tail=msg),
+            what="record the failure",
+        )
+        return Outcome(job_id, "failed", msg)
+
+    heartbeat = _Heartbeat(store, job_id, attempt, worker, settings)
+    heartbeat.start()
+    root = logging.getLogger()
+    root.addHandler(tail)
+    seed = int(run_cfg.get("seed", 0)) * 1_000_003 + int(job_id)
+    log.info("job %s attempt %s: training %s (level %s) on %s", job_id, attempt, cell.arch_id, job.level, worker)
+
+    def on_epoch(m: EpochMetrics) -> None:
+        tail.add(
+            f"epoch {m.epoch}: loss {m.loss:.4f} acc {m.accuracy:.4f} val_loss {m.val_loss:.4f} "
+            f"val_acc {m.val_accuracy:.4f} ({m.seconds:.1f}s)"
+        )
+        retry_db(lambda: store.add_epoch(job_id, attempt=attempt, metrics=m), what="record an epoch")
+
+    try:
+        fn = trainer or load_trainer(settings.trainer)
+        result = fn(cell, train, seed=seed, on_epoch=on_epoch, log=tail.add)
+    except Shutdown:
+        heartbeat.stop()
+        root.removeHandler(tail)
+        retry_db(lambda: store.hand_back(job_id, attempt=attempt), what="hand the job back", give_up_after=20)
+        log.info("job %s handed back", job_id)
+        return Outcome(job_id, "handed_back")
+    except BaseException as exc:
+        heartbeat.stop()
+        root.removeHandler(tail)
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            retry_db(lambda: store.hand_back(job_id, attempt=attempt), what="hand the job back", give_up_after=20)
+            raise
+        retryable = isinstance(exc, ChildRetryable)
+        cls = "retryable" if retryable else ("final" if isinstance(exc, ChildFailed) else type(exc).__name__)
+        buf = io.StringIO()
+        traceback.print_exception(exc, file=buf)
+        tail.add(buf.getvalue())
+        message = f"{type(exc).__name__}: {exc}"
+        log.error("job %s attempt %s failed: %s", job_id, attempt, message)
+        ok = retry_db(
+            lambda: store.fail(
+                job_id, attempt=attempt, error_class=cls, message=message, log_tail=tail.text(), retryable=retryable
+            ),
+            what="record the failure",
+        )
+        if not ok:
+            return Outcome(job_id, "not_ours", message)
+        return Outcome(job_id, "requeued" if retryable else "failed", message)
+
+    heartbeat.stop()
+    root.removeHandler(tail)
+    ok = retry_db(lambda: store.finish(job_id, attempt=attempt, result=result), what="record the result")
+    if not ok:
+        log.warning("job %s attempt %s finished but a newer attempt owns it; result discarded", job_id, attempt)
+        return Outcome(job_id, "not_ours")
+    log.info("job %s succeeded: reward %.4f in %.1fs", job_id, result.reward, result.wall_seconds)
+    return Outcome(job_id, "succeeded", f"{result.reward:.4f}")

@@ -279,7 +279,7 @@ class Controller:
         ens = fit_ensemble(
             space,
             batches,
-            rewards,
+            np.concatenate(rewards),
             kind=cfg.predictor,
             members=cfg.ensemble,
             epochs=cfg.predictor_epochs,

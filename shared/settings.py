@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     # The function that trains one child, as "module:function"; swap in your own trainer
     # (tests use an instant deterministic one).
     trainer: str = "worker.training:train_child"
+    # "module:function" the controller calls after each step (step name, level); tests use it
+    # to kill the controller at precise moments.
+    controller_hook: str | None = None
 
 
 @lru_cache(maxsize=1)

@@ -67,3 +67,11 @@ def planted_best(space):  # noqa: ANN001, ANN201
     from shared.space import Cell
 
     return Cell.of([[-1, PLANTED_OP, -1, PLANTED_OP]] * space.blocks, space.ops)
+
+
+def kill_at(step: str, b: int) -> None:
+    """Controller hook: SIGKILL the controller after step ``PNAS_KILL_AT`` (e.g. 'scored:2')."""
+    import signal
+
+    if os.environ.get("PNAS_KILL_AT") == f"{step}:{b}":
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -13,7 +13,6 @@ Outcomes:
 
 from __future__ import annotations
 
-import importlib
 import io
 import logging
 import os
@@ -30,6 +29,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from shared.config import SearchConfig, TrainConfig
 from shared.errors import ChildFailed, ChildRetryable, UserError
 from shared.jobs import EpochMetrics, TrainResult
+from shared.plugins import load_callable
 from shared.settings import Settings
 from shared.space import Cell
 from shared.store import Store
@@ -53,11 +53,7 @@ def worker_name() -> str:
 
 
 def load_trainer(path: str) -> Callable[..., TrainResult]:
-    module, _, func = path.partition(":")
-    try:
-        return getattr(importlib.import_module(module), func or "train_child")
-    except (ImportError, AttributeError) as exc:
-        raise UserError(f"PNAS_TRAINER={path!r} cannot be imported: {exc}") from None
+    return load_callable(path, what="PNAS_TRAINER")
 
 
 def retry_db(fn: Callable, *, what: str, give_up_after: float = 600.0):  # noqa: ANN201

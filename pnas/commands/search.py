@@ -165,7 +165,12 @@ def register(app: typer.Typer) -> None:
         store = Store.from_settings(settings)
         store.ensure_schema()
         ex = make_executor(executor or extras.get("executor"), workers=n_workers)
-        ctl = Controller(store=store, executor=ex, settings=settings, reporter=RichReporter())
+        hook = None
+        if settings.controller_hook:
+            from shared.plugins import load_callable
+
+            hook = load_callable(settings.controller_hook, what="PNAS_CONTROLLER_HOOK")
+        ctl = Controller(store=store, executor=ex, settings=settings, reporter=RichReporter(), hook=hook)
         run = ctl.open_run(name=run_name, config=cfg)
         if run.state == "finished":
             console.print(f"run {run.name!r} already finished; its results:")

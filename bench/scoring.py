@@ -1,0 +1,105 @@
+"""How fast the surrogate scores a full level of the paper's search (b=5, K=256).
+
+Builds the paper space (8 operators, B=5), a random 256-cell beam at b=4, expands it to
+every b=5 candidate, fits a 5-member ensemble on a few hundred random cells with random
+rewards (training quality is not the point), then times the NumPy scorer on all candidates
+and Keras ``model.predict(batch_size=32)`` on a subsample, extrapolated to the full count.
+
+    .venv/bin/python bench/scoring.py [--mlp] [--keras-sample 5000] [--epochs 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+
+from controller.predictor import fit_ensemble  # noqa: E402
+from shared.space import SearchSpace  # noqa: E402
+
+
+def random_beam(space: SearchSpace, blocks: int, width: int, rng: np.random.Generator):
+    """A random beam of ``width`` cells with ``blocks`` blocks, grown one level at a time."""
+    beam = space.one_block_cells()
+    for _ in range(blocks - 1):
+        beam = beam.take(rng.choice(len(beam), min(width, len(beam)), replace=False))
+        beam = space.expand(beam)
+    return beam.take(rng.choice(len(beam), width, replace=False))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--mlp", action="store_true", help="score with the MLP predictor instead of the LSTM")
+    p.add_argument("--beam", type=int, default=256, help="K (paper: 256)")
+    p.add_argument("--members", type=int, default=5, help="ensemble size (paper: 5)")
+    p.add_argument("--keras-sample", type=int, default=5000, help="cells timed through Keras predict")
+    p.add_argument("--epochs", type=int, default=2, help="fitting epochs (speed is not measured)")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    kind = "mlp" if args.mlp else "lstm"
+    rng = np.random.default_rng(args.seed)
+    space = SearchSpace()
+
+    beam = random_beam(space, space.blocks - 1, args.beam, rng)
+    t = time.perf_counter()
+    cands = space.expand(beam)
+    t_expand = time.perf_counter() - t
+    n = len(cands)
+    print(
+        f"beam: {len(beam)} cells at b={beam.num_blocks}; "
+        f"expanded to {n} b={cands.num_blocks} candidates in {t_expand:.2f} s"
+    )
+
+    train = [random_beam(space, b, 100, rng) for b in range(1, space.blocks + 1)]
+    rewards = rng.uniform(0.5, 0.9, sum(len(c) for c in train))
+    t = time.perf_counter()
+    ens = fit_ensemble(
+        space, train, rewards, kind=kind, members=args.members, epochs=args.epochs, seed=args.seed
+    )
+    print(
+        f"fitted {args.members}-member {kind.upper()} on {len(rewards)} random cells, "
+        f"{args.epochs} epochs, in {time.perf_counter() - t:.1f} s"
+    )
+
+    ens.predict(cands.take(np.arange(1000)))  # warm-up (thread pool, page faults)
+    load = os.getloadavg()[0]  # this machine is shared: a busy one slows the wall clock
+    t, c = time.perf_counter(), time.process_time()
+    ens.predict(cands)
+    t_fast, c_fast = time.perf_counter() - t, time.process_time() - c
+    print(
+        f"fast NumPy scorer: {n} candidates x {args.members} members in {t_fast:.2f} s wall, "
+        f"{c_fast:.2f} s CPU ({n / t_fast:,.0f} candidates/s; load average {load:.1f} on {os.cpu_count()} cores)"
+    )
+
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # predict retraces once per member
+    sample = cands.take(np.sort(rng.choice(n, min(args.keras_sample, n), replace=False)))
+    x = ens.keras_tokens(sample)
+    models = ens.keras_members()
+    for m in models:
+        m.predict(x[:64], batch_size=32, verbose=0)  # build the predict function before timing
+    t = time.perf_counter()
+    keras_scores = np.mean([m.predict(x, batch_size=32, verbose=0)[:, 0] for m in models], axis=0)
+    t_sample = time.perf_counter() - t
+    t_keras = t_sample * n / len(sample)
+    diff = float(np.abs(keras_scores - ens.predict(sample)).max())
+    print(
+        f"keras predict(batch_size=32): {len(sample)} cells x {args.members} members in {t_sample:.1f} s "
+        f"({len(sample) / t_sample:,.0f} candidates/s); extrapolated to {n}: {t_keras:.0f} s"
+    )
+    print(f"max |keras - fast| on the sample: {diff:.1e}")
+    print(
+        f"scoring: {n} candidates, {args.members}-member {kind.upper()}, "
+        f"fast {t_fast:.1f} s ({n / t_fast / 1000:.0f}k/s), keras predict(batch_size=32) "
+        f"~{t_keras:.0f} s extrapolated from {len(sample)}, ratio {t_keras / t_fast:.0f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,16 @@
+"""The surrogate predictor: guesses a cell's validation accuracy from its tokens.
+
+    ens = fit_ensemble(space, cells, rewards, kind="lstm", members=5, epochs=200, seed=0,
+                       first_level=True)              # -> Ensemble (TensorFlow used here only)
+    ens.predict(batch)                                 # (N,) float32, mean of the members
+    ens.predict(batch, return_members=True)            # (members, N)
+    Ensemble.from_bytes(ens.to_bytes())                # store/load; scoring needs only NumPy
+    spearman(predicted, true)
+
+Modules: `tokens` (cells -> model tokens), `keras_models` (members and their training),
+`fast` (NumPy scoring over shared prefixes), `ensemble` (the public API above).
+"""
+
+from controller.predictor.ensemble import Ensemble, fit_ensemble, kfold_holdout, spearman
+
+__all__ = ["Ensemble", "fit_ensemble", "kfold_holdout", "spearman"]

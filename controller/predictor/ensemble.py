@@ -1,0 +1,203 @@
+"""Fit the surrogate ensemble, score cells with it, and store it as bytes."""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from scipy.stats import spearmanr
+
+from controller.predictor.fast import SCORERS, PrefixTree
+from controller.predictor.tokens import Cells, Vocab, pad, token_groups
+from shared.errors import UserError
+from shared.space import CellBatch, SearchSpace
+
+FORMAT = "pnas-predictor/1"
+Kind = Literal["lstm", "mlp"]
+EMBED = 100  # paper: embedding size 100
+HIDDEN = 100  # paper: LSTM hidden size 100 / MLP layers of 100 units
+LR_FIRST_LEVEL = 0.01  # paper: when fitting on b = 1 cells only
+LR_LATER = 0.002  # paper: afterwards
+BATCH_SIZE = 32  # small data (136..1160 cells): small batches, many steps per epoch
+
+
+@dataclass(frozen=True)
+class Ensemble:
+    """A fitted surrogate: ``members`` predictors whose mean is the prediction.
+
+    ``weights[k]`` holds member k's arrays (names in `keras_models`); ``holdout[k]`` the rows
+    of the training data member k did not see (empty when there is one member).
+    """
+
+    kind: Kind
+    ops: tuple[str, ...]
+    blocks: int
+    vocab: Vocab
+    weights: list[dict[str, np.ndarray]]
+    holdout: list[np.ndarray] = field(default_factory=list)
+    info: dict = field(default_factory=dict)  # how it was fitted: seed, epochs, rows, ...
+
+    @property
+    def members(self) -> int:
+        return len(self.weights)
+
+    def predict(self, cells: Cells, *, return_members: bool = False) -> np.ndarray:
+        """Predicted accuracy (N,) float32, the members' mean; or (members, N) per member.
+
+        ``cells``: a `CellBatch`, an (N, 4b) token array, or a sequence of these or of single
+        cells' (4b,) token rows (lengths may differ). Rows keep the input order.
+        """
+        if isinstance(cells, CellBatch):
+            self._check_space(cells.space)
+        parts = []
+        for group in token_groups(cells):
+            if len(group) == 0:
+                parts.append(np.zeros((self.members, 0), np.float32))
+                continue
+            tree = PrefixTree.build(self.vocab.encode(group), self.vocab.size)
+            parts.append(np.stack([SCORERS[self.kind](tree, w) for w in self.weights]))
+        per_member = np.concatenate(parts, axis=1) if parts else np.zeros((self.members, 0), np.float32)
+        return per_member if return_members else per_member.mean(axis=0)
+
+    def keras_members(self) -> list:
+        """The members as Keras models (slow; for checks). Inputs: `keras_tokens`."""
+        from controller.predictor.keras_models import load_member
+
+        return [load_member(self.kind, w) for w in self.weights]
+
+    def keras_tokens(self, cells: Cells) -> np.ndarray:
+        """Cells as right-padded (N, T) model tokens, the input of `keras_members`."""
+        return pad([self.vocab.encode(g) for g in token_groups(cells)])
+
+    def _check_space(self, space: SearchSpace) -> None:
+        if tuple(space.ops) != self.ops or space.num_input_tokens != self.vocab.num_input_tokens:
+            raise UserError(
+                f"the predictor was fitted on operators {', '.join(self.ops)} with B={self.blocks}; "
+                f"these cells use {', '.join(space.ops)} with B={space.blocks}"
+            )
+
+    # --- bytes ---------------------------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        """An .npz: a JSON header (kind, ops, blocks, vocabulary, info) and every array."""
+        header = {
+            "format": FORMAT,
+            "kind": self.kind,
+            "ops": list(self.ops),
+            "blocks": self.blocks,
+            "num_input_tokens": self.vocab.num_input_tokens,
+            "num_ops": self.vocab.num_ops,
+            "members": self.members,
+            "info": self.info,
+        }
+        arrays = {"header": np.frombuffer(json.dumps(header).encode(), np.uint8)}
+        for k, w in enumerate(self.weights):
+            arrays.update({f"m{k}/{name}": a for name, a in w.items()})
+        for k, rows in enumerate(self.holdout):
+            arrays[f"holdout{k}"] = rows
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **arrays)
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "Ensemble":
+        """Load what `to_bytes` wrote; no retraining, no TensorFlow."""
+        try:
+            npz = np.load(io.BytesIO(data), allow_pickle=False)
+            header = json.loads(npz["header"].tobytes().decode())
+        except (ValueError, KeyError, OSError) as exc:
+            raise UserError(f"stored predictor cannot be read: {exc}") from None
+        if header.get("format") != FORMAT:
+            raise UserError(f"stored predictor has format {header.get('format')!r}, expected {FORMAT!r}")
+        weights = []
+        for k in range(header["members"]):
+            prefix = f"m{k}/"
+            weights.append({n[len(prefix) :]: npz[n] for n in npz.files if n.startswith(prefix)})
+        holdout = [npz[f"holdout{k}"] for k in range(header["members"]) if f"holdout{k}" in npz.files]
+        return cls(
+            kind=header["kind"],
+            ops=tuple(header["ops"]),
+            blocks=header["blocks"],
+            vocab=Vocab(header["num_input_tokens"], header["num_ops"]),
+            weights=weights,
+            holdout=holdout,
+            info=header["info"],
+        )
+
+
+def kfold_holdout(n: int, members: int, seed: int) -> list[np.ndarray]:
+    """Member k's held-out rows: fold k of a seeded split into ``members`` folds (sorted).
+
+    With one member nothing is held out. With more folds than rows some folds are empty.
+    """
+    if members == 1:
+        return [np.zeros(0, np.int64)]
+    order = np.random.default_rng(seed).permutation(n)
+    return [np.sort(f) for f in np.array_split(order, members)]
+
+
+def fit_ensemble(
+    space: SearchSpace,
+    cells: Cells,
+    rewards: np.ndarray,
+    *,
+    kind: Kind = "lstm",
+    members: int = 5,
+    epochs: int = 200,
+    seed: int = 0,
+    first_level: bool = False,
+    batch_size: int = BATCH_SIZE,
+) -> Ensemble:
+    """Fit ``members`` predictors from scratch, member k on all rows but fold k; deterministic.
+
+    ``cells`` as for `Ensemble.predict` (mixed block counts are fine: shorter cells are padded
+    and the models ignore padding); ``rewards`` (N,) validation accuracies in [0, 1], in the
+    same order. ``first_level`` picks the paper's learning rate: 0.01 on b = 1 data, else 0.002.
+    Same inputs and seed give identical weights (on the same machine and TensorFlow build).
+    """
+    from controller.predictor.keras_models import fit_members  # TensorFlow only when fitting
+
+    vocab = Vocab(space.num_input_tokens, len(space.ops))
+    groups = [vocab.encode(g) for g in token_groups(cells)]
+    rewards = np.asarray(rewards, np.float32).reshape(-1)
+    n = sum(len(g) for g in groups)
+    if n == 0:
+        raise UserError("the predictor needs at least one trained cell")
+    if len(rewards) != n:
+        raise UserError(f"{n} cells but {len(rewards)} rewards")
+    if not np.all(np.isfinite(rewards)):
+        raise UserError("rewards must be finite numbers")
+    if members < 1 or epochs < 1:
+        raise UserError("members and epochs must be >= 1")
+    holdout = kfold_holdout(n, members, seed)
+    train_mask = np.ones((members, n), bool)
+    for k, rows in enumerate(holdout):
+        train_mask[k, rows] = False
+    lr = LR_FIRST_LEVEL if first_level else LR_LATER
+    weights = fit_members(
+        kind,
+        pad(groups),
+        rewards,
+        train_mask,
+        vocab_size=vocab.size,
+        embed=EMBED,
+        hidden=HIDDEN,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=lr,
+        seed=seed,
+    )
+    info = {"seed": seed, "epochs": epochs, "rows": n, "learning_rate": lr, "batch_size": batch_size}
+    return Ensemble(kind, tuple(space.ops), space.blocks, vocab, weights, holdout, info)
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank correlation of two equal-length vectors (nan if either is constant)."""
+    a, b = np.asarray(a, float).ravel(), np.asarray(b, float).ravel()
+    if len(a) != len(b):
+        raise ValueError(f"lengths differ: {len(a)} vs {len(b)}")
+    if len(a) < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
+    return float(spearmanr(a, b).statistic)

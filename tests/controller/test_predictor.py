@@ -1,0 +1,170 @@
+"""The surrogate predictor: it learns, its members differ, it is deterministic, it stores,
+and the fast NumPy scorer is Keras' forward pass."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from controller.predictor import Ensemble, fit_ensemble, kfold_holdout, spearman
+from shared.errors import UserError
+from shared.space import SearchSpace
+
+SPACE = SearchSpace()  # the paper's: 8 operators, B = 5
+OP_VALUE = np.linspace(0.0, 1.0, len(SPACE.ops))  # the known function: mean value of the ops
+
+
+def random_cells(blocks: int, n: int, rng: np.random.Generator):
+    """n random distinct cells with `blocks` blocks, grown level by level through `expand`."""
+    batch = SPACE.one_block_cells()
+    for _ in range(blocks - 1):
+        batch = SPACE.expand(batch.take(rng.choice(len(batch), min(n, len(batch)), replace=False)))
+    return batch.take(rng.choice(len(batch), n, replace=False))
+
+
+def known_reward(tokens: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    ops = tokens.reshape(len(tokens), -1, 4)[:, :, 2:]
+    return 0.6 + 0.3 * OP_VALUE[ops].mean(axis=(1, 2)) + rng.normal(0, 0.005, len(tokens))
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    cells = [random_cells(1, 80, rng), random_cells(2, 100, rng), random_cells(3, 100, rng)]
+    rewards = np.concatenate([known_reward(c.tokens, rng) for c in cells])
+    return cells, rewards
+
+
+@pytest.fixture(scope="module", params=["lstm", "mlp"])
+def fitted(request, data):
+    cells, rewards = data
+    return fit_ensemble(SPACE, cells, rewards, kind=request.param, members=5, epochs=25, seed=1, first_level=True)
+
+
+def mixed_cells(n_per_length: int, seed: int):
+    rng = np.random.default_rng(seed)
+    return [random_cells(b, n_per_length, rng) for b in range(1, SPACE.blocks + 1)]
+
+
+def test_learns_a_known_function_of_the_cell(fitted, data):
+    cells, rewards = data
+    assert spearman(fitted.predict(cells), rewards) > 0.9
+    assert fitted.info["learning_rate"] == 0.01  # first_level=True
+
+
+def test_members_train_on_different_folds_and_disagree(fitted, data):
+    n = len(data[1])
+    held = fitted.holdout
+    assert len(held) == 5
+    assert sorted(np.concatenate(held).tolist()) == list(range(n))  # disjoint, cover every row
+    assert all(abs(len(h) - n / 5) <= 1 for h in held)
+    per_member = fitted.predict(data[0], return_members=True)
+    assert per_member.shape == (5, n)
+    for i in range(5):
+        for j in range(i + 1, 5):
+            assert np.abs(per_member[i] - per_member[j]).max() > 1e-3
+    np.testing.assert_allclose(per_member.mean(axis=0), fitted.predict(data[0]), rtol=0, atol=1e-7)
+
+
+def test_kfold_split_is_seeded():
+    assert [h.tolist() for h in kfold_holdout(23, 5, 7)] == [h.tolist() for h in kfold_holdout(23, 5, 7)]
+    assert [h.tolist() for h in kfold_holdout(23, 5, 7)] != [h.tolist() for h in kfold_holdout(23, 5, 8)]
+    assert kfold_holdout(10, 1, 0)[0].size == 0  # a single member sees everything
+    assert sum(len(h) for h in kfold_holdout(3, 5, 0)) == 3  # more folds than rows: some empty
+
+
+def test_same_seed_same_predictions_other_seed_not():
+    rng = np.random.default_rng(3)
+    cells = [random_cells(1, 40, rng), random_cells(2, 40, rng)]
+    rewards = rng.uniform(0.5, 0.9, 80)
+    probe = mixed_cells(20, 4)
+    a = fit_ensemble(SPACE, cells, rewards, members=3, epochs=3, seed=5).predict(probe)
+    b = fit_ensemble(SPACE, cells, rewards, members=3, epochs=3, seed=5).predict(probe)
+    c = fit_ensemble(SPACE, cells, rewards, members=3, epochs=3, seed=6).predict(probe)
+    np.testing.assert_array_equal(a, b)
+    assert np.abs(a - c).max() > 1e-4
+
+
+def test_bytes_round_trip_predicts_identically(fitted):
+    probe = mixed_cells(30, 5)
+    loaded = Ensemble.from_bytes(fitted.to_bytes())
+    assert (loaded.kind, loaded.ops, loaded.blocks, loaded.members) == (
+        fitted.kind,
+        fitted.ops,
+        fitted.blocks,
+        fitted.members,
+    )
+    assert loaded.info == fitted.info
+    assert [h.tolist() for h in loaded.holdout] == [h.tolist() for h in fitted.holdout]
+    np.testing.assert_array_equal(
+        loaded.predict(probe, return_members=True), fitted.predict(probe, return_members=True)
+    )
+
+
+def test_from_bytes_rejects_garbage():
+    with pytest.raises(UserError):
+        Ensemble.from_bytes(b"not a predictor")
+
+
+def test_fast_scorer_equals_keras_predict_on_mixed_lengths(fitted):
+    probe = mixed_cells(60, 6)  # 300 cells, b = 1..5, padded to 20 tokens for Keras
+    x = fitted.keras_tokens(probe)
+    keras_scores = np.stack([m.predict(x, batch_size=64, verbose=0)[:, 0] for m in fitted.keras_members()])
+    np.testing.assert_allclose(fitted.predict(probe, return_members=True), keras_scores, rtol=0, atol=1e-5)
+
+
+def test_padding_does_not_change_keras_prediction(fitted):
+    probe = random_cells(2, 50, np.random.default_rng(7))
+    member = fitted.keras_members()[0]
+    x = fitted.keras_tokens(probe)  # (50, 8): no padding
+    padded = np.zeros((50, 20), np.int32)
+    padded[:, :8] = x
+    np.testing.assert_allclose(
+        member.predict(padded, verbose=0), member.predict(x, verbose=0), rtol=0, atol=1e-6
+    )
+
+
+def test_predict_keeps_row_order_whatever_the_grouping(fitted):
+    # atol 1e-6: BLAS blocks a matrix product differently for differently shaped batches
+    groups = mixed_cells(30, 8)
+    whole = fitted.predict(groups)
+    # one (4b,) token row per cell, interleaving lengths: same scores in the same order
+    rows = [g.tokens[i] for i in range(30) for g in groups]
+    order = np.array([k * 30 + i for i in range(30) for k in range(len(groups))])
+    np.testing.assert_allclose(fitted.predict(rows), whole[order], rtol=0, atol=1e-6)
+    # shuffled rows of one group: prefix sharing makes no assumption about order
+    batch = groups[-1]
+    perm = np.random.default_rng(9).permutation(len(batch))
+    np.testing.assert_allclose(fitted.predict(batch.take(perm)), fitted.predict(batch)[perm], rtol=0, atol=1e-6)
+    # a cell alone scores as it does among its siblings
+    np.testing.assert_allclose(fitted.predict(batch.take([3])), fitted.predict(batch)[[3]], rtol=0, atol=1e-6)
+
+
+def test_scores_beam_expansion_with_shared_prefixes(fitted):
+    beam = random_cells(3, 4, np.random.default_rng(10))
+    cands = SPACE.expand(beam)
+    x = fitted.keras_tokens(cands.take(np.arange(0, len(cands), 7)))
+    keras_scores = np.mean([m.predict(x, batch_size=256, verbose=0)[:, 0] for m in fitted.keras_members()], axis=0)
+    np.testing.assert_allclose(fitted.predict(cands)[::7], keras_scores, rtol=0, atol=1e-5)
+
+
+def test_rejects_cells_of_another_space(fitted):
+    other = SearchSpace(ops=("sep3x3", "max3x3"), blocks=5)
+    with pytest.raises(UserError, match="operators"):
+        fitted.predict(other.one_block_cells())
+    with pytest.raises(UserError, match="operator indices"):
+        fitted.predict(np.array([[0, 1, 0, 8]]))
+
+
+def test_fit_checks_its_inputs():
+    cells = SPACE.one_block_cells()
+    with pytest.raises(UserError, match="rewards"):
+        fit_ensemble(SPACE, cells, np.zeros(3), epochs=1)
+    with pytest.raises(UserError, match="finite"):
+        fit_ensemble(SPACE, cells, np.full(len(cells), np.nan), epochs=1)
+
+
+def test_spearman():
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 45]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    assert np.isnan(spearman([1, 1, 1], [1, 2, 3]))

@@ -1,0 +1,137 @@
+"""Is `train_child` as fast as a plain `model.fit` on NumPy arrays? (CPU benchmark)
+
+Same cell, same network, same synthetic 32x32x3 data, same optimizer and batch size. Both
+sides run E epochs with validation; the first epoch (tracing, warm-up) is left out and the
+rest give training images per second (wall time of whole epochs, validation included, the
+same for both). Rounds alternate A/B so drift on a shared machine hits both sides alike.
+
+    .venv/bin/python bench/child_training.py [--train 2048] [--epochs 3] [--rounds 3]
+
+It also times the input pipelines alone (no model), to show they are never the bottleneck.
+
+The last line is the summary: ``ratio = train_child / model.fit`` (>= 1 is no slower).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from shared.config import TrainConfig  # noqa: E402
+from shared.space import BUILTIN_CELLS, Cell  # noqa: E402
+from worker.datasets import Dataset  # noqa: E402
+from worker.network import build_network  # noqa: E402
+from worker.training import train_child  # noqa: E402
+
+
+def synthetic(n_train: int, n_val: int, seed: int = 0) -> Dataset:
+    """32x32x3 images whose class sets the mean colour of a random patch: learnable."""
+    rng = np.random.default_rng(seed)
+    n = n_train + n_val
+    y = rng.integers(0, 10, n).astype(np.int32)
+    x = rng.random((n, 32, 32, 3), dtype=np.float32) * 0.5
+    x[:, 8:24, 8:24, :] += (y[:, None, None, None] / 20.0).astype(np.float32)
+    return Dataset(x[:n_train], y[:n_train], x[n_train:], y[n_train:], None, None,
+                   (32, 32, 3), 10, "synthetic32")
+
+
+class _Timer(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        self.seconds = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._t = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self._t)
+
+
+def plain_fit(cell: Cell, cfg: TrainConfig, ds: Dataset, seed: int) -> list[float]:
+    """The reference: the same network and optimizer, model.fit on NumPy arrays."""
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(seed)
+    steps = -(-len(ds.x_train) // cfg.batch_size) * cfg.epochs
+    model = build_network(cell, input_shape=ds.input_shape, num_classes=ds.num_classes,
+                          stem=cfg.stem, cells_per_stage=cfg.cells_per_stage, filters=cfg.filters)
+    model.compile(
+        optimizer=keras.optimizers.SGD(
+            keras.optimizers.schedules.CosineDecay(cfg.learning_rate, steps), momentum=cfg.momentum),
+        loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=False)
+    timer = _Timer()
+    model.fit(ds.x_train, ds.y_train, batch_size=cfg.batch_size, epochs=cfg.epochs,
+              validation_data=(ds.x_val, ds.y_val), verbose=0, callbacks=[timer])
+    return timer.seconds
+
+
+def ours(cell: Cell, cfg: TrainConfig, ds: Dataset, seed: int) -> list[float]:
+    r = train_child(cell, cfg, dataset=ds, seed=seed)
+    return [m.seconds for m in r.history]
+
+
+def pipeline_rate(ds: Dataset, batch_size: int, epochs: int = 3) -> tuple[float, float]:
+    """Images/s of the two input pipelines alone: ours and Keras's NumPy adapter."""
+    from keras.src.trainers.data_adapters.array_data_adapter import ArrayDataAdapter
+
+    from worker.training import _train_pipeline
+
+    def drain(make) -> float:
+        t = time.perf_counter()
+        for _ in range(epochs):
+            for _batch in make():
+                pass
+        return len(ds.x_train) * epochs / (time.perf_counter() - t)
+
+    ours_ds = _train_pipeline(ds.x_train, ds.y_train, batch_size, seed=0)
+    adapter = ArrayDataAdapter(ds.x_train, ds.y_train, batch_size=batch_size, shuffle=True)
+    return drain(lambda: ours_ds), drain(adapter.get_tf_dataset)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--train", type=int, default=2048, help="training images")
+    ap.add_argument("--val", type=int, default=512, help="validation images")
+    ap.add_argument("--epochs", type=int, default=3, help="per run; the first is warm-up")
+    ap.add_argument("--rounds", type=int, default=3, help="A/B rounds, alternating")
+    ap.add_argument("--filters", type=int, default=8)
+    ap.add_argument("--n", type=int, default=1)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--cell", default="pnasnet5")
+    args = ap.parse_args(argv)
+    if args.epochs < 2:
+        ap.error("--epochs must be >= 2 (the first is warm-up)")
+
+    cell = BUILTIN_CELLS[args.cell]
+    ds = synthetic(args.train, args.val)
+    cfg = TrainConfig(dataset="synthetic", epochs=args.epochs, filters=args.filters,
+                      cells_per_stage=args.n, batch_size=args.batch_size, learning_rate=0.05,
+                      mixed_precision="off", jit_compile="off")
+    p_ours, p_keras = pipeline_rate(ds, args.batch_size)
+    print(f"input pipeline alone: ours {p_ours:,.0f} images/s, Keras NumPy adapter {p_keras:,.0f} images/s")
+    rate: dict[str, list[float]] = {"model.fit(numpy)": [], "train_child": []}
+    for r in range(args.rounds):
+        for name, fn in (("model.fit(numpy)", plain_fit), ("train_child", ours)):
+            secs = fn(cell, cfg, ds, seed=r)
+            ips = len(ds.x_train) * (len(secs) - 1) / sum(secs[1:])
+            rate[name].append(ips)
+            print(f"round {r + 1} {name:17s} {ips:8.1f} images/s  "
+                  f"(epochs: {', '.join(f'{s:.2f}s' for s in secs)})", flush=True)
+    base = statistics.median(rate["model.fit(numpy)"])
+    mine = statistics.median(rate["train_child"])
+    print(f"median images/s: model.fit(numpy) {base:.1f}, train_child {mine:.1f}")
+    print(f"SUMMARY cpu child training: ratio train_child/model.fit = {mine / base:.3f} "
+          f"({mine:.0f} vs {base:.0f} images/s, {args.train} synthetic 32x32x3 images, "
+          f"{args.cell} N={args.n} F={args.filters} batch {args.batch_size})")
+
+
+if __name__ == "__main__":
+    main()

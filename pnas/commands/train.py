@@ -1,0 +1,82 @@
+"""`pnas train`: train one child network locally and print its per-epoch history and reward."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+
+import typer
+from pydantic import ValidationError
+
+from pnas.commands._cells import CELL_HELP, parse_cell_arg
+from shared.config import TrainConfig
+from shared.errors import ChildFailed, ChildRetryable, UserError
+
+
+def _config(**flags) -> TrainConfig:
+    try:
+        return TrainConfig(**{k: v for k, v in flags.items() if v is not None})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "setting"
+        raise UserError(f"invalid {where.replace('_', '-')}: {err['msg']}") from None
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def train(
+        cell: str = typer.Option(..., "--cell", help=CELL_HELP),
+        dataset: str = typer.Option(None, "--dataset", help="cifar10, cifar100, mnist, fashion_mnist, digits or npz:PATH (default cifar10)."),
+        epochs: int = typer.Option(None, "--epochs", help="Training epochs (default 20; 0 = evaluate the untrained network)."),
+        n: int = typer.Option(None, "--n", "-N", help="N: cells per stage (default 2)."),
+        filters: int = typer.Option(None, "--filters", "-F", help="F: filters per block (default 24)."),
+        stem: str = typer.Option(None, "--stem", help="cifar or imagenet."),
+        lr: float = typer.Option(None, "--lr", help="Initial learning rate, cosine-decayed to 0 (default 0.01)."),
+        batch_size: int = typer.Option(None, "--batch-size", help="Default 128."),
+        validation_size: float = typer.Option(None, "--validation-size", help=">= 1: images held out; < 1: a fraction (default 5000)."),
+        max_train_samples: int = typer.Option(None, "--max-train-samples", help="Use at most this many training images."),
+        reward: str = typer.Option(None, "--reward", help="best or final epoch's validation accuracy."),
+        seed: int = typer.Option(0, "--seed", help="Weights and batch order."),
+        data_seed: int = typer.Option(None, "--data-seed", help="Validation split (default 0)."),
+        as_json: bool = typer.Option(False, "--json", help="One JSON object instead of the table."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-epoch progress lines."),
+    ) -> None:
+        """Train CELL once and print the per-epoch metrics and its reward."""
+        c = parse_cell_arg(cell)
+        cfg = _config(dataset=dataset, epochs=epochs, cells_per_stage=n, filters=filters, stem=stem,
+                      learning_rate=lr, batch_size=batch_size, validation_size=validation_size,
+                      max_train_samples=max_train_samples, reward=reward, data_seed=data_seed)
+
+        from shared.settings import get_settings
+        from worker.datasets import load_dataset
+        from worker.training import train_child
+
+        data = load_dataset(cfg.dataset, validation_size=cfg.validation_size, seed=cfg.data_seed,
+                            cache_dir=get_settings().data_dir, max_train_samples=cfg.max_train_samples)
+        log = None if (quiet or as_json) else (lambda m: print(m, file=sys.stderr, flush=True))
+        try:
+            result = train_child(c, cfg, dataset=data, seed=seed, log=log)
+        except (ChildFailed, ChildRetryable) as exc:
+            print(f"error: child {c.arch_id} failed: {exc}", file=sys.stderr)
+            sys.exit(1)  # the CLI runs click with standalone_mode=False: typer.Exit would be lost
+
+        if as_json:
+            out = {"arch_id": c.arch_id, "cell": c.to_list(), "readable": c.readable(),
+                   "config": cfg.model_dump(), "seed": seed, **asdict(result)}
+            print(json.dumps(out))
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        t = Table(title=f"{c.arch_id}: {c.readable()}")
+        for col in ("epoch", "loss", "accuracy", "val loss", "val accuracy", "seconds"):
+            t.add_column(col, justify="right")
+        for m in result.history:
+            t.add_row(str(m.epoch), f"{m.loss:.4f}", f"{m.accuracy:.4f}", f"{m.val_loss:.4f}",
+                      f"{m.val_accuracy:.4f}", f"{m.seconds:.1f}")
+        if result.history:
+            Console().print(t)
+        print(f"reward {result.reward:.4f} (validation accuracy, epoch {result.reward_epoch}); "
+              f"{result.params:,} parameters; {result.wall_seconds:.1f}s on {result.device}; "
+              f"{data.name}: {len(data.x_train)} train / {len(data.x_val)} validation images")

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 import numpy as np
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from controller.executors import Executor
 from shared.config import SearchConfig
@@ -120,7 +121,7 @@ class Controller:
         space = cfg.space()
         for b in range(1, cfg.blocks + 1):
             level = self.store.get_level(run.id, b)
-            if level is not None and level.state == "done":
+            if level is not None and level.state == "done" and not self._reopened(run, level):
                 continue
             job_ids = self.store.job_ids(run.id, level=b)
             resumed = bool(job_ids)
@@ -135,6 +136,17 @@ class Controller:
             summary = self._finish_level(run, cfg, space, b)
             self.reporter.level_done(b, summary=summary)
             self._step("refit", b)
+
+    def _reopened(self, run: RunView, level) -> bool:  # noqa: ANN001
+        """A done level to wait on again: `pnas retry` requeued some of its children, or one
+        of them finished after the level did (trained while no controller was running)."""
+        waiting = (JobState.queued.value, JobState.running.value)
+        return any(
+            j.state in waiting
+            or (j.state == JobState.lost.value and j.attempts < j.max_attempts)
+            or (level.finished_at and j.finished_at and j.finished_at > level.finished_at)
+            for j in self.store.jobs(run.id, level=level.b)
+        )
 
     def _choose(self, run: RunView, cfg: SearchConfig, space: SearchSpace, b: int) -> tuple[list[int], int]:
         """Pick the children of level b and insert their jobs (idempotent). Returns (ids, scored)."""
@@ -203,36 +215,48 @@ class Controller:
             self.executor.submit(queued)
         start, delay, last_reconcile = time.monotonic(), 0.05, time.monotonic()
         first_done: int | None = None
+        outage: float | None = None  # since when the database has not answered
         while True:
-            self.executor.check()
-            self._renew_lock(run)
-            self.store.sweep_expired(run.id)
-            requeued = self.store.requeue_lost(run.id)
-            if requeued:
-                self.reporter.message(f"requeued {len(requeued)} lost child(ren): {requeued[:10]}")
-                self.executor.submit(requeued)
-            p = self.store.level_progress(run.id, b)
-            counts = p["counts"]
-            done = counts["succeeded"] + counts["failed"] + counts["lost"]
-            elapsed = time.monotonic() - start
-            if first_done is None:
-                first_done = done
-            new = done - first_done
-            eta = elapsed / new * (p["total"] - done) if new > 0 else None
-            self.reporter.progress(LevelProgress(b, p["total"], counts, p["best"], elapsed, eta))
-            fails = self.store.consecutive_failures(run.id)
-            if fails >= self.settings.max_consecutive_failures:
-                raise SearchAborted(
-                    f"{fails} children failed in a row; the training code or the configuration is probably broken "
-                    "(see `pnas status` and `pnas show ID`). Fix it, then `pnas retry` and run the search again."
-                )
-            if counts["queued"] == 0 and counts["running"] == 0 and p["requeueable"] == 0:
-                return
-            if time.monotonic() - last_reconcile > 30:
-                last_reconcile = time.monotonic()
-                reconcile = getattr(self.executor, "reconcile", None)
-                if reconcile is not None:
-                    reconcile(self.store.job_ids(run.id, level=b, states=[JobState.queued.value]))
+            try:
+                self.executor.check()
+                self._renew_lock(run)
+                self.store.sweep_expired(run.id)
+                requeued = self.store.requeue_lost(run.id)
+                if requeued:
+                    self.reporter.message(f"requeued {len(requeued)} lost child(ren): {requeued[:10]}")
+                    self.executor.submit(requeued)
+                p = self.store.level_progress(run.id, b)
+                counts = p["counts"]
+                done = counts["succeeded"] + counts["failed"] + counts["lost"]
+                elapsed = time.monotonic() - start
+                if first_done is None:
+                    first_done = done
+                new = done - first_done
+                eta = elapsed / new * (p["total"] - done) if new > 0 else None
+                self.reporter.progress(LevelProgress(b, p["total"], counts, p["best"], elapsed, eta))
+                fails = self.store.consecutive_failures(run.id)
+                if fails >= self.settings.max_consecutive_failures:
+                    raise SearchAborted(
+                        f"{fails} children failed in a row; the training code or the configuration is probably broken "
+                        "(see `pnas status` and `pnas show ID`). Fix it, then `pnas retry` and run the search again."
+                    )
+                if counts["queued"] == 0 and counts["running"] == 0 and p["requeueable"] == 0:
+                    return
+                if time.monotonic() - last_reconcile > self.settings.reconcile_seconds:
+                    last_reconcile = time.monotonic()
+                    reconcile = getattr(self.executor, "reconcile", None)
+                    if reconcile is not None:
+                        reconcile(self.store.job_ids(run.id, level=b, states=[JobState.queued.value]))
+                outage = None
+            except (OperationalError, DBAPIError) as exc:
+                # A database restart: keep polling (pool_pre_ping reconnects) for a while.
+                if not isinstance(exc, OperationalError) and not exc.connection_invalidated:
+                    raise
+                if outage is None:
+                    outage = time.monotonic()
+                    self.reporter.message(f"database unavailable ({type(exc).__name__}); waiting for it")
+                elif time.monotonic() - outage > self.settings.db_outage_seconds:
+                    raise
             time.sleep(delay)
             delay = min(delay * 1.5, self.settings.poll_seconds)
 

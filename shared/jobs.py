@@ -100,6 +100,7 @@ class RunView:
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None
+    message: str | None = None  # why it stopped or aborted
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,18 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(30.0, gt=0)  # 30-60 s: shorter ones hurt (Optuna #5470)
     max_attempts: int = Field(3, ge=1)  # lost/retryable children are tried this often in all
     max_consecutive_failures: int = Field(10, ge=1)  # then the search stops: broken code
-    task_time_limit: int | None = None  # hard Celery time limit per child, seconds
+    task_time_limit: int | None = None  # per child, seconds: a soft limit (clean failure), hard kill 60 s on
+    # SIGTERM to a Celery worker: let a child this close to done finish, then hand it back.
+    soft_shutdown_seconds: float = Field(10.0, ge=0)
+    # The controller resends queued children whose message vanished (a Redis restart without
+    # persistence) this often; duplicates are harmless (the claim).
+    reconcile_seconds: float = Field(30.0, gt=0)
+    # The controller keeps polling through a database restart for this long, then stops.
+    db_outage_seconds: float = Field(600.0, gt=0)
+    # The Celery executor gives up (the run stops, resumable) after the broker is gone this long.
+    broker_outage_seconds: float = Field(3600.0, gt=0)
+    # `pnas worker --gpu auto` refuses to start without a GPU (also implied by CUDA_VISIBLE_DEVICES).
+    require_gpu: bool = False
     poll_seconds: float = Field(2.0, gt=0)  # longest wait between the controller's DB polls
     db_pool_size: int = Field(2, ge=1)  # per process: workers hold few connections
     log_tail_bytes: int = 4096  # of a failed child's log kept in the database

@@ -849,6 +849,7 @@ def _run_view(r: Run) -> RunView:
         created_at=_dt(r.created_at),
         updated_at=_dt(r.updated_at),
         finished_at=_dt(r.finished_at),
+        message=r.message,
     )
 
 

@@ -1,0 +1,123 @@
+"""`pnas worker`: check the device, the database and the broker, then become a Celery worker.
+
+The checks run before the worker starts so that a misconfigured GPU node fails in seconds
+with one line instead of failing every child. TensorFlow is probed in a subprocess: this
+process must not initialise CUDA, it becomes the prefork parent of the training children.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import typer
+
+from shared.errors import UserError
+from shared.settings import get_settings
+
+PROBE = """
+import json, tensorflow as tf
+out = []
+for g in tf.config.list_physical_devices("GPU"):
+    try:
+        out.append(tf.config.experimental.get_device_details(g).get("device_name") or g.name)
+    except Exception:
+        out.append(g.name)
+print(json.dumps(out))
+"""
+
+
+def probe_gpus(env: dict, *, timeout: float = 300.0) -> list[str]:
+    """Names of the GPUs TensorFlow sees under ``env``, asked in a child process."""
+    try:
+        res = subprocess.run(
+            [sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=timeout
+        )
+    except subprocess.TimeoutExpired:
+        raise UserError(f"TensorFlow did not list the devices within {timeout:.0f} s") from None
+    if res.returncode != 0:
+        last = (res.stderr.strip().splitlines() or ["?"])[-1]
+        raise UserError(f"TensorFlow could not list the devices: {last}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def device_plan(gpu: str, env: dict) -> tuple[bool, str]:
+    """(probe TensorFlow?, description) for --gpu; edits ``env`` (CUDA_VISIBLE_DEVICES)."""
+    if gpu == "none":
+        env["CUDA_VISIBLE_DEVICES"] = ""  # hide every GPU from TensorFlow
+        return False, "cpu (--gpu none)"
+    if gpu != "auto":
+        if not all(part.strip().isdigit() for part in gpu.split(",")):
+            raise UserError(f"--gpu takes auto, none or a GPU index such as 0 (got {gpu!r})")
+        env["CUDA_VISIBLE_DEVICES"] = gpu
+    return True, ""
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def worker(
+        gpu: str = typer.Option("auto", help="auto, none (CPU only) or a GPU index (sets CUDA_VISIBLE_DEVICES)."),
+        queue: str = typer.Option(None, help="Queue to consume (default PNAS_QUEUE, 'pnas')."),
+        concurrency: int = typer.Option(1, help="Children trained at once; keep 1 per GPU."),
+        name: str = typer.Option(None, help="Celery node name (default pnas-<device>-<pid>@<host>)."),
+        loglevel: str = typer.Option("INFO", help="Celery log level."),
+    ) -> None:
+        """Run a Celery worker that trains children (one per fresh process)."""
+        settings = get_settings()
+        if not settings.broker_url:
+            raise UserError("`pnas worker` needs PNAS_BROKER_URL (e.g. redis://127.0.0.1:6379/0)")
+        if concurrency < 1:
+            raise UserError("--concurrency must be at least 1")
+        env = dict(os.environ)
+        env["TF_FORCE_GPU_ALLOW_GROWTH"] = "true"  # take GPU memory as needed, not all at once
+        env.setdefault("REMAP_SIGTERM", "SIGQUIT")  # SIGTERM: soft then cold shutdown, child handed back
+        require = gpu not in ("auto", "none") or (
+            gpu == "auto" and (settings.require_gpu or bool(os.environ.get("CUDA_VISIBLE_DEVICES")))
+        )
+        probe, device = device_plan(gpu, env)
+        if probe:
+            try:
+                gpus = probe_gpus(env)
+            except UserError as exc:
+                if require:
+                    raise
+                gpus, device = [], f"cpu ({exc})"
+            if gpus:
+                device = f"GPU {env.get('CUDA_VISIBLE_DEVICES', 'all')}: " + ", ".join(gpus)
+            elif require:
+                raise UserError(
+                    f"a GPU was asked for (--gpu {gpu}, CUDA_VISIBLE_DEVICES="
+                    f"{env.get('CUDA_VISIBLE_DEVICES', '')!r}) but TensorFlow sees none; check the driver "
+                    "and the container's GPU reservation, or use --gpu none"
+                )
+            else:
+                device = device or "cpu (no GPU visible)"
+
+        from kombu import Connection
+
+        from shared.store import Store
+
+        store = Store.from_settings(settings)
+        store.ensure_schema(auto_upgrade=False)
+        store.dispose()
+        try:
+            with Connection(settings.broker_url, connect_timeout=5) as conn:
+                conn.ensure_connection(max_retries=2, interval_start=0.2, interval_step=0.5, timeout=5)
+        except Exception as exc:
+            raise UserError(f"cannot reach the broker at {settings.broker_url.split('@')[-1]}: {exc}") from None
+
+        queue = queue or settings.queue
+        tag = "cpu" if gpu == "none" else f"gpu{gpu}" if gpu != "auto" else "auto"
+        node = name or f"pnas-{tag}-{os.getpid()}@{socket.gethostname()}"
+        env["PNAS_WORKER_DEVICE"] = device
+        env["PNAS_QUEUE"] = queue
+        print(f"worker {node}: device {device}; queue {queue!r}; database {store.safe_url}", file=sys.stderr, flush=True)
+        argv = [
+            sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
+            "--pool", "prefork", "--concurrency", str(concurrency), "--max-tasks-per-child", "1",
+            "--queues", queue, "--hostname", node, "--loglevel", loglevel, "--without-mingle", "--without-gossip",
+        ]  # fmt: skip
+        os.execve(sys.executable, argv, env)

@@ -1,0 +1,85 @@
+"""The workers' Celery app: ``celery -A worker.celery_app worker`` (or `pnas worker`).
+
+Its configuration comes from `shared.queue.celery_config`, the one the controller uses too.
+This module imports neither TensorFlow nor the training code: the prefork parent must not
+initialise CUDA before it forks; the pool child imports TensorFlow when it trains.
+
+Besides the task (`worker.tasks`), two pieces of worker life live here:
+- a bootstep registers the worker in the store and renews its ``last_seen`` on the event
+  loop's timer (no thread in the parent, so forking stays safe);
+- each pool child turns SIGTERM into `worker.runner.Shutdown` while it trains, so that a
+  cold or soft shutdown hands the running child back instead of losing it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+
+from celery import Celery, bootsteps
+from celery.signals import worker_process_init
+
+from shared.queue import celery_config
+from shared.settings import get_settings
+
+log = logging.getLogger("pnas.worker")
+
+app = Celery("pnas")
+app.conf.update(celery_config(get_settings()))
+app.conf.include = ["worker.tasks"]
+
+
+class Registration(bootsteps.StartStopStep):
+    """Put this worker in the store's workers table and keep its ``last_seen`` fresh."""
+
+    requires = {"celery.worker.components:Timer"}
+
+    def __init__(self, worker, **kwargs):  # noqa: ANN001, ANN003
+        super().__init__(worker, **kwargs)
+        self.tref = None
+
+    def start(self, worker) -> None:  # noqa: ANN001
+        from worker.tasks import store
+
+        settings = get_settings()
+        device = os.environ.get("PNAS_WORKER_DEVICE", "unknown (started without `pnas worker`)")
+        try:
+            store().register_worker(worker.hostname, hostname=socket.gethostname(), device=device)
+        except Exception as exc:  # the database may be restarting; the first claim registers it
+            log.warning("could not register worker %s: %s", worker.hostname, exc)
+        log.info("worker %s ready on %s", worker.hostname, device)
+        self.tref = worker.timer.call_repeatedly(settings.heartbeat_seconds, self._seen, (worker.hostname,))
+
+    @staticmethod
+    def _seen(name: str) -> None:
+        from worker.tasks import store
+
+        try:
+            store().worker_seen(name)
+        except Exception as exc:
+            log.debug("worker heartbeat skipped: %s", exc)
+
+    def stop(self, worker) -> None:  # noqa: ANN001
+        if self.tref is not None:
+            self.tref.cancel()
+
+
+app.steps["worker"].add(Registration)
+
+
+@worker_process_init.connect
+def _child_signals(**_kw) -> None:  # noqa: ANN003
+    """In a pool child: SIGTERM while training raises Shutdown (the job is handed back)."""
+    from worker import tasks
+
+    def _term(signum, _frame):  # noqa: ANN001
+        if tasks.training_job() is not None:
+            from worker.runner import Shutdown
+
+            raise Shutdown(signal.Signals(signum).name)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, _term)

@@ -1,0 +1,80 @@
+"""The one Celery task: ``pnas.train_child(job_id)``. Thin: decode, claim, train, record.
+
+Delivery is at least once, so the task is idempotent through the store: `run_job` claims
+the job with one conditional update and drops a message whose job is taken, finished or out
+of attempts. A payload that is not exactly one positive integer is never executed; if a job
+id can still be read from it, that job gets a final failure saying why.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+
+from shared.errors import UserError
+from shared.queue import TASK_NAME
+from shared.settings import get_settings
+from shared.store import Store
+from worker.celery_app import app
+from worker.runner import retry_db, run_job
+
+log = logging.getLogger("pnas.worker")
+
+_training: list[int] = []  # the job this process is training (SIGTERM hands it back)
+
+
+def training_job() -> int | None:
+    return _training[-1] if _training else None
+
+
+@lru_cache(maxsize=1)
+def store() -> Store:
+    return Store.from_settings(get_settings())
+
+
+def parse_job_id(args: tuple, kwargs: dict) -> int:
+    """The job id of a well-formed payload (``args=[id]``); UserError says what is wrong."""
+    if kwargs or len(args) != 1:
+        raise UserError(f"expected args=[job_id] and no kwargs, got args={args!r} kwargs={kwargs!r}")
+    job_id = args[0]
+    if type(job_id) is not int or job_id <= 0:  # bool is an int: excluded on purpose
+        raise UserError(f"job id must be a positive integer, got {job_id!r}")
+    return job_id
+
+
+def _salvage_id(args: tuple, kwargs: dict) -> int | None:
+    """A job id a malformed payload still names ("12", {"job_id": 12}), to fail that job."""
+    for v in list(args) + list(kwargs.values()):
+        if isinstance(v, str) and v.strip().isdigit():
+            return int(v)
+        if type(v) is int and v > 0:
+            return v
+    return None
+
+
+@app.task(name=TASK_NAME, bind=True)
+def train_child(self, *args, **kwargs) -> str:  # noqa: ANN001, ANN002, ANN003
+    try:
+        job_id = parse_job_id(args, kwargs)
+    except UserError as exc:
+        msg = f"malformed payload: {exc}"
+        log.error("message %s dropped: %s", self.request.id, msg)
+        bad = _salvage_id(args, kwargs)
+        if bad is not None:
+            retry_db(lambda: store().reject(bad, error_class="invalid_payload", message=msg), what="reject the job")
+        return "dropped"
+    settings = get_settings()
+    _training.append(job_id)
+    try:
+        outcome = run_job(store(), job_id, settings=settings, worker=self.request.hostname)
+    finally:
+        _training.pop()
+    if outcome.state == "handed_back":
+        # Back in the queue in the store; send it again at once rather than wait for the
+        # broker or the controller's reconcile (a duplicate is dropped by the claim).
+        try:
+            self.app.send_task(TASK_NAME, args=[job_id], retry=True, retry_policy={"max_retries": 2})
+        except Exception as exc:
+            log.warning("job %s handed back but not re-sent (%s); the controller's reconcile will", job_id, exc)
+    log.info("job %s: %s %s", job_id, outcome.state, outcome.detail)
+    return outcome.state

@@ -271,7 +271,7 @@ class Controller:
         extrap = None
         pairs = [(j.predicted, j.reward) for j in ok if j.predicted is not None]
         if len(pairs) >= 3:
-            extrap = spearman([p for p, _ in pairs], [r for _, r in pairs])
+            extrap = _finite(spearman([p for p, _ in pairs], [r for _, r in pairs]))
         blob, insample = None, None
         if cfg.strategy == "pnas":
             blob, insample = self._refit(run, cfg, space, b)
@@ -311,7 +311,7 @@ class Controller:
             first_level=(b == 1),
         )
         pred = np.concatenate([ens.predict(x) for x in batches])
-        insample = spearman(pred, np.concatenate(rewards)) if len(pred) >= 3 else None
+        insample = _finite(spearman(pred, np.concatenate(rewards))) if len(pred) >= 3 else None
         return ens.to_bytes(), insample
 
     # --- lock ----------------------------------------------------------------------------
@@ -335,6 +335,11 @@ class Controller:
     def _step(self, what: str, b: int) -> None:
         if self.hook is not None:
             self.hook(what, b)
+
+
+def _finite(x: float) -> float | None:
+    """Spearman is nan when either side is constant; store that as unknown."""
+    return float(x) if np.isfinite(x) else None
 
 
 def _stale_here(holder: str) -> bool:

@@ -15,7 +15,7 @@ from shared.config import SearchConfig, build_config, read_config_file
 from shared.errors import SearchAborted, UserError
 from shared.settings import get_settings
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 
 def make_executor(kind: str | None, *, workers: int):  # noqa: ANN201

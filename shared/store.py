@@ -155,10 +155,9 @@ class Store:
     def _alembic_config(self):  # noqa: ANN202
         from alembic.config import Config
 
-        import migrations
-
         cfg = Config()
-        cfg.set_main_option("script_location", str(Path(migrations.__file__).parent))
+        # `migrations` is installed beside `shared` (source tree, editable or wheel alike).
+        cfg.set_main_option("script_location", str(Path(__file__).resolve().parents[1] / "migrations"))
         cfg.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
         cfg.attributes["engine"] = self.engine
         return cfg

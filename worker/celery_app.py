@@ -18,6 +18,7 @@ import os
 import signal
 import socket
 
+from billiard.common import TERM_SIGNAL
 from celery import Celery, bootsteps
 from celery.signals import worker_process_init
 
@@ -79,7 +80,9 @@ def _child_signals(**_kw) -> None:  # noqa: ANN003
             from worker.runner import Shutdown
 
             raise Shutdown(signal.Signals(signum).name)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGTERM)
+        os._exit(0)  # idle: nothing to hand back
 
-    signal.signal(signal.SIGTERM, _term)
+    # Celery cancels a running task with billiard's TERM signal, SIGQUIT when `pnas worker`
+    # remaps SIGTERM (REMAP_SIGTERM=SIGQUIT); a plain SIGTERM may come from a person.
+    for sig in {signal.SIGTERM, TERM_SIGNAL}:
+        signal.signal(sig, _term)

@@ -91,12 +91,19 @@ def test_finds_the_planted_best_cell(db_url, tmp_path):
     assert len((tmp_path / "trained.log").read_text().splitlines()) == 37
 
 
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """One uninterrupted run with the same seed: what every resumed run must reproduce."""
+    d = tmp_path_factory.mktemp("ref")
+    ref_db = f"sqlite:///{d / 'ref.db'}"
+    _search(d, _env(ref_db, d))
+    _, jobs, top, _ = _result(ref_db)
+    return jobs, top
+
+
 @pytest.mark.parametrize("kill_at", ["chosen:2", "scored:3", "trained:2", "refit:1"])
-def test_resume_after_sigkill_reaches_the_same_result(kill_at, sqlite_url, tmp_path):
-    ref_db = f"sqlite:///{tmp_path / 'ref.db'}"
-    (tmp_path / "ref").mkdir()
-    _search(tmp_path / "ref", _env(ref_db, tmp_path / "ref"))
-    _, ref_jobs, ref_top, _ = _result(ref_db)
+def test_resume_after_sigkill_reaches_the_same_result(kill_at, reference, sqlite_url, tmp_path):
+    ref_jobs, ref_top = reference
 
     env = _env(sqlite_url, tmp_path, PNAS_CONTROLLER_HOOK="tests.fakes:kill_at", PNAS_KILL_AT=kill_at)
     killed = _search(tmp_path, env, check=False)

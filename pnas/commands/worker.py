@@ -71,6 +71,19 @@ def register(app: typer.Typer) -> None:
             raise UserError("`pnas worker` needs PNAS_BROKER_URL (e.g. redis://127.0.0.1:6379/0)")
         if concurrency < 1:
             raise UserError("--concurrency must be at least 1")
+        # --- GPU slot leasing (worker/gpu_slot.py) ------------------------------------------
+        # Compose replicas all see every GPU (`count: all`); with PNAS_GPU_SLOTS set, `--gpu auto`
+        # leases one free slot in Redis before TensorFlow loads and uses only that GPU.
+        slot = None
+        if gpu == "auto" and os.environ.get("PNAS_GPU_SLOTS"):
+            import atexit
+
+            from worker.gpu_slot import hold_from_env
+
+            slot = hold_from_env(settings.broker_url)  # waits for a free slot; renewed from now on
+            atexit.register(slot.close)  # a failed check below gives the slot back
+            os.environ["CUDA_VISIBLE_DEVICES"] = slot.device  # => a GPU is required
+        # --- end GPU slot leasing -------------------------------------------------------------
         env = dict(os.environ)
         env["TF_FORCE_GPU_ALLOW_GROWTH"] = "true"  # take GPU memory as needed, not all at once
         env.setdefault("REMAP_SIGTERM", "SIGQUIT")  # SIGTERM: soft then cold shutdown, child handed back
@@ -120,4 +133,6 @@ def register(app: typer.Typer) -> None:
             "--pool", "prefork", "--concurrency", str(concurrency), "--max-tasks-per-child", "1",
             "--queues", queue, "--hostname", node, "--loglevel", loglevel, "--without-mingle", "--without-gossip",
         ]  # fmt: skip
-        os.execve(sys.executable, argv, env)
+        if slot is None:
+            os.execve(sys.executable, argv, env)
+        sys.exit(slot.run(argv, env))  # GPU slot leasing: the lease lives as long as the worker

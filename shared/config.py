@@ -134,13 +134,42 @@ def read_config_file(path: str | Path) -> dict:
     return data
 
 
+# The original Keras implementation's names, accepted in config files so that its users'
+# settings carry over: StateSpace(B, operators, input_lookback_depth, input_lookforward_depth).
+ORIGINAL_LOOKBACK = {-1: 1, -2: 2}  # its negative convention: -1 = H[c-1] only, -2 = both
+
+
+def original_input_limits(data: dict) -> dict:
+    """``input_lookback_depth`` / ``input_lookforward_depth`` -> ``lookback`` / ``lookforward``.
+
+    Raises `UserError` when a file sets both names of one limit or an original value that has
+    no counterpart here (``input_lookback_depth = 0``, flat cells reading no previous cell).
+    """
+    out = dict(data)
+    if "input_lookback_depth" in out:
+        if "lookback" in out:
+            raise UserError("the config sets both lookback and input_lookback_depth; keep one")
+        v = out.pop("input_lookback_depth")
+        if isinstance(v, bool) or v not in ORIGINAL_LOOKBACK:
+            raise UserError(
+                f"input_lookback_depth must be -1 (H[c-1] only) or -2 (H[c-1] and H[c-2]), got {v!r} "
+                "(or write lookback = 1 or 2)"
+            )
+        out["lookback"] = ORIGINAL_LOOKBACK[v]
+    if "input_lookforward_depth" in out:
+        if "lookforward" in out:
+            raise UserError("the config sets both lookforward and input_lookforward_depth; keep one")
+        out["lookforward"] = out.pop("input_lookforward_depth")
+    return out
+
+
 def build_config(
     *, preset: str | None = None, file_data: dict | None = None, overrides: dict | None = None
 ) -> tuple[SearchConfig, dict]:
     """Preset, then file, then flags (later wins). Returns the config and any run-level keys
     the file held outside the search config (``name``, ``executor``, ``workers``)."""
     data: dict = {}
-    file_data = dict(file_data or {})
+    file_data = original_input_limits(file_data or {})
     preset = preset or file_data.pop("preset", None)
     if preset:
         if preset not in PRESETS:

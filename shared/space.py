@@ -99,6 +99,11 @@ def _input_name(i: int) -> str:
     return _INPUT_NAMES.get(i, f"b{i + 1}")
 
 
+def _input_label(i: int) -> str:
+    """An input for messages: ``input -2 (H[c-2])``, ``input 0 (block 1)``."""
+    return f"input {i} (" + (f"H[{_INPUT_NAMES[i]}]" if i < 0 else f"block {i + 1}") + ")"
+
+
 @dataclass(frozen=True, eq=False)
 class Cell:
     """An immutable cell of B blocks. Construct with `Cell.of`, which canonicalises.
@@ -253,6 +258,11 @@ class SearchSpace:
                     (the paper), 1 = ``H[c-1]`` only.
     ``lookforward`` how many earlier blocks of the same cell a block may read (the first
                     ``lookforward`` ones); None = all of them (the paper), 0 = flat cells.
+                    Values >= B-1 allow every earlier block, as None does (and count the
+                    same cells); they are kept as given.
+
+    The limits only narrow which cells exist: a cell's id and tokens do not depend on them,
+    and the input-token vocabulary stays ``0..B+1`` (codes a limit rules out never occur).
     """
 
     ops: tuple[str, ...] = PAPER_OPS
@@ -275,15 +285,20 @@ class SearchSpace:
             raise UserError(f"the operator list repeats a name: {', '.join(ops)}")
         if not isinstance(self.blocks, int) or self.blocks < 1:
             raise UserError(f"blocks must be an integer >= 1, got {self.blocks!r}")
-        if self.lookback not in (1, 2):
+        if isinstance(self.lookback, bool) or self.lookback not in (1, 2):
             raise UserError(
-                f"input lookback must be 1 (H[c-1] only) or 2 (H[c-1] and H[c-2]), got {self.lookback!r}"
+                f"lookback must be 1 (blocks read H[c-1] only) or 2 (H[c-1] and H[c-2], the paper), "
+                f"got {self.lookback!r}"
             )
         if self.lookforward is not None and (
-            not isinstance(self.lookforward, int) or self.lookforward < 0
+            isinstance(self.lookforward, bool)
+            or not isinstance(self.lookforward, int)
+            or self.lookforward < 0
         ):
             raise UserError(
-                f"input lookforward must be a whole number >= 0 or unset (all earlier blocks), got {self.lookforward!r}"
+                f"lookforward must be unset (every earlier block, the paper) or a whole number N >= 0 "
+                f"(a block may read the first N earlier blocks; 0 = none, N >= B-1 = all), "
+                f"got {self.lookforward!r}"
             )
 
     # --- inputs and vocabulary -----------------------------------------------------------
@@ -292,6 +307,16 @@ class SearchSpace:
         prev = [1] if self.lookback == 1 else [0, 1]
         limit = k if self.lookforward is None else min(k, self.lookforward)
         return np.array(prev + [j + 2 for j in range(limit)], dtype=np.int16)
+
+    def describe_inputs(self) -> str:
+        """The input limits in words, e.g. ``H[c-1] and the first 2 earlier blocks``."""
+        if self.lookforward == 0 or self.blocks == 1:
+            return "H[c-1] only" if self.lookback == 1 else "H[c-1] and H[c-2] only"
+        prev = "H[c-1]" if self.lookback == 1 else "H[c-1], H[c-2]"
+        if self.lookforward is None or self.lookforward >= self.blocks - 1:
+            return f"{prev} and every earlier block"
+        n = self.lookforward
+        return f"{prev} and the first earlier block" if n == 1 else f"{prev} and the first {n} earlier blocks"
 
     @property
     def num_input_tokens(self) -> int:
@@ -369,12 +394,13 @@ class SearchSpace:
                 f"operator {unknown[0]!r} is not in this search space ({', '.join(self.ops)})"
             )
         for k, b in enumerate(cell.blocks):
-            allowed = set((self.input_codes(k) - 2).tolist())
+            allowed = (self.input_codes(k) - 2).tolist()
             for inp in (b.in1, b.in2):
                 if inp not in allowed:
                     raise UserError(
-                        f"block {k + 1} reads input {inp}, which this search space's input limits "
-                        f"do not allow (allowed: {sorted(allowed)})"
+                        f"block {k + 1} reads {_input_label(inp)}, but blocks in this search space "
+                        f"read only {self.describe_inputs()} (block {k + 1} may read "
+                        f"{', '.join(str(i) for i in allowed)})"
                     )
         return Cell.of(cell.to_list(), self.ops)
 

@@ -170,10 +170,12 @@ def build_cell(ctx: Ctx, cell: Cell, h1, h2, *, filters: int, stride: int, prefi
     Returns B*F channels at H[c-1]'s resolution divided by ``stride``.
     """
     h2 = h1 if h2 is None else h2
-    if spatial(h2) != spatial(h1):
-        h2 = factorized_reduction(ctx, ctx.relu(h2, f"{prefix}/prev"), filters, f"{prefix}/prev")
-    elif channels(h2) != filters:
-        h2 = ctx.relu_conv_bn(h2, filters, f"{prefix}/prev")
+    # A cell that never reads H[c-2] (any cell of a lookback-1 space) gets no layers for it.
+    if any(PREV2 in (b.in1, b.in2) for b in cell.blocks):
+        if spatial(h2) != spatial(h1):
+            h2 = factorized_reduction(ctx, ctx.relu(h2, f"{prefix}/prev"), filters, f"{prefix}/prev")
+        elif channels(h2) != filters:
+            h2 = ctx.relu_conv_bn(h2, filters, f"{prefix}/prev")
     h1 = ctx.relu_conv_bn(h1, filters, f"{prefix}/base")
     states = [h2, h1]  # index = input + 2: H[c-2], H[c-1], block 1, ...
     for k, b in enumerate(cell.blocks):

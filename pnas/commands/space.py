@@ -17,8 +17,8 @@ def register(app: typer.Typer) -> None:
         blocks: int = typer.Option(5, "--blocks", "-B", help="B: blocks per cell."),
         beam: int = typer.Option(256, "--beam", "-K", help="K: cells kept per level."),
         ops: str = typer.Option(None, "--ops", help="Comma-separated operators (default: the paper's 8)."),
-        lookback: int = typer.Option(2, help="Previous cells a block may read: 2 = H[c-1], H[c-2]; 1 = H[c-1]."),
-        lookforward: int = typer.Option(None, help="Earlier blocks a block may read (default: all; 0 = flat cells)."),
+        lookback: int = typer.Option(2, help="Previous cells a block may read: 2 = H\\[c-1] and H\\[c-2] (paper); 1 = H\\[c-1] only."),
+        lookforward: int = typer.Option(None, help="A block may read the first N earlier blocks of its cell (default: all; 0 = none)."),
         as_json: bool = typer.Option(False, "--json", help="One JSON object."),
     ) -> None:
         """Print, per level b, the distinct new blocks and the candidates to score."""
@@ -34,4 +34,5 @@ def register(app: typer.Typer) -> None:
             t.add_row(str(r["b"]), f"{r['new_blocks']:,}", f"{r['candidates']:,}", f"{r['trained']:,}")
         total = sum(r["trained"] for r in rows)
         Console().print(t)
+        print(f"blocks read {sp.describe_inputs()}")
         print(f"{rows[0]['candidates']:,} one-block cells; {total:,} children trained in all")

@@ -809,6 +809,106 @@ class Store:
     def _release_worker(self, s: Session, job_id: int) -> None:
         s.execute(update(WorkerRow).where(WorkerRow.job_id == job_id).values(job_id=None, last_seen=self._now()))
 
+    # --- read-only queries for the operators' tools (pnas runs/status/top/show/plot) ------
+    # Added for issue 6. Nothing here writes except `grant_readonly`, which only grants.
+    def run_summaries(self) -> list[dict]:
+        """One dict per run (oldest first): the run's columns, its search children by state,
+        their best reward and the time of the last finished child, in one aggregate query."""
+        with self._tx() as s:
+            agg = (
+                select(
+                    ChildJob.run_id.label("run_id"),
+                    *[func.sum(case((ChildJob.state == st, 1), else_=0)).label(st) for st in ALL_STATES],
+                    func.max(ChildJob.reward).label("best"),
+                    func.max(ChildJob.finished_at).label("last_finished"),
+                )
+                .where(ChildJob.kind == "search")
+                .group_by(ChildJob.run_id)
+                .subquery()
+            )
+            q = select(Run, *[agg.c[st] for st in ALL_STATES], agg.c.best, agg.c.last_finished).outerjoin(
+                agg, agg.c.run_id == Run.id
+            )
+            out = []
+            for row in s.execute(q.order_by(Run.id)):
+                run = _run_view(row[0])
+                counts = {st: int(row[1 + i] or 0) for i, st in enumerate(ALL_STATES)}
+                out.append(
+                    {"run": run, "jobs": counts, "best": row[-2], "last_finished": _dt(row[-1])}
+                )
+            return out
+
+    def level_timing(self, run_id: int, *, kind: str = "search") -> dict[int, dict]:
+        """{level: first start, last finish, finished children, summed child seconds, mean
+        reward} over a run's children, in one aggregate query (for elapsed time and ETA)."""
+        with self._tx() as s:
+            finished = ChildJob.state.in_([S, F, L])
+            q = (
+                select(
+                    ChildJob.level,
+                    func.min(ChildJob.started_at),
+                    func.max(ChildJob.finished_at),
+                    func.sum(case((finished, 1), else_=0)),
+                    func.sum(ChildJob.wall_seconds),
+                    func.avg(case((ChildJob.state == S, ChildJob.reward), else_=None)),
+                )
+                .where(ChildJob.run_id == run_id, ChildJob.kind == kind)
+                .group_by(ChildJob.level)
+            )
+            return {
+                lv: {
+                    "first_started": _dt(a),
+                    "last_finished": _dt(b),
+                    "finished": int(n or 0),
+                    "child_seconds": float(sec or 0.0),
+                    "mean": m,
+                }
+                for lv, a, b, n, sec, m in s.execute(q)
+            }
+
+    def trained_children(self, run_id: int, *, kind: str = "search") -> list[JobView]:
+        """Succeeded children in the order they finished (ties by id): history and curves."""
+        with self._tx() as s:
+            q = (
+                select(ChildJob)
+                .where(ChildJob.run_id == run_id, ChildJob.kind == kind, ChildJob.state == S)
+                .order_by(ChildJob.finished_at, ChildJob.id)
+            )
+            return [_job_view(r) for r in s.scalars(q)]
+
+    def grant_readonly(self, role: str, *, password: str | None = None, login: bool = True) -> list[str]:
+        """PostgreSQL: create ``role`` if missing and let it SELECT every table and view of the
+        current database, now and later. Idempotent. Returns the statements it ran (a
+        password is shown as '***'). UserError on SQLite or a role name that is not a plain
+        identifier."""
+        import re
+
+        if self.is_sqlite:
+            raise UserError("roles exist only on PostgreSQL; an SQLite file is read-only with `sqlite3 -readonly FILE`")
+        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", role):
+            raise UserError(f"role name {role!r} must be lower-case letters, digits and _ (a plain SQL identifier)")
+        shown: list[str] = []
+        with self._tx() as s:
+            exists = s.scalar(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role})
+            stmts: list[tuple[str, dict, str]] = []
+            if not exists:
+                stmts.append((f"CREATE ROLE {role} {'LOGIN' if login else 'NOLOGIN'}", {}, ""))
+            if password is not None:
+                # A bind parameter cannot be used in ALTER ROLE; quote_literal on the server does it.
+                quoted = s.scalar(text("SELECT quote_literal(:p)"), {"p": password})
+                stmts.append((f"ALTER ROLE {role} PASSWORD {quoted}", {}, f"ALTER ROLE {role} PASSWORD '***'"))
+            dbname = s.scalar(text("SELECT current_database()"))
+            stmts += [
+                (f'GRANT CONNECT ON DATABASE "{dbname}" TO {role}', {}, ""),
+                (f"GRANT USAGE ON SCHEMA public TO {role}", {}, ""),
+                (f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}", {}, ""),
+                (f"ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO {role}", {}, ""),
+            ]
+            for sql, params, show in stmts:
+                s.execute(text(sql), params)
+                shown.append(show or sql)
+        return shown
+
     # --- maintenance ---------------------------------------------------------------------
     def ping(self) -> None:
         with self._tx() as s:

@@ -1,17 +1,22 @@
-"""`pnas status [RUN] [--json]`: children by state per level, and the workers seen.
+"""`pnas status [RUN] [--json] [--watch]`: per level, candidates scored, children by state,
+best and mean accuracy, predictor Spearman, elapsed time and ETA; the workers seen with
+their last heartbeat.
 
-One aggregate query for the counts, one per level for its best reward; ``--json`` prints one
-object for scripts (its keys only grow).
+One aggregate query for the counts, one for the level timings, one per level for its best
+reward; ``--json`` prints one object for scripts (its keys only grow). ``--watch`` redraws
+every ``--interval`` seconds until the run stops running (with ``--json``: one object per
+line).
 """
 
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime
 
 import typer
 
-from shared.jobs import ALL_STATES
+from shared.jobs import ALL_STATES, RunState
 from shared.settings import get_settings
 
 
@@ -20,11 +25,24 @@ def collect(store, ref: str | None) -> dict:  # noqa: ANN001
     run = store.require_run(ref)
     counts = store.state_counts(run.id)
     levels = {lv.b: lv for lv in store.levels(run.id)}
+    timing = store.level_timing(run.id)
+    now = store.db_now()
     out_levels = []
     for b in sorted(set(counts) | set(levels)):
         lv = levels.get(b)
         jobs = counts.get(b, {st: 0 for st in ALL_STATES})
         best = store.top(run.id, k=1, level=b)
+        tm = timing.get(b, {})
+        total = sum(jobs.values())
+        finished = jobs["succeeded"] + jobs["failed"] + jobs["lost"]
+        elapsed = eta = None
+        if lv is not None:
+            end = lv.finished_at or (now if run.state == RunState.running.value else tm.get("last_finished") or now)
+            elapsed = max(0.0, (end - lv.started_at).total_seconds())
+            if lv.state != "done" and finished and total > finished:
+                eta = elapsed / finished * (total - finished)
+            elif lv.state != "done" and total == finished:
+                eta = 0.0
         out_levels.append(
             {
                 "b": b,
@@ -34,6 +52,12 @@ def collect(store, ref: str | None) -> dict:  # noqa: ANN001
                 "best": best[0].reward if best else None,
                 "spearman_extrapolation": lv.spearman_extrapolation if lv else None,
                 "spearman_insample": lv.spearman_insample if lv else None,
+                "children": total,
+                "mean": tm.get("mean"),
+                "started_at": _iso(lv.started_at) if lv else None,
+                "finished_at": _iso(lv.finished_at) if lv else None,
+                "elapsed_seconds": elapsed,
+                "eta_seconds": eta,
             }
         )
     top = store.top(run.id, k=1)
@@ -49,6 +73,7 @@ def collect(store, ref: str | None) -> dict:  # noqa: ANN001
         for w in store.workers()
     ]
     totals = {st: sum(lv["jobs"][st] for lv in out_levels) for st in ALL_STATES}
+    progress = _progress(run, out_levels, totals, now)
     return {
         "run": run.name,
         "id": run.id,
@@ -62,6 +87,41 @@ def collect(store, ref: str | None) -> dict:  # noqa: ANN001
         "levels": out_levels,
         "best": None if not top else {"job": top[0].id, "level": top[0].level, "arch_id": top[0].arch_id, "reward": top[0].reward},
         "workers": workers,
+        **progress,
+    }
+
+
+def _progress(run, levels: list[dict], totals: dict, now: datetime) -> dict:  # noqa: ANN001
+    """Run-wide: candidates scored, children trained of those expected, elapsed and ETA.
+
+    The ETA assumes the remaining children (the levels not chosen yet count K each) take
+    as long as the finished ones did on average, predictor fitting included."""
+    from shared.config import SearchConfig
+
+    cfg = SearchConfig.from_json(run.config)
+    by_b = {lv["b"]: lv for lv in levels}
+    first = by_b[1]["children"] if 1 in by_b else len(cfg.space().one_block_cells())
+    expected = sum(
+        by_b[b]["children"] if b in by_b and by_b[b]["children"] else (first if b == 1 else cfg.beam)
+        for b in range(1, cfg.blocks + 1)
+    )
+    finished = totals["succeeded"] + totals["failed"] + totals["lost"]
+    end = run.finished_at or (now if run.state == RunState.running.value else run.updated_at)
+    elapsed = max(0.0, (end - run.created_at).total_seconds())
+    eta = None
+    if run.state not in (RunState.finished.value, RunState.aborted.value) and finished:
+        eta = elapsed / finished * max(0, expected - finished)
+    elif run.state == RunState.finished.value:
+        eta = 0.0
+    return {
+        "strategy": cfg.strategy,
+        "dataset": cfg.train.dataset,
+        "blocks": cfg.blocks,
+        "candidates_scored": sum(lv["candidates"] or 0 for lv in levels),
+        "children_trained": finished,
+        "children_expected": expected,
+        "elapsed_seconds": elapsed,
+        "eta_seconds": eta,
     }
 
 
@@ -73,38 +133,89 @@ def _f(x: float | None, fmt: str = ".4f") -> str:
     return "-" if x is None else format(x, fmt)
 
 
-def render(st: dict) -> str:
-    lines = [f"run {st['run']!r} (id {st['id']}): {st['state']}, level {st['level']}"]
+def render(st: dict):  # noqa: ANN201
+    """A rich renderable: a header, the per-level table and the workers."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    from pnas.render import duration
+
+    head = (
+        f"run {st['run']!r} (id {st['id']}, {st['strategy']} on {st['dataset']}): {st['state']}, level "
+        f"{st['level']}/{st['blocks']}; {st['children_trained']}/{st['children_expected']} children trained, "
+        f"{st['candidates_scored']:,} candidates scored; elapsed {duration(st['elapsed_seconds'])}, "
+        f"ETA {duration(st['eta_seconds']) if st['eta_seconds'] is not None else '?'}"
+    )
+    parts: list = [Text(head)]
     if st["message"]:
-        lines.append(f"  {st['message']}")
-    head = f"  {'level':>5} {'state':<9}" + "".join(f" {s:>9}" for s in ALL_STATES) + f" {'best':>7} {'spearman':>8}"
-    lines.append(head)
+        parts.append(Text(f"  {st['message']}"))
+    t = Table()
+    cols = ["level", "state", "scored", *ALL_STATES, "best", "mean", "spearman", "elapsed", "ETA"]
+    for col in cols:
+        t.add_column(col, justify="left" if col == "state" else "right")
     for lv in st["levels"]:
-        lines.append(
-            f"  {lv['b']:>5} {lv['state']:<9}"
-            + "".join(f" {lv['jobs'][s]:>9}" for s in ALL_STATES)
-            + f" {_f(lv['best']):>7} {_f(lv['spearman_extrapolation'], '.3f'):>8}"
-        )
+        t.add_row(
+            str(lv["b"]), lv["state"], f"{lv['candidates']:,}" if lv["candidates"] is not None else "-",
+            *[str(lv["jobs"][s]) for s in ALL_STATES], _f(lv["best"]), _f(lv["mean"]),
+            _f(lv["spearman_extrapolation"], ".3f"), duration(lv["elapsed_seconds"]),
+            duration(lv["eta_seconds"]) if lv["eta_seconds"] is not None else ("-" if lv["state"] == "done" else "?"),
+        )  # fmt: skip
+    parts.append(t)
     if st["best"]:
         b = st["best"]
-        lines.append(f"  best: job {b['job']} (level {b['level']}, {b['arch_id']}) accuracy {b['reward']:.4f}")
-    lines.append(f"workers seen ({len(st['workers'])}):")
+        parts.append(Text(f"best: job {b['job']} (level {b['level']}, {b['arch_id']}) accuracy {b['reward']:.4f}"))
+    parts.append(Text(f"workers seen ({len(st['workers'])}):"))
     for w in st["workers"]:
         job = f"training job {w['job_id']}" if w["job_id"] else "idle"
-        lines.append(f"  {w['name']:<40} {w['device'] or '?':<28} last heartbeat {w['seconds_ago']:.0f}s ago, {job}")
-    return "\n".join(lines)
+        parts.append(Text(f"  {w['name']:<40} {w['device'] or '?':<28} last heartbeat {w['seconds_ago']:.0f}s ago, {job}"))
+    return Group(*parts)
 
 
 def register(app: typer.Typer) -> None:
     @app.command()
     def status(
         run: str = typer.Argument(None, help="Run name or id (default: the most recently updated run)."),
-        as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+        as_json: bool = typer.Option(False, "--json", help="Print one JSON object (with --watch: one per line)."),
+        watch: bool = typer.Option(False, "--watch", "-w", help="Refresh until the run stops running (Ctrl-C to leave)."),
+        interval: float = typer.Option(2.0, "--interval", help="Seconds between refreshes with --watch."),
+        count: int = typer.Option(None, "--count", help="With --watch: stop after this many refreshes."),
     ) -> None:
-        """Children by state per level, and the workers with their last heartbeat."""
+        """Per level: scored, children by state, best, Spearman, elapsed, ETA; and the workers."""
+        from pnas.render import console
+        from shared.errors import UserError
         from shared.store import Store
 
+        if interval <= 0:
+            raise UserError(f"--interval must be positive, got {interval}")
         store = Store.from_settings(get_settings())
         store.ensure_schema()
         st = collect(store, run)
-        print(json.dumps(st) if as_json else render(st))
+        if not watch:
+            if as_json:
+                print(json.dumps(st))
+            else:
+                console().print(render(st))
+            return
+        ref, shown = st["id"], 0
+        try:
+            if as_json:
+                while True:
+                    print(json.dumps(st), flush=True)
+                    shown += 1
+                    if st["state"] != RunState.running.value or (count and shown >= count):
+                        return
+                    time.sleep(interval)
+                    st = collect(store, ref)
+            from rich.live import Live
+
+            with Live(render(st), console=console(), auto_refresh=False) as live:
+                while True:
+                    shown += 1
+                    if st["state"] != RunState.running.value or (count and shown >= count):
+                        return
+                    time.sleep(interval)
+                    st = collect(store, ref)
+                    live.update(render(st), refresh=True)
+        except KeyboardInterrupt:
+            return

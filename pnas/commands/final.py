@@ -1,0 +1,125 @@
+"""`pnas final RUN [--rank 1] [--epochs 600] [--n 3] [--filters 48] [--run-now]`: train a
+chosen cell at full size, as a job like any other.
+
+The job (kind ``final``, level 0, the overrides in its ``train``) goes into the same table
+as the search's children, so it is claimed, leased, retried and recorded the same way, and
+its result shows in `pnas show ID` and `pnas top RUN --final`. Who trains it:
+- with PNAS_BROKER_URL set, a Celery worker: the job id is sent by task name;
+- otherwise (the embedded default) ``--run-now`` trains it in this process through the
+  worker's runner; without it the job waits in the queue.
+Asking again with the same settings finds the same job instead of adding a second one.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from pydantic import ValidationError
+
+from pnas.commands.export import ranked_child
+from pnas.render import dumps, job_dict, open_store
+from shared.errors import UserError
+from shared.jobs import JobState
+
+# PNASNet-5 on CIFAR-10 in the paper: N = 3, F = 48, 600 epochs.
+PAPER_FINAL = {"epochs": 600, "cells_per_stage": 3, "filters": 48}
+
+
+def final_overrides(run_config: dict, **flags) -> dict:  # noqa: ANN003
+    """The TrainConfig overrides of a final training, checked against the run's settings."""
+    from shared.config import SearchConfig, TrainConfig
+
+    overrides = {**PAPER_FINAL, **{k: v for k, v in flags.items() if v is not None}}
+    base = SearchConfig.from_json(run_config).train.model_dump()
+    try:
+        TrainConfig.model_validate({**base, **overrides})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "setting"
+        raise UserError(f"invalid {where.replace('_', '-')}: {err['msg']}") from None
+    return overrides
+
+
+def _echo_trainer(path: str):  # noqa: ANN202
+    """The configured trainer, with its log lines also printed here (a person is watching)."""
+    from worker.runner import load_trainer
+
+    base = load_trainer(path)
+
+    def trainer(cell, train, **kw):  # noqa: ANN001, ANN202
+        inner = kw.get("log")
+
+        def log(line: str) -> None:
+            print(f"  {line}", file=sys.stderr, flush=True)
+            if inner:
+                inner(line)
+
+        return base(cell, train, **{**kw, "log": log})
+
+    return trainer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def final(
+        run: str = typer.Argument(..., help="Run name or id."),
+        rank: int = typer.Option(1, "--rank", "-r", help="Leaderboard position of the cell (1 = best)."),
+        epochs: int = typer.Option(None, "--epochs", help="Training epochs (default 600, the paper's)."),
+        n: int = typer.Option(None, "--n", "-N", help="Cells per stage (default 3, PNASNet-5 on CIFAR)."),
+        filters: int = typer.Option(None, "--filters", "-F", help="F (default 48, PNASNet-5 on CIFAR)."),
+        lr: float = typer.Option(None, "--lr", help="Initial learning rate (default: the run's)."),
+        batch_size: int = typer.Option(None, "--batch-size", help="Default: the run's."),
+        drop_path_keep_prob: float = typer.Option(None, "--drop-path-keep-prob", help="e.g. 0.6 as slim's CIFAR training (default: the run's)."),
+        validation_size: float = typer.Option(None, "--validation-size", help=">= 1 images held out, < 1 a fraction (default: the run's)."),
+        run_now: bool = typer.Option(False, "--run-now", help="Train it in this process now (the embedded default has no other worker)."),
+        as_json: bool = typer.Option(False, "--json", help="One JSON object."),
+    ) -> None:
+        """Enqueue (or, with --run-now, run) the full-size training of a ranked cell."""
+        from shared.settings import get_settings
+
+        settings = get_settings()
+        store = open_store()
+        r = store.require_run(run)
+        child = ranked_child(store, r, rank)
+        overrides = final_overrides(r.config, epochs=epochs, cells_per_stage=n, filters=filters, learning_rate=lr,
+                                    batch_size=batch_size, drop_path_keep_prob=drop_path_keep_prob,
+                                    validation_size=validation_size)  # fmt: skip
+        (job_id,) = store.add_jobs(r.id, level=0, children=[(child.arch_id, child.cell, None, None)],
+                                   max_attempts=settings.max_attempts, kind="final", train=overrides)  # fmt: skip
+        job = store.job(job_id)
+        action = "exists"
+        if job.state == JobState.queued.value:
+            if run_now:
+                from worker.runner import run_job
+
+                print(f"training job {job_id} ({child.arch_id}, {dumps(overrides)}) in this process", file=sys.stderr)
+                outcome = run_job(store, job_id, settings=settings, trainer=_echo_trainer(settings.trainer))
+                action = f"ran: {outcome.state}"
+            elif settings.broker_url:
+                from controller.celery_executor import CeleryExecutor
+
+                ex = CeleryExecutor(settings)
+                ex.submit([job_id])
+                sent = not ex.unsent
+                ex.stop()
+                action = "sent to the Celery workers" if sent else "queued (the broker did not answer; send it again later)"
+            else:
+                action = "queued"
+        job = store.job(job_id)
+        doc = {**job_dict(job), "run": r.name, "from_job": child.id, "from_rank": rank, "train": job.train,
+               "action": action, "error_message": job.error_message}  # fmt: skip
+        if as_json:
+            print(dumps(doc))
+        else:
+            print(f"final training of run {r.name!r} rank {rank} (search job {child.id}, {child.arch_id}): "
+                  f"job {job_id}, {job.state}; {action}")  # fmt: skip
+            print(f"  settings: {dumps(job.train)}")
+            if job.state == JobState.succeeded.value:
+                print(f"  accuracy {job.reward:.4f}; details: `pnas show {job_id}`; all final trainings: `pnas top {r.name} --final`")
+            elif job.state == JobState.queued.value and action == "queued":
+                print("  no broker is configured (PNAS_BROKER_URL): add --run-now to train it in this process")
+            elif job.state in (JobState.failed.value, JobState.lost.value):
+                print(f"  {job.error_class}: {job.error_message}; `pnas show {job_id}` has the log tail")
+        if job.state in (JobState.failed.value, JobState.lost.value):
+            sys.exit(1)

@@ -1,0 +1,190 @@
+"""The figures of `pnas plot`, each a matplotlib `Figure` built from plain numbers.
+
+`write_plots` reads a run from the store, draws every figure that has data, and saves PNGs
+whose text chunks say what they hold (``Title``, ``Panels``), so that a script or a test can
+check a file without looking at pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from shared.jobs import RunView
+
+DPI = 100
+
+
+@dataclass(frozen=True)
+class PlotFile:
+    name: str  # what it shows, e.g. "accuracy_per_level"
+    path: Path
+    panels: int  # axes drawn
+    width: int  # pixels
+    height: int
+
+
+def accuracy_per_level(rewards: dict[int, list[float]], *, title: str) -> Figure:
+    """Every child's accuracy by level (jittered points over a box), the best marked."""
+    fig = Figure(figsize=(7, 4.5), dpi=DPI)
+    ax = fig.add_subplot(1, 1, 1)
+    levels = sorted(rewards)
+    rng = np.random.default_rng(0)
+    ax.boxplot([rewards[b] for b in levels], positions=levels, widths=0.5, showfliers=False)
+    for b in levels:
+        y = np.asarray(rewards[b])
+        ax.scatter(b + rng.uniform(-0.18, 0.18, len(y)), y, s=12, alpha=0.6, color="tab:blue")
+        ax.scatter([b], [y.max()], marker="*", s=120, color="tab:red", zorder=3)
+    ax.set_xticks(levels)
+    ax.set_xlabel("level b (blocks per cell)")
+    ax.set_ylabel("validation accuracy")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def predicted_vs_measured(levels: dict[int, tuple[list[float], list[float], float | None]], *, title: str) -> Figure:
+    """One panel per level: the surrogate's prediction against the measured accuracy of the
+    children it chose, with the Spearman rank correlation in the panel title."""
+    n = len(levels)
+    fig = Figure(figsize=(4 * n + 0.5, 4.2), dpi=DPI)
+    for i, b in enumerate(sorted(levels), 1):
+        pred, meas, rho = levels[b]
+        ax = fig.add_subplot(1, n, i)
+        ax.scatter(pred, meas, s=14, alpha=0.7)
+        lo = min(min(pred), min(meas))
+        hi = max(max(pred), max(meas))
+        ax.plot([lo, hi], [lo, hi], ls="--", lw=0.8, color="grey")
+        rho_s = "n/a" if rho is None else f"{rho:.3f}"
+        ax.set_title(f"level {b}: Spearman {rho_s} (n={len(pred)})", fontsize=10)
+        ax.set_xlabel("predicted accuracy")
+        if i == 1:
+            ax.set_ylabel("measured accuracy")
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def best_so_far(curves: dict[str, list[float]], *, title: str) -> Figure:
+    """Best accuracy so far against the number of children trained, one line per run."""
+    fig = Figure(figsize=(7, 4.5), dpi=DPI)
+    ax = fig.add_subplot(1, 1, 1)
+    for label, rewards in curves.items():
+        y = np.maximum.accumulate(np.asarray(rewards, dtype=float))
+        ax.step(np.arange(1, len(y) + 1), y, where="post", label=label)
+    ax.set_xlabel("children trained")
+    ax.set_ylabel("best validation accuracy so far")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    return fig
+
+
+def pnas_vs_random(runs: dict[str, tuple[list[float], dict[int, list[float]]]], *, title: str) -> Figure:
+    """Two panels: best-so-far against children trained, and mean accuracy per level
+    (the paper's comparison of PNAS with random search at the same budget)."""
+    fig = Figure(figsize=(11, 4.5), dpi=DPI)
+    ax1 = fig.add_subplot(1, 2, 1)
+    ax2 = fig.add_subplot(1, 2, 2)
+    for label, (ordered, by_level) in runs.items():
+        y = np.maximum.accumulate(np.asarray(ordered, dtype=float))
+        ax1.step(np.arange(1, len(y) + 1), y, where="post", label=label)
+        lv = sorted(by_level)
+        ax2.errorbar(lv, [np.mean(by_level[b]) for b in lv], yerr=[np.std(by_level[b]) for b in lv],
+                     marker="o", capsize=3, label=label)  # fmt: skip
+    ax1.set_xlabel("children trained")
+    ax1.set_ylabel("best validation accuracy so far")
+    ax1.set_title("best so far")
+    ax2.set_xticks(sorted({b for _, by_level in runs.values() for b in by_level}))
+    ax2.set_xlabel("level b")
+    ax2.set_ylabel("mean validation accuracy (± std)")
+    ax2.set_title("children per level")
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def save(fig: Figure, path: Path, *, name: str, title: str) -> PlotFile:
+    panels = len(fig.axes)
+    fig.savefig(path, dpi=DPI, metadata={"Title": title, "Description": f"pnas plot {name}; panels={panels}"})
+    w, h = fig.get_size_inches() * DPI
+    return PlotFile(name=name, path=path, panels=panels, width=int(round(w)), height=int(round(h)))
+
+
+def comparison_run(store, run: RunView) -> RunView | None:  # noqa: ANN001
+    """The most recent run on the same dataset with the other strategy (pnas <-> random)
+    that has succeeded children; None if there is none."""
+    def key(r: RunView) -> tuple:
+        return ((r.config.get("train") or {}).get("dataset"), r.config.get("strategy"))
+
+    dataset, strategy = key(run)
+    other = [
+        row["run"] for row in store.run_summaries()
+        if row["run"].id != run.id and key(row["run"])[0] == dataset and key(row["run"])[1] != strategy
+        and row["jobs"]["succeeded"] > 0
+    ]  # fmt: skip
+    return max(other, key=lambda r: (r.updated_at, r.id)) if other else None
+
+
+def _by_level(jobs) -> dict[int, list[float]]:  # noqa: ANN001
+    out: dict[int, list[float]] = {}
+    for j in jobs:
+        out.setdefault(j.level, []).append(j.reward)
+    return out
+
+
+def write_plots(store, run: RunView, out: Path, *, compare: RunView | None = None) -> tuple[list[PlotFile], list[str]]:  # noqa: ANN001
+    """Draw every figure the run has data for into ``out``. Returns (files, skipped reasons)."""
+    out.mkdir(parents=True, exist_ok=True)
+    files, skipped = [], []
+    trained = store.trained_children(run.id)
+    if not trained:
+        return files, [f"run {run.name!r} has no succeeded child yet"]
+    by_level = _by_level(trained)
+    name = f"{run.name} ({run.config.get('strategy')}, {(run.config.get('train') or {}).get('dataset')})"
+
+    t = f"accuracy per level: {name}"
+    files.append(save(accuracy_per_level(by_level, title=t), out / "accuracy_per_level.png", name="accuracy_per_level", title=t))
+
+    spearman = {lv.b: lv.spearman_extrapolation for lv in store.levels(run.id)}
+    pred: dict[int, tuple[list[float], list[float], float | None]] = {}
+    for b in sorted(by_level):
+        pairs = [(j.predicted, j.reward) for j in trained if j.level == b and j.predicted is not None]
+        if len(pairs) >= 2:
+            p, m = [x for x, _ in pairs], [y for _, y in pairs]
+            rho = spearman.get(b)
+            if rho is None and len(pairs) >= 3:
+                from scipy.stats import spearmanr
+
+                r = spearmanr(p, m).statistic
+                rho = float(r) if np.isfinite(r) else None
+            pred[b] = (p, m, rho)
+    if pred:
+        t = f"predicted vs measured accuracy: {name}"
+        files.append(save(predicted_vs_measured(pred, title=t), out / "predicted_vs_measured.png",
+                          name="predicted_vs_measured", title=t))  # fmt: skip
+    else:
+        skipped.append("predicted_vs_measured: no level has predictions (a random-search run, or only level 1 done)")
+
+    t = f"best so far: {name}"
+    files.append(save(best_so_far({run.name: [j.reward for j in trained]}, title=t), out / "best_so_far.png",
+                      name="best_so_far", title=t))  # fmt: skip
+
+    other = compare or comparison_run(store, run)
+    if other is None:
+        skipped.append("pnas_vs_random: no run with the other strategy on the same dataset")
+    else:
+        other_trained = store.trained_children(other.id)
+        runs = {}
+        for r, jobs in ((run, trained), (other, other_trained)):
+            runs[f"{r.name} ({r.config.get('strategy')})"] = ([j.reward for j in jobs], _by_level(jobs))
+        t = f"PNAS vs random search on {(run.config.get('train') or {}).get('dataset')}"
+        files.append(save(pnas_vs_random(runs, title=t), out / "pnas_vs_random.png", name="pnas_vs_random", title=t))
+    return files, skipped

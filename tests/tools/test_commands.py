@@ -1,0 +1,240 @@
+"""Every operator command on a small finished run, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import struct
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from shared.store import Store
+from tests.tools.conftest import PLANTED_FAILURE
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_info(path: Path) -> tuple[int, int, dict[str, str]]:
+    """(width, height, text chunks) of a PNG, read from its bytes."""
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE, f"{path} is not a PNG"
+    width, height = struct.unpack(">II", data[16:24])
+    texts, pos = {}, 8
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind = data[pos + 4 : pos + 8]
+        if kind == b"tEXt":
+            key, _, value = data[pos + 8 : pos + 8 + length].partition(b"\0")
+            texts[key.decode("latin-1")] = value.decode("latin-1")
+        pos += 12 + length
+    return width, height, texts
+
+
+@pytest.fixture
+def store(finished):  # noqa: ANN001, ANN201
+    s = Store(finished.url)
+    yield s
+    s.dispose()
+
+
+def test_runs_lists_both_runs(cli, store):
+    code, out, _ = cli("runs", "--json")
+    assert code == 0
+    runs = {r["name"]: r for r in json.loads(out)}
+    assert set(runs) == {"t", "r"}
+    t = runs["t"]
+    assert (t["state"], t["strategy"], t["dataset"], t["level"], t["blocks"]) == ("finished", "pnas", "digits", 3, 3)
+    assert t["children_done"] == t["children_total"] == 21 + 4 + 4
+    assert t["jobs"]["failed"] == 1
+    assert t["best"] == store.top(store.require_run("t").id, k=1)[0].reward
+    code, out, _ = cli("runs")
+    assert code == 0 and "finished" in out and "random" in out
+
+
+def test_status_json_keeps_its_shape_and_adds_progress(cli, store):
+    code, out, _ = cli("status", "t", "--json")
+    assert code == 0
+    st = json.loads(out)
+    # the keys the Celery issue's tests and scripts rely on
+    assert {"run", "id", "state", "level", "jobs", "levels", "best", "workers"} <= set(st)
+    assert st["jobs"] == {"queued": 0, "running": 0, "succeeded": 28, "failed": 1, "lost": 0}
+    assert [lv["b"] for lv in st["levels"]] == [1, 2, 3]
+    assert st["levels"][0]["jobs"]["succeeded"] == 20 and st["levels"][0]["candidates"] == 21
+    # and what this issue adds
+    assert st["children_trained"] == st["children_expected"] == 29
+    assert st["candidates_scored"] == sum(lv["candidates"] for lv in st["levels"]) > 29
+    assert st["eta_seconds"] == 0.0 and st["elapsed_seconds"] > 0
+    run = store.require_run("t")
+    levels = {lv.b: lv for lv in store.levels(run.id)}
+    for lv in st["levels"]:
+        assert lv["elapsed_seconds"] is not None and lv["eta_seconds"] is None  # done levels
+        assert lv["spearman_extrapolation"] == levels[lv["b"]].spearman_extrapolation
+    assert st["levels"][1]["spearman_extrapolation"] is not None
+    code, out, _ = cli("status", "t")
+    assert code == 0 and "succeeded" in out and "spearman" in out and "ETA" in out
+
+
+def test_status_watch_stops_when_the_run_is_not_running(cli):
+    code, out, _ = cli("status", "t", "--watch", "--json", "--interval", "0.1")
+    assert code == 0 and len(out.strip().splitlines()) == 1
+    assert json.loads(out)["state"] == "finished"
+    code, out, _ = cli("status", "t", "--watch", "--interval", "0.1")
+    assert code == 0 and "level" in out
+    assert cli("status", "nope")[0] == 2
+
+
+def test_top_json_csv_and_table(cli, store):
+    run = store.require_run("t")
+    code, out, _ = cli("top", "t", "-k", "5", "--json")
+    assert code == 0
+    rows = json.loads(out)
+    expected = store.top(run.id, k=5)
+    assert [r["id"] for r in rows] == [j.id for j in expected]
+    assert [r["rank"] for r in rows] == [1, 2, 3, 4, 5]
+    accs = [r["accuracy"] for r in rows]
+    assert accs == sorted(accs, reverse=True)
+    first = rows[0]
+    assert {"id", "level", "accuracy", "cell", "arch_id", "params", "cell_json"} <= set(first)
+    assert first["cell"].startswith("b1=") and first["cell"].count("b") >= first["level"]
+    assert first["cell_json"] == expected[0].cell
+
+    code, out, _ = cli("top", "t", "-k", "3", "--level", "1", "--csv")
+    assert code == 0
+    table = list(csv.DictReader(io.StringIO(out)))
+    assert len(table) == 3 and {r["level"] for r in table} == {"1"}
+    assert json.loads(table[0]["cell_json"]) == store.top(run.id, k=1, level=1)[0].cell
+
+    code, out, _ = cli("top", "t")
+    assert code == 0 and rows[0]["cell"] in out
+
+    assert cli("top", "t", "--json", "--csv")[0] == 2
+    assert cli("top", "nope")[0] == 2
+    code, _, err = cli("top", "t", "--level", "9")
+    assert code == 1 and "no succeeded child" in err
+
+
+def test_show_a_child_and_a_failed_one(cli, store):
+    run = store.require_run("t")
+    best = store.top(run.id, k=1)[0]
+    code, out, _ = cli("show", str(best.id), "--json")
+    assert code == 0
+    d = json.loads(out)
+    assert (d["id"], d["run"], d["state"], d["attempts"], d["accuracy"]) == (best.id, "t", "succeeded", 1, best.reward)
+    assert len(d["blocks"]) == best.level
+    assert [(e["attempt"], e["epoch"]) for e in d["epochs"]] == [(1, 1), (1, 2)]
+
+    failed = store.jobs(run.id, states=["failed"])
+    assert [j.arch_id for j in failed] == [PLANTED_FAILURE]
+    code, out, _ = cli("show", str(failed[0].id))
+    assert code == 0
+    assert "failed" in out and "RuntimeError" in out and f"planted failure for {PLANTED_FAILURE}" in out
+    assert "log tail" in out and "Traceback" in out
+
+    code, _, err = cli("show", "987654")
+    assert code == 2 and "no child job" in err
+
+
+def test_history_is_the_original_train_history_format(cli, store, finished):
+    path = finished.dir / "train_history.csv"
+    code, _, _ = cli("history", "t", "--out", str(path))
+    assert code == 0
+    lines = path.read_text().splitlines()
+    run = store.require_run("t")
+    trained = store.trained_children(run.id)
+    assert len(lines) == len(trained) == 28
+    for line, job in zip(lines, trained):
+        # parsed exactly as the original rank_architectures.py does
+        temp = line.split(",")
+        score = float(temp[0])
+        for i in range(1, len(temp), 2):
+            temp[i] = int(temp[i])
+        assert score == pytest.approx(job.reward, abs=1e-6)
+        assert [temp[i : i + 4] for i in range(1, len(temp), 4)] == job.cell
+    assert not lines[0].startswith("reward")  # no header, as the original
+
+
+def test_plot_writes_pngs_with_the_expected_panels(cli, finished):
+    out = finished.dir / "plots-t"
+    code, text, _ = cli("plot", "t", "--out", str(out), "--json")
+    assert code == 0
+    doc = json.loads(text)
+    files = {f["name"]: f for f in doc["files"]}
+    # predicted vs measured: one panel per level the predictor chose (2 and 3)
+    expected = {"accuracy_per_level": 1, "predicted_vs_measured": 2, "best_so_far": 1, "pnas_vs_random": 2}
+    assert {k: f["panels"] for k, f in files.items()} == expected
+    for f in files.values():
+        w, h, texts = png_info(Path(f["path"]))
+        assert (w, h) == (f["width"], f["height"]) and w >= 400 and h >= 300
+        assert f"panels={f['panels']}" in texts["Description"]
+    # the random run has no predictions: that figure is skipped, the comparison is not
+    code, text, _ = cli("plot", "r", "--out", str(finished.dir / "plots-r"), "--json")
+    doc = json.loads(text)
+    assert code == 0 and {f["name"] for f in doc["files"]} == {"accuracy_per_level", "best_so_far", "pnas_vs_random"}
+    assert any("predicted_vs_measured" in s for s in doc["skipped"])
+
+
+def test_plot_figures_have_their_panels():
+    from pnas.plots import predicted_vs_measured, pnas_vs_random
+
+    fig = predicted_vs_measured({2: ([0.5, 0.6, 0.7], [0.4, 0.6, 0.65], 1.0), 3: ([0.1, 0.2], [0.3, 0.2], None)}, title="x")
+    assert len(fig.axes) == 2 and "Spearman 1.000" in fig.axes[0].get_title() and "n/a" in fig.axes[1].get_title()
+    fig = pnas_vs_random({"a": ([0.1, 0.3, 0.2], {1: [0.1, 0.3], 2: [0.2]}), "b": ([0.2, 0.1], {1: [0.2, 0.1]})}, title="y")
+    assert len(fig.axes) == 2 and len(fig.axes[0].get_legend().get_texts()) == 2
+
+
+def test_export_writes_cell_model_and_diagram(cli, store, finished):
+    out = finished.dir / "export"
+    code, text, _ = cli("export", "t", "--rank", "2", "--out", str(out), "--json")
+    assert code == 0
+    summary = json.loads(text)
+    second = store.top(store.require_run("t").id, k=2)[1]
+    cell = json.loads((out / "cell.json").read_text())
+    assert (cell["id"], cell["rank"], cell["blocks"], cell["arch_id"]) == (second.id, 2, second.cell, second.arch_id)
+    assert cell["train"]["dataset"] == "digits" and cell["cell"].startswith("b1=")
+    assert zipfile.is_zipfile(out / "model.keras")
+    assert "config.json" in zipfile.ZipFile(out / "model.keras").namelist()
+    w, h, _ = png_info(out / "cell.png")
+    assert w >= 400 and h >= 200
+    assert summary["input_shape"] == [8, 8, 1] and summary["classes"] == 10 and summary["params"] > 0
+
+    import keras
+
+    from worker.ops import DropPath
+
+    net = keras.saving.load_model(out / "model.keras", custom_objects={"DropPath": DropPath}, compile=False)
+    assert net.count_params() == summary["params"] and tuple(net.input_shape[1:]) == (8, 8, 1)
+
+    from pnas.commands._cells import parse_cell_arg
+
+    assert parse_cell_arg(str(out / "cell.json")).arch_id == second.arch_id  # `pnas model --cell cell.json`
+    assert cli("export", "t", "--rank", "999", "--out", str(out))[0] == 2
+
+
+def test_final_enqueues_then_runs_now_and_lands_in_the_same_table(cli, store):
+    run = store.require_run("t")
+    best = store.top(run.id, k=1)[0]
+    args = ("final", "t", "--epochs", "2", "--n", "1", "--filters", "8", "--json")
+    code, out, _ = cli(*args)
+    assert code == 0
+    queued = json.loads(out)
+    assert (queued["state"], queued["action"], queued["kind"], queued["level"]) == ("queued", "queued", "final", 0)
+    assert queued["train"] == {"epochs": 2, "cells_per_stage": 1, "filters": 8}
+    assert queued["arch_id"] == best.arch_id and queued["from_job"] == best.id
+    assert json.loads(cli(*args)[1])["id"] == queued["id"], "the same request finds the same job"
+
+    code, out, _ = cli(*args, "--run-now")
+    assert code == 0
+    done = json.loads(out)
+    assert (done["id"], done["state"], done["action"]) == (queued["id"], "succeeded", "ran: succeeded")
+    assert done["accuracy"] == pytest.approx(best.reward)  # the fake trainer is deterministic
+    code, out, _ = cli("top", "t", "--final", "--json")
+    assert code == 0 and [r["id"] for r in json.loads(out)] == [queued["id"]]
+    # the search's numbers do not change
+    st = json.loads(cli("status", "t", "--json")[1])
+    assert st["children_trained"] == 29 and st["best"]["job"] == best.id
+
+    assert cli("final", "t", "--epochs", "-1")[0] == 2
+    assert cli("final", "t", "--rank", "0")[0] == 2

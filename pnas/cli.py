@@ -20,6 +20,7 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help texts say H[c-1]: brackets are not markup
     help="Progressive Neural Architecture Search (Liu et al., ECCV 2018) on local processes or Celery GPU workers.",
 )
 

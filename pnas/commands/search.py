@@ -117,7 +117,7 @@ def register(app: typer.Typer) -> None:
         ops: str = typer.Option(None, help="Comma-separated operators."),
         blocks: int = typer.Option(None, "--blocks", "-B"),
         beam: int = typer.Option(None, "--beam", "-K"),
-        lookback: int = typer.Option(None, help="2 = H\\[c-1] and H\\[c-2] (paper); 1 = H\\[c-1] only."),
+        lookback: int = typer.Option(None, help="2 = H[c-1] and H[c-2] (paper); 1 = H[c-1] only."),
         lookforward: int = typer.Option(None, help="A block may read the first N earlier blocks of its cell (default: all; 0 = none)."),
         predictor: str = typer.Option(None, help="lstm (paper's best) or mlp."),
         epochs: int = typer.Option(None, help="Epochs per child."),

@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
         blocks: int = typer.Option(5, "--blocks", "-B", help="B: blocks per cell."),
         beam: int = typer.Option(256, "--beam", "-K", help="K: cells kept per level."),
         ops: str = typer.Option(None, "--ops", help="Comma-separated operators (default: the paper's 8)."),
-        lookback: int = typer.Option(2, help="Previous cells a block may read: 2 = H\\[c-1] and H\\[c-2] (paper); 1 = H\\[c-1] only."),
+        lookback: int = typer.Option(2, help="Previous cells a block may read: 2 = H[c-1] and H[c-2] (paper); 1 = H[c-1] only."),
         lookforward: int = typer.Option(None, help="A block may read the first N earlier blocks of its cell (default: all; 0 = none)."),
         as_json: bool = typer.Option(False, "--json", help="One JSON object."),
     ) -> None:

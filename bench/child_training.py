@@ -1,11 +1,12 @@
 """Is `train_child` as fast as a plain `model.fit` on NumPy arrays? (CPU benchmark)
 
 Same cell, same network, same synthetic 32x32x3 data, same optimizer and batch size. Both
-sides run E epochs with validation; the first epoch (tracing, warm-up) is left out and the
-rest give training images per second (wall time of whole epochs, validation included, the
-same for both). Rounds alternate A/B so drift on a shared machine hits both sides alike.
+sides run E epochs with validation and stamp the clocks at each epoch's end; the intervals
+between stamps after the first epoch (tracing, warm-up) give training images per second of
+wall time, and CPU-seconds per 1000 images (process time: steadier than wall time when other
+jobs share the machine). Rounds run A,B then B,A so drift hits both sides alike.
 
-    .venv/bin/python bench/child_training.py [--train 2048] [--epochs 3] [--rounds 3]
+    .venv/bin/python bench/child_training.py [--train 2048] [--epochs 3] [--rounds 4]
 
 It also times the input pipelines alone (no model), to show they are never the bottleneck.
 
@@ -45,18 +46,16 @@ def synthetic(n_train: int, n_val: int, seed: int = 0) -> Dataset:
                    (32, 32, 3), 10, "synthetic32")
 
 
-class _Timer(keras.callbacks.Callback):
-    def on_train_begin(self, logs=None):
-        self.seconds = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._t = time.perf_counter()
+class _Stamps(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.stamps: list[tuple[float, float]] = []
 
     def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(time.perf_counter() - self._t)
+        self.stamps.append((time.perf_counter(), time.process_time()))
 
 
-def plain_fit(cell: Cell, cfg: TrainConfig, ds: Dataset, seed: int) -> list[float]:
+def plain_fit(cell: Cell, cfg: TrainConfig, ds: Dataset, seed: int) -> list[tuple[float, float]]:
     """The reference: the same network and optimizer, model.fit on NumPy arrays."""
     keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
@@ -67,15 +66,17 @@ def plain_fit(cell: Cell, cfg: TrainConfig, ds: Dataset, seed: int) -> list[floa
         optimizer=keras.optimizers.SGD(
             keras.optimizers.schedules.CosineDecay(cfg.learning_rate, steps), momentum=cfg.momentum),
         loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=False)
-    timer = _Timer()
+    cb = _Stamps()
     model.fit(ds.x_train, ds.y_train, batch_size=cfg.batch_size, epochs=cfg.epochs,
-              validation_data=(ds.x_val, ds.y_val), verbose=0, callbacks=[timer])
-    return timer.seconds
+              validation_data=(ds.x_val, ds.y_val), verbose=0, callbacks=[cb])
+    return cb.stamps
 
 
-def ours(cell: Cell, cfg: TrainConfig, ds: Dataset, seed: int) -> list[float]:
-    r = train_child(cell, cfg, dataset=ds, seed=seed)
-    return [m.seconds for m in r.history]
+def ours(cell: Cell, cfg: TrainConfig, ds: Dataset, seed: int) -> list[tuple[float, float]]:
+    stamps: list[tuple[float, float]] = []
+    train_child(cell, cfg, dataset=ds, seed=seed,
+                on_epoch=lambda _m: stamps.append((time.perf_counter(), time.process_time())))
+    return stamps
 
 
 def pipeline_rate(ds: Dataset, batch_size: int, epochs: int = 3) -> tuple[float, float]:
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--train", type=int, default=2048, help="training images")
     ap.add_argument("--val", type=int, default=512, help="validation images")
     ap.add_argument("--epochs", type=int, default=3, help="per run; the first is warm-up")
-    ap.add_argument("--rounds", type=int, default=3, help="A/B rounds, alternating")
+    ap.add_argument("--rounds", type=int, default=4, help="A/B rounds, alternating")
     ap.add_argument("--filters", type=int, default=8)
     ap.add_argument("--n", type=int, default=1)
     ap.add_argument("--batch-size", type=int, default=64)
@@ -117,21 +118,28 @@ def main(argv: list[str] | None = None) -> None:
                       mixed_precision="off", jit_compile="off")
     p_ours, p_keras = pipeline_rate(ds, args.batch_size)
     print(f"input pipeline alone: ours {p_ours:,.0f} images/s, Keras NumPy adapter {p_keras:,.0f} images/s")
-    rate: dict[str, list[float]] = {"model.fit(numpy)": [], "train_child": []}
+    names = ("model.fit(numpy)", "train_child")
+    rate: dict[str, list[float]] = {k: [] for k in names}
+    cpu: dict[str, list[float]] = {k: [] for k in names}
     for r in range(args.rounds):
-        for name, fn in (("model.fit(numpy)", plain_fit), ("train_child", ours)):
-            secs = fn(cell, cfg, ds, seed=r)
-            ips = len(ds.x_train) * (len(secs) - 1) / sum(secs[1:])
-            rate[name].append(ips)
-            print(f"round {r + 1} {name:17s} {ips:8.1f} images/s  "
-                  f"(epochs: {', '.join(f'{s:.2f}s' for s in secs)})", flush=True)
-    base = statistics.median(rate["model.fit(numpy)"])
-    mine = statistics.median(rate["train_child"])
-    print(f"median images/s: model.fit(numpy) {base:.1f}, train_child {mine:.1f}")
-    print(f"SUMMARY cpu child training: ratio train_child/model.fit = {mine / base:.3f} "
-          f"({mine:.0f} vs {base:.0f} images/s, {args.train} synthetic 32x32x3 images, "
-          f"{args.cell} N={args.n} F={args.filters} batch {args.batch_size})")
-
+        order = list(zip(names, (plain_fit, ours)))
+        for name, fn in order if r % 2 == 0 else order[::-1]:  # ABBA: no side always goes second
+            stamps = fn(cell, cfg, ds, seed=r)
+            wall = stamps[-1][0] - stamps[0][0]  # epochs 2..E
+            proc = stamps[-1][1] - stamps[0][1]
+            images = len(ds.x_train) * (len(stamps) - 1)
+            rate[name].append(images / wall)
+            cpu[name].append(1000 * proc / images)
+            print(f"round {r + 1} {name:17s} {images / wall:8.1f} images/s  "
+                  f"{1000 * proc / images:6.2f} CPU-s per 1000 images", flush=True)
+    med = {k: (statistics.median(rate[k]), statistics.median(cpu[k])) for k in names}
+    (b_ips, b_cpu), (o_ips, o_cpu) = med[names[0]], med[names[1]]
+    print(f"median: model.fit(numpy) {b_ips:.1f} images/s, {b_cpu:.2f} CPU-s/1000; "
+          f"train_child {o_ips:.1f} images/s, {o_cpu:.2f} CPU-s/1000")
+    print(f"SUMMARY cpu child training: ratio train_child/model.fit = {o_ips / b_ips:.3f} by wall "
+          f"time, {b_cpu / o_cpu:.3f} by CPU time (>= 1 is no slower; {args.rounds} rounds, "
+          f"{args.train} synthetic 32x32x3 images, {args.cell} N={args.n} F={args.filters} "
+          f"batch {args.batch_size})")
 
 if __name__ == "__main__":
     main()

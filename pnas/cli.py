@@ -33,6 +33,8 @@ def _register() -> None:
     import pnas.commands
 
     for mod in sorted(pkgutil.iter_modules(pnas.commands.__path__), key=lambda m: m.name):
+        if mod.name.startswith("_"):  # helpers shared by commands, not commands
+            continue
         importlib.import_module(f"pnas.commands.{mod.name}").register(app)
 
 

@@ -19,6 +19,7 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///pnas.db"  # the embedded default: a file in the working dir
     broker_url: str | None = None  # set => the Celery executor is the default
     data_dir: Path = Path.home() / ".cache" / "pnas" / "datasets"  # shared by all workers
+    offline: bool = False  # never download a dataset: use the cache or fail with one clear line
     queue: str = "pnas"  # Celery queue the children go to
     # Redis redelivers an unacked message after this; it must exceed the longest child.
     visibility_timeout: int = Field(12 * 3600, ge=60)

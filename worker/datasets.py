@@ -98,11 +98,13 @@ def load_dataset(
 
     ``validation_size`` >= 1 is a count, < 1 a fraction of the training data.
     ``max_train_samples`` caps the training part after the split (the split never changes).
-    ``allow_download`` None = unless the environment sets PNAS_OFFLINE=1.
+    ``allow_download`` None = unless the settings say offline (PNAS_OFFLINE=1).
     Raises `UserError` for an unknown name, a bad npz file or a missing offline cache.
     """
     if allow_download is None:
-        allow_download = os.environ.get(OFFLINE_ENV, "").lower() not in ("1", "true", "yes")
+        from shared.settings import Settings
+
+        allow_download = not Settings().offline
     if name == "digits":
         x, y, xt, yt = _digits()
     elif name in _REMOTE:

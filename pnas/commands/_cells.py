@@ -45,7 +45,3 @@ def parse_cell_arg(text: str) -> Cell:
     if unknown:
         raise UserError(f"unknown operator {unknown[0]!r}; valid names: {', '.join(sorted(KNOWN_OPS))}")
     return cell
-
-
-def register(app) -> None:
-    """Not a command: `pnas.cli` registers every module here, so this one adds nothing."""

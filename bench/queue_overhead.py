@@ -104,7 +104,7 @@ def main() -> None:
     redis.Redis.from_url(settings.broker_url).flushdb()
     store = Store.from_settings(settings)
     store.ensure_schema(auto_upgrade=True)
-    cfg, _ = build_config(preset="quick", overrides=dict(ops="sep3x3,max3x3", blocks=2, train={"epochs": 0}))
+    cfg, _ = build_config(preset="quick", overrides=dict(blocks=2, train={"epochs": 0}))
     space = cfg.space()
     batch = space.expand(space.one_block_cells())
     need = args.children + args.fresh

@@ -293,3 +293,13 @@ def test_malformed_payloads_and_architectures_are_never_executed(pg_url, redis_u
     (good,) = store.add_jobs(run.id, level=1, children=[("good", [[-1, "sep3x3", -1, "max3x3"]], None, None)], max_attempts=3)
     ex.submit([good])
     wait_for(lambda: store.job(good).state == "succeeded", timeout=60, what="a good child after the bad ones")
+
+
+# --- pnas worker refuses a GPU it cannot see ----------------------------------------------
+def test_worker_fails_fast_when_a_gpu_is_asked_for_and_none_is_seen(pg_url, redis_url, tmp_path):
+    Store(pg_url).ensure_schema(auto_upgrade=True)
+    env = base_env(db_url=pg_url, broker_url=redis_url, tmp=tmp_path)
+    res = cli(["worker", "--gpu", "0"], env, timeout=120)
+    assert res.returncode == 2, res.stdout + res.stderr
+    (line,) = res.stderr.strip().splitlines()
+    assert "a GPU was asked for" in line and "TensorFlow sees none" in line

@@ -218,8 +218,8 @@ def test_compose_stack_survives_a_killed_worker_and_finishes(compose, capsys) ->
         )
         assert len(top) == 5, top
         # The README's status command, on the stopped controller's image and settings.
-        status = compose("run", "--rm", "--no-deps", "-T", "controller", "pnas", "status", RUN_NAME, timeout=180).stdout
-        assert "finished" in status, status
+        status = compose("run", "--rm", "--no-deps", "-T", "controller", "pnas", "status", RUN_NAME, "--json", timeout=180)
+        assert json.loads(status.stdout.strip().splitlines()[-1])["state"] == "finished", status.stdout
         retries = compose.sql(f"select id, attempts from jobs where run_id = {run_id} and attempts > 1 order by id")
     except BaseException:
         with capsys.disabled():

@@ -18,7 +18,7 @@ Contract:
   value, not an exception); `GpuSlots.wait` polls until one is free.
 - `Lease.renew` returns False when the slot is no longer ours (expired and taken by
   another replica); `KeepAlive` then calls its ``on_lost`` callback once.
-- `hold_from_env` waits for a free slot and keeps it alive from then on (the TensorFlow
+- `hold_slot` waits for a free slot and keeps it alive from then on (the TensorFlow
   probe may take longer than the ttl); `HeldSlot.run` runs the worker as a child process
   under it, passes stop signals on, and releases the slot when the child exits.
 """
@@ -42,6 +42,7 @@ from typing import Callable
 import redis
 
 from shared.errors import UserError
+from shared.settings import Settings
 
 log = logging.getLogger("pnas.worker")
 
@@ -261,23 +262,23 @@ class HeldSlot:
             log.warning("could not release GPU slot %s: %s", self.device, exc)
 
 
-def hold_from_env(broker_url: str, environ: dict | None = None) -> HeldSlot:
-    """Wait for a free slot of PNAS_GPU_SLOTS on this node (PNAS_NODE) and keep it alive.
+def hold_slot(settings: Settings) -> HeldSlot:
+    """Wait for a free slot of ``settings.gpu_slots`` on ``settings.node`` and keep it alive.
 
-    PNAS_GPU_SLOT_TTL (seconds, default 60) is how long a dead replica keeps its slot.
+    ``settings.gpu_slot_ttl`` (seconds) is how long a dead replica keeps its slot.
     """
-    env = os.environ if environ is None else environ
     try:
-        devices = parse_slots(env["PNAS_GPU_SLOTS"])
-        ttl = float(env.get("PNAS_GPU_SLOT_TTL") or 60)
+        devices = parse_slots(settings.gpu_slots or "")
     except ValueError as exc:
         raise UserError(str(exc)) from None
+    ttl = settings.gpu_slot_ttl
+    broker_url = settings.broker_url or ""
     if not devices:
         raise UserError(
             "PNAS_GPU_SLOTS=auto found no GPU (no nvidia-smi, no /dev/nvidiaN): check the container's GPU "
             "reservation, or run the worker with --gpu none"
         )
-    scope = env.get("PNAS_NODE") or "default"
+    scope = settings.node
     slots = GpuSlots.from_url(broker_url, devices=devices, scope=scope, ttl=ttl)
     try:
         lease = slots.wait()

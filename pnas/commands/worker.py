@@ -75,12 +75,12 @@ def register(app: typer.Typer) -> None:
         # Compose replicas all see every GPU (`count: all`); with PNAS_GPU_SLOTS set, `--gpu auto`
         # leases one free slot in Redis before TensorFlow loads and uses only that GPU.
         slot = None
-        if gpu == "auto" and os.environ.get("PNAS_GPU_SLOTS"):
+        if gpu == "auto" and settings.gpu_slots:
             import atexit
 
-            from worker.gpu_slot import hold_from_env
+            from worker.gpu_slot import hold_slot
 
-            slot = hold_from_env(settings.broker_url)  # waits for a free slot; renewed from now on
+            slot = hold_slot(settings)  # waits for a free slot; renewed from now on
             atexit.register(slot.close)  # a failed check below gives the slot back
             os.environ["CUDA_VISIBLE_DEVICES"] = slot.device  # => a GPU is required
         # --- end GPU slot leasing -------------------------------------------------------------

@@ -15,8 +15,9 @@ import uuid
 import pytest
 import redis
 
+from shared.settings import Settings
 from tests.conftest import REDIS_URL
-from worker.gpu_slot import LEASE_LOST_EXIT, GpuSlots, HeldSlot, KeepAlive, hold_from_env, parse_slots
+from worker.gpu_slot import LEASE_LOST_EXIT, GpuSlots, HeldSlot, KeepAlive, hold_slot, parse_slots
 
 pytestmark = pytest.mark.integration
 
@@ -115,8 +116,8 @@ def test_renew_takes_back_a_slot_that_vanished_but_reports_one_taken(client) -> 
 def test_held_slot_runs_the_worker_on_its_gpu_and_releases_at_exit(client) -> None:  # noqa: ANN001
     scope = f"test-{uuid.uuid4().hex[:8]}"
     client.scopes.append(scope)
-    env = {"PNAS_GPU_SLOTS": "0,1", "PNAS_NODE": scope, "PNAS_GPU_SLOT_TTL": "5"}
-    first, second = hold_from_env(REDIS_URL, env), hold_from_env(REDIS_URL, env)
+    settings = Settings(broker_url=REDIS_URL, gpu_slots="0,1", node=scope, gpu_slot_ttl=5)
+    first, second = hold_slot(settings), hold_slot(settings)
     assert {first.device, second.device} == {"0", "1"}
     child_env = dict(os.environ, CUDA_VISIBLE_DEVICES=first.device)
     rc = first.run([sys.executable, "-c", "import os, sys; sys.exit(10 + int(os.environ['CUDA_VISIBLE_DEVICES']))"], child_env)

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 from contextlib import contextmanager
+from dataclasses import fields, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -937,59 +938,25 @@ def _dt(v):  # noqa: ANN001, ANN202
     return v
 
 
-def _run_view(r: Run) -> RunView:
-    return RunView(
-        id=r.id,
-        name=r.name,
-        config=r.config,
-        seed=r.seed,
-        state=r.state,
-        level=r.level,
-        created_at=_dt(r.created_at),
-        updated_at=_dt(r.updated_at),
-        finished_at=_dt(r.finished_at),
-        message=r.message,
+def _view(cls, row):  # noqa: ANN001, ANN202
+    """An immutable view of an ORM row: every field of ``cls`` read from the row's attribute
+    of the same name (SQLite hands some timestamps back as text)."""
+    return cls(
+        **{
+            f.name: _dt(getattr(row, f.name)) if "datetime" in str(f.type) else getattr(row, f.name)
+            for f in fields(cls)
+        }
     )
+
+
+def _run_view(r: Run) -> RunView:
+    return _view(RunView, r)
 
 
 def _level_view(r: Level) -> LevelView:
-    return LevelView(
-        id=r.id,
-        run_id=r.run_id,
-        b=r.b,
-        state=r.state,
-        candidates=r.candidates,
-        spearman_extrapolation=r.spearman_extrapolation,
-        spearman_insample=r.spearman_insample,
-        started_at=_dt(r.started_at),
-        finished_at=_dt(r.finished_at),
-    )
+    return _view(LevelView, r)
 
 
 def _job_view(r: ChildJob) -> JobView:
-    return JobView(
-        id=r.id,
-        run_id=r.run_id,
-        level=r.level,
-        arch_id=r.arch_id,
-        cell=r.cell,
-        kind=r.kind,
-        state=r.state,
-        attempts=r.attempts,
-        max_attempts=r.max_attempts,
-        predicted=r.predicted,
-        rank=r.rank,
-        worker=r.worker,
-        reward=r.reward,
-        params=r.params,
-        wall_seconds=r.wall_seconds,
-        device=r.device,
-        error_class=r.error_class,
-        error_message=r.error_message,
-        log_tail=r.log_tail,
-        train=r.train or {},
-        queued_at=_dt(r.queued_at),
-        started_at=_dt(r.started_at),
-        finished_at=_dt(r.finished_at),
-        lease_until=_dt(r.lease_until),
-    )
+    view = _view(JobView, r)
+    return view if view.train is not None else replace(view, train={})

@@ -75,3 +75,21 @@ def kill_at(step: str, b: int) -> None:
 
     if os.environ.get("PNAS_KILL_AT") == f"{step}:{b}":
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def fake_search_env(db_url: str, **extra) -> dict:
+    """The environment for a `pnas search` subprocess that trains with `instant_trainer`:
+    the caller's environment without its PNAS_ settings, short leases and polls."""
+    from tests.conftest import ROOT
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PNAS_")}
+    env.update(
+        PNAS_DATABASE_URL=db_url,
+        PNAS_TRAINER="tests.fakes:instant_trainer",
+        PNAS_LEASE_SECONDS="5",
+        PNAS_HEARTBEAT_SECONDS="1",
+        PNAS_POLL_SECONDS="0.3",
+        PYTHONPATH=str(ROOT),
+    )
+    env.update({k: str(v) for k, v in extra.items()})
+    return env

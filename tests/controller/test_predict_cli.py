@@ -22,6 +22,7 @@ from shared.settings import get_settings
 from shared.space import Cell
 from shared.store import Store
 from tests.conftest import ROOT
+from tests.fakes import fake_search_env
 
 CONFIG = """
 ops = ["sep3x3", "max3x3", "identity"]
@@ -45,9 +46,7 @@ def finished_run(tmp_path_factory) -> str:
     tmp = tmp_path_factory.mktemp("predict")
     url = f"sqlite:///{tmp / 'pnas.db'}"
     (tmp / "search.toml").write_text(CONFIG)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PNAS_")}
-    env.update(PNAS_DATABASE_URL=url, PNAS_TRAINER="tests.fakes:instant_trainer", PNAS_POLL_SECONDS="0.3",
-               PNAS_LEASE_SECONDS="5", PNAS_HEARTBEAT_SECONDS="1", PYTHONPATH=str(ROOT))
+    env = fake_search_env(url)
     p = subprocess.run(
         [sys.executable, "-m", "pnas.cli", "search", "--config", str(tmp / "search.toml"), "--name", "t", "--workers", "1"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=240,

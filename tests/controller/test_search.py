@@ -4,7 +4,6 @@ SIGKILL at any step without duplicates and reaches the same result, and locks it
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -17,7 +16,7 @@ import pytest
 from shared.space import SearchSpace
 from shared.store import Store
 from tests.conftest import ROOT
-from tests.fakes import planted_best
+from tests.fakes import fake_search_env, planted_best
 
 CONFIG = """
 ops = ["sep3x3", "max3x3", "identity"]
@@ -33,18 +32,7 @@ epochs = 1
 
 
 def _env(db_url: str, tmp_path: Path, **extra) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PNAS_")}
-    env.update(
-        PNAS_DATABASE_URL=db_url,
-        PNAS_TRAINER="tests.fakes:instant_trainer",
-        PNAS_FAKE_LOG=str(tmp_path / "trained.log"),
-        PNAS_LEASE_SECONDS="5",
-        PNAS_HEARTBEAT_SECONDS="1",
-        PNAS_POLL_SECONDS="0.3",
-        PYTHONPATH=str(ROOT),
-    )
-    env.update({k: str(v) for k, v in extra.items()})
-    return env
+    return fake_search_env(db_url, PNAS_FAKE_LOG=tmp_path / "trained.log", **extra)
 
 
 def _search(tmp_path: Path, env: dict, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:

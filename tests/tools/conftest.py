@@ -20,6 +20,7 @@ import pytest
 
 from shared.space import Cell
 from tests.conftest import ROOT, fresh_pg_database
+from tests.fakes import fake_search_env
 
 OPS = ["sep3x3", "max3x3", "identity"]
 CONFIG = """
@@ -46,17 +47,7 @@ class Finished:
 
 
 def _env(url: str, tmp: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PNAS_")}
-    env.update(
-        PNAS_DATABASE_URL=url,
-        PNAS_TRAINER="tests.fakes:instant_trainer",
-        PNAS_FAKE_FAIL=PLANTED_FAILURE,
-        PNAS_LEASE_SECONDS="5",
-        PNAS_HEARTBEAT_SECONDS="1",
-        PNAS_POLL_SECONDS="0.2",
-        PYTHONPATH=str(ROOT),
-    )
-    return env
+    return fake_search_env(url, PNAS_FAKE_FAIL=PLANTED_FAILURE, PNAS_POLL_SECONDS="0.2")
 
 
 def _pnas(env: dict, *args: str) -> subprocess.Popen:

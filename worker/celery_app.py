@@ -30,6 +30,9 @@ log = logging.getLogger("pnas.worker")
 app = Celery("pnas")
 app.conf.update(celery_config(get_settings()))
 app.conf.include = ["worker.tasks"]
+# Workers only (the controller never forks a pool): the prefork pool, replacing each exited
+# one-child process at once instead of on Celery's 5-second timer.
+app.conf.worker_pool = "worker.pool:PromptRefillTaskPool"
 
 
 class Registration(bootsteps.StartStopStep):

@@ -12,8 +12,10 @@ The controller never waits on an executor: it waits by reading the store.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+import threading
 import time
 from typing import Protocol, Sequence
 
@@ -30,6 +32,18 @@ class Executor(Protocol):
     def check(self) -> None: ...
 
     def stop(self) -> None: ...
+
+
+# TensorFlow's C++ start-up chatter (absl lines that TF_CPP_MIN_LOG_LEVEL no longer silences).
+_TF_NOISE = re.compile(r"^(?:[IWE]\d{4} [\d:.]+\s+\d+ \S+\.cc:\d+\]|WARNING: All log messages before absl|To enable the following instructions)")
+
+
+def _relay(stream) -> None:  # noqa: ANN001
+    """Pass a worker's stderr on to ours, without TensorFlow's start-up chatter."""
+    for line in stream:
+        if not _TF_NOISE.match(line):
+            sys.stderr.write(line)
+            sys.stderr.flush()
 
 
 class LocalExecutor:
@@ -51,7 +65,11 @@ class LocalExecutor:
 
     def _spawn(self) -> subprocess.Popen:
         cmd = [sys.executable, "-m", "worker.local", "--run", str(self.run_id), "--parent-pid", str(os.getpid())]
-        return subprocess.Popen(cmd, env=self.env, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            cmd, env=self.env, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, errors="replace"
+        )
+        threading.Thread(target=_relay, args=(proc.stderr,), daemon=True).start()
+        return proc
 
     def start(self, run_id: int) -> None:
         self.run_id = run_id

@@ -418,13 +418,7 @@ class Store:
 
     def job_ids(self, run_id: int, *, level: int | None = None, states: Iterable[str] | None = None, kind: str | None = None) -> list[int]:
         with self._tx() as s:
-            q = select(ChildJob.id).where(ChildJob.run_id == run_id)
-            if level is not None:
-                q = q.where(ChildJob.level == level)
-            if states is not None:
-                q = q.where(ChildJob.state.in_([str(x) for x in states]))
-            if kind is not None:
-                q = q.where(ChildJob.kind == kind)
+            q = _jobs_where(select(ChildJob.id), run_id, level=level, states=states, kind=kind)
             return list(s.scalars(q.order_by(ChildJob.id)))
 
     def jobs(
@@ -437,13 +431,7 @@ class Store:
         ids: Iterable[int] | None = None,
     ) -> list[JobView]:
         with self._tx() as s:
-            q = select(ChildJob).where(ChildJob.run_id == run_id)
-            if level is not None:
-                q = q.where(ChildJob.level == level)
-            if states is not None:
-                q = q.where(ChildJob.state.in_([str(x) for x in states]))
-            if kind is not None:
-                q = q.where(ChildJob.kind == kind)
+            q = _jobs_where(select(ChildJob), run_id, level=level, states=states, kind=kind)
             if ids is not None:
                 q = q.where(ChildJob.id.in_(list(ids)))
             return [_job_view(r) for r in s.scalars(q.order_by(ChildJob.id))]
@@ -914,6 +902,18 @@ class Store:
     def ping(self) -> None:
         with self._tx() as s:
             s.execute(text("SELECT 1"))
+
+
+def _jobs_where(q, run_id: int, *, level: int | None, states: Iterable[str] | None, kind: str | None):  # noqa: ANN001, ANN202
+    """Narrow a query on jobs to a run and, where given, a level, states and a kind."""
+    q = q.where(ChildJob.run_id == run_id)
+    if level is not None:
+        q = q.where(ChildJob.level == level)
+    if states is not None:
+        q = q.where(ChildJob.state.in_([str(x) for x in states]))
+    if kind is not None:
+        q = q.where(ChildJob.kind == kind)
+    return q
 
 
 def _chunks(rows: list, n: int) -> Iterator[list]:

@@ -16,7 +16,6 @@ import os
 import time
 import zlib
 
-from shared.errors import ChildFailed
 from shared.jobs import EpochMetrics, TrainResult
 
 PLANTED_OP = "sep3x3"

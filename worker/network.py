@@ -28,7 +28,7 @@ import keras
 from keras import layers
 
 from shared.errors import ChildFailed
-from shared.space import KNOWN_OPS, PREV1, PREV2, Cell
+from shared.space import KNOWN_OPS, PREV2, Cell
 from worker.ops import OPS, Ctx, DropPath, channels, factorized_reduction, spatial
 
 STEM_MULTIPLIER = {"cifar": 3.0, "imagenet": 1.0}  # slim: NASNet CIFAR 3.0, PNASNet mobile 1.0

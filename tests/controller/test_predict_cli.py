@@ -16,12 +16,12 @@ import sys
 import numpy as np
 import pytest
 
-from pnas.cli import main
 from shared.config import SearchConfig
 from shared.settings import get_settings
 from shared.space import Cell
 from shared.store import Store
 from tests.conftest import ROOT
+from tests.cli import run_cli
 from tests.fakes import fake_search_env
 
 CONFIG = """
@@ -64,13 +64,7 @@ def db(finished_run, monkeypatch):  # noqa: ANN001, ANN201
 
 
 def predict(capsys, *argv) -> tuple[int, str, str]:
-    try:
-        main(["predict", *argv])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    return run_cli(capsys, "predict", *argv)
 
 
 def one_error(err: str) -> str:

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from pnas.cli import main
+from tests.cli import run_cli
 from shared.config import SearchConfig, build_config, read_config_file
 from shared.errors import UserError
 from shared.space import Cell, SearchSpace
@@ -142,13 +142,7 @@ def test_bad_limits_in_a_config_file(file_data, message):
 
 
 def cli(capsys, *argv) -> tuple[int, str, str]:
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    return run_cli(capsys, *argv)
 
 
 def test_pnas_space_with_flat_cells(capsys):

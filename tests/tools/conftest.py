@@ -20,6 +20,7 @@ import pytest
 
 from shared.space import Cell
 from tests.conftest import ROOT, fresh_pg_database
+from tests.cli import run_cli
 from tests.fakes import fake_search_env
 
 OPS = ["sep3x3", "max3x3", "identity"]
@@ -105,14 +106,7 @@ def cli(finished, monkeypatch, capsys):  # noqa: ANN001, ANN201
     get_settings.cache_clear()
 
     def run(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        try:
-            pnas.cli.main(list(args))
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        out, err = capsys.readouterr()
-        return code, out, err
+        return run_cli(capsys, *args)
 
     yield run
     get_settings.cache_clear()

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pnas.cli import main
 from pnas.commands._cells import parse_cell_arg
+from tests.cli import run_cli
 from shared.errors import UserError
 from shared.space import PNASNET5
 
@@ -20,13 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(capsys, *argv) -> tuple[int, str, str]:
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    return run_cli(capsys, *argv)
 
 
 def test_parse_cell_arg_accepts_a_name_a_file_and_a_json_string(tmp_path):

@@ -7,4 +7,6 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh --dev
 bash scripts/services.sh
 export PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2
+# pyflakes' checks (undefined names, unused imports): cheap, and they catch real bugs
+.venv/bin/ruff check --no-cache --quiet --select F shared controller worker pnas migrations tests bench
 exec .venv/bin/python -m pytest "$@"

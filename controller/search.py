@@ -236,9 +236,12 @@ class Controller:
                 self.reporter.progress(LevelProgress(b, p["total"], counts, p["best"], elapsed, eta))
                 fails = self.store.consecutive_failures(run.id)
                 if fails >= self.settings.max_consecutive_failures:
+                    last = self.store.jobs(run.id, states=[JobState.failed.value], kind=None)
+                    last = max(last, key=lambda j: (j.finished_at is not None, j.finished_at or 0, j.id), default=None)
                     raise SearchAborted(
-                        f"{fails} children failed in a row; the training code or the configuration is probably broken "
-                        "(see `pnas status` and `pnas show ID`). Fix it, then `pnas retry` and run the search again."
+                        f"{fails} children failed in a row; the training code or the configuration is probably broken"
+                        + (f" (last: job {last.id}: {last.error_message})" if last else "")
+                        + ". See `pnas status` and `pnas show ID`; fix it, then `pnas retry` and run the search again."
                     )
                 if counts["queued"] == 0 and counts["running"] == 0 and p["requeueable"] == 0:
                     return

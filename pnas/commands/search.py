@@ -91,6 +91,21 @@ def _dur(s: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
+def _prepare_dataset(cfg: SearchConfig) -> None:
+    """Local workers share this machine's cache: load (download) the dataset once, here, so a
+    missing or bad dataset is one clear line now rather than a failed child per worker."""
+    from worker.datasets import load_dataset
+
+    t = cfg.train
+    load_dataset(
+        t.dataset,
+        validation_size=t.validation_size,
+        seed=t.data_seed,
+        cache_dir=get_settings().data_dir,
+        max_train_samples=t.max_train_samples,
+    )
+
+
 def print_top(store, run, k: int = 5) -> None:  # noqa: ANN001
     rows = store.top(run.id, k=k)
     t = Table(title=f"top {k} of run {run.name!r}")
@@ -165,6 +180,8 @@ def register(app: typer.Typer) -> None:
         store = Store.from_settings(settings)
         store.ensure_schema()
         ex = make_executor(executor or extras.get("executor"), workers=n_workers)
+        if ex.name == "local":
+            _prepare_dataset(cfg)
         hook = None
         if settings.controller_hook:
             from shared.plugins import load_callable

@@ -34,6 +34,7 @@ seed = 3
 input_lookback_depth = -1  # the original's name: H[c-1] only
 [train]
 dataset = "digits"
+validation_size = 0.2
 epochs = 1
 """
 OPS = ("sep3x3", "max3x3", "identity")

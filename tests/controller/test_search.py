@@ -27,6 +27,7 @@ predictor_epochs = 80
 seed = 7
 [train]
 dataset = "digits"
+validation_size = 0.2
 epochs = 1
 """
 
@@ -176,6 +177,7 @@ def test_consecutive_failures_abort_the_search(sqlite_url, tmp_path):
     p = _search(tmp_path, _env(sqlite_url, tmp_path, PNAS_FAKE_FAIL_ALL="1", PNAS_MAX_CONSECUTIVE_FAILURES="4"), check=False)
     assert p.returncode == 3
     assert "failed in a row" in p.stderr and "Traceback" not in p.stderr
+    assert "planted failure for" in p.stderr  # the last error is in the message
     run, jobs, *_ = _result(sqlite_url)
     assert run.state == "aborted"
 
@@ -185,3 +187,16 @@ def test_changed_settings_for_an_existing_run_are_refused(sqlite_url, tmp_path):
     _search(tmp_path, env)
     p = _search(tmp_path, env, "--beam", "3", check=False)
     assert p.returncode == 2 and "already exists with different settings (beam: stored 8, given 3)" in p.stderr
+
+
+def test_a_dataset_that_cannot_be_loaded_stops_the_search_before_any_child(sqlite_url, tmp_path):
+    env = fake_search_env(sqlite_url, PNAS_DATA_DIR=tmp_path / "empty-cache", PNAS_OFFLINE="1")
+    p = subprocess.run([sys.executable, "-m", "pnas.cli", "search", "--preset", "paper"], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    last = p.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "cifar10" in last and str(tmp_path / "empty-cache") in last
+    s = Store(sqlite_url)
+    s.ensure_schema()
+    assert s.list_runs() == []  # nothing was stored
+    s.dispose()

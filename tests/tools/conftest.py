@@ -33,6 +33,7 @@ predictor_epochs = 30
 seed = 3
 [train]
 dataset = "digits"
+validation_size = 0.2
 epochs = 2
 """
 # A one-block cell whose training raises: a failed child with an error and a log tail.

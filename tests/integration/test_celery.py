@@ -108,6 +108,14 @@ def test_search_over_two_workers_trains_every_child_once(pg_url, redis_url, make
     missing = cli(["status", "nope"], env)
     assert missing.returncode == 2 and missing.stderr.strip().count("\n") == 0 and "nope" in missing.stderr
 
+    # the full-size training of the best cell is a job like any other: a worker takes it
+    fin = cli(["final", "two", "--rank", "1", "--epochs", "1", "--n", "1", "--filters", "8", "--json"], env)
+    assert fin.returncode == 0, fin.stderr
+    job_id = json.loads(fin.stdout)["id"]
+    final = wait_for(lambda: (j := store.job(job_id)) and j.state == "succeeded" and j, timeout=60, what="the final job")
+    assert final.kind == "final" and final.level == 0 and final.train["epochs"] == 1
+    assert final.arch_id == store.top(run.id, k=1)[0].arch_id and final.worker in names
+
 
 # --- (b) SIGKILL in the middle of a child --------------------------------------------------
 @pytest.mark.parametrize("target", ["pool_child", "whole_worker"])

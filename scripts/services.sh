@@ -31,12 +31,35 @@ if ! redis_up; then
   for _ in $(seq 1 30); do redis_up && break; sleep 0.5; done
   redis_up || { say "Redis did not start"; exit 1; }
 fi
-# The tests' database: trust auth locally, as on a developer machine; otherwise set PNAS_TEST_PG_URL.
-if [[ -z ${PNAS_TEST_PG_URL:-} ]]; then
-  if ! psql -h 127.0.0.1 -U postgres -d postgres -tAc "select 1" >/dev/null 2>&1; then
-    say "PostgreSQL does not let user postgres in over TCP without a password; set PNAS_TEST_PG_URL"; exit 1
-  fi
+# The tests' database. Prints the URL the tests should use (PNAS_TEST_PG_URL) on stdout.
+# Trust auth over TCP (a developer machine, this workplace): user postgres. Otherwise, on a
+# fresh Debian install (password auth over TCP), a role of our own made through the local
+# socket as the postgres OS user, with a new random password each time.
+if [[ -n ${PNAS_TEST_PG_URL:-} ]]; then
+  say "PostgreSQL and Redis are up (PNAS_TEST_PG_URL is set)"
+  echo "$PNAS_TEST_PG_URL"
+  exit 0
+fi
+if psql -h 127.0.0.1 -U postgres -d postgres -tAc "select 1" >/dev/null 2>&1; then
+  url="postgresql://postgres@127.0.0.1:5432/pnas_test"
   psql -h 127.0.0.1 -U postgres -d postgres -tAc "select 1 from pg_database where datname='pnas_test'" | grep -q 1 \
     || psql -h 127.0.0.1 -U postgres -d postgres -qc "create database pnas_test"
+else
+  as_pg() { if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else sudo -u postgres "$@"; fi; }
+  as_pg psql -d postgres -tAc "select 1" >/dev/null 2>&1 || {
+    say "cannot log in to PostgreSQL as postgres (neither over TCP nor as the postgres OS user); set PNAS_TEST_PG_URL"
+    exit 1
+  }
+  pw=$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  as_pg psql -d postgres -qc "do \$\$ begin
+      if not exists (select from pg_roles where rolname = 'pnas_test') then
+        create role pnas_test login superuser;  -- the tests create databases and roles and switch to them
+      end if; end \$\$;" >/dev/null
+  as_pg psql -d postgres -qc "alter role pnas_test superuser password '$pw'" >/dev/null
+  as_pg psql -d postgres -tAc "select 1 from pg_database where datname='pnas_test'" | grep -q 1 \
+    || as_pg psql -d postgres -qc "create database pnas_test owner pnas_test" >/dev/null
+  url="postgresql://pnas_test:$pw@127.0.0.1:5432/pnas_test"
+  say "made role pnas_test for the tests (password auth over TCP)"
 fi
 say "PostgreSQL and Redis are up"
+echo "$url"

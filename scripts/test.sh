@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --dev
-bash scripts/services.sh
+PNAS_TEST_PG_URL=$(bash scripts/services.sh)
+export PNAS_TEST_PG_URL
 export PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2
 # pyflakes' checks (undefined names, unused imports): cheap, and they catch real bugs
 .venv/bin/ruff check --no-cache --quiet --select F shared controller worker pnas migrations tests bench

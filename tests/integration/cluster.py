@@ -21,7 +21,15 @@ from pathlib import Path
 
 from tests.conftest import ROOT
 
-PG_BIN = Path(os.environ.get("PNAS_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
+def _pg_bin() -> Path:
+    """The newest installed PostgreSQL's binaries (Debian layout), or PNAS_TEST_PG_BIN."""
+    if os.environ.get("PNAS_TEST_PG_BIN"):
+        return Path(os.environ["PNAS_TEST_PG_BIN"])
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0)
+    return found[-1] if found else Path("/usr/lib/postgresql/15/bin")
+
+
+PG_BIN = _pg_bin()
 SMALL = dict(strategy="random", ops="sep3x3,max3x3", blocks=2, beam=4, epochs=1, dataset="digits")
 
 

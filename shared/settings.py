@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     require_gpu: bool = False
     poll_seconds: float = Field(2.0, gt=0)  # longest wait between the controller's DB polls
     db_pool_size: int = Field(2, ge=1)  # per process: workers hold few connections
+    log_level: str = "WARNING"  # local worker processes: quiet; progress comes from the controller
     log_tail_bytes: int = 4096  # of a failed child's log kept in the database
     # The function that trains one child, as "module:function"; swap in your own trainer
     # (tests use an instant deterministic one).

@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--parent-pid", type=int, default=None)
     args = p.parse_args(argv)
     logging.basicConfig(
-        level=os.environ.get("PNAS_LOG_LEVEL", "WARNING"),
+        level=get_settings().log_level.upper(),
         format="%(asctime)s %(levelname)s [worker %(process)d] %(message)s",
     )
     _die_with_parent()

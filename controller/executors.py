@@ -65,8 +65,11 @@ class LocalExecutor:
 
     def _spawn(self) -> subprocess.Popen:
         cmd = [sys.executable, "-m", "worker.local", "--run", str(self.run_id), "--parent-pid", str(os.getpid())]
+        # A session of its own: Ctrl-C reaches only the controller, which stops the workers
+        # once, so each hands its child back exactly once.
         proc = subprocess.Popen(
-            cmd, env=self.env, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, errors="replace"
+            cmd, env=self.env, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, errors="replace",
+            start_new_session=True,
         )
         threading.Thread(target=_relay, args=(proc.stderr,), daemon=True).start()
         return proc

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -90,10 +91,16 @@ class Controller:
 
     def run(self, run: RunView) -> RunView:
         self._lock(run)
+        keeper = _LockKeeper(self.store, run.id, self.owner)
+        keeper.start()
+        self._keeper = keeper
         self.store.set_run_state(run.id, RunState.running, message="")
         try:
             self.executor.start(run.id)
             self._search(run)
+            # `pnas retry` may have requeued children of a level this loop had passed.
+            while self._pending(run):
+                self._search(run)
         except KeyboardInterrupt:
             self.store.set_run_state(run.id, RunState.stopped, message="interrupted; run the same command to resume")
             raise
@@ -107,6 +114,7 @@ class Controller:
                 pass
             raise
         finally:
+            keeper.stop()
             self.executor.stop()
             try:
                 self.store.release_run_lock(run.id, owner=self.owner)
@@ -220,6 +228,11 @@ class Controller:
             try:
                 self.executor.check()
                 self._renew_lock(run)
+                if outage is not None:
+                    # Workers could not renew their leases while the database was away: give
+                    # them a fresh one before sweeping, or every running child would be "lost".
+                    self.store.extend_leases(run.id, lease_seconds=self.settings.lease_seconds)
+                    self.reporter.message("database back; leases of running children renewed")
                 self.store.sweep_expired(run.id)
                 requeued = self.store.requeue_lost(run.id)
                 if requeued:
@@ -331,13 +344,45 @@ class Controller:
             )
 
     def _renew_lock(self, run: RunView) -> None:
-        holder = self.store.acquire_run_lock(run.id, owner=self.owner, ttl_seconds=LOCK_TTL)
+        keeper = getattr(self, "_keeper", None)
+        holder = keeper.lost_to if keeper is not None else None
+        if holder is None:
+            holder = self.store.acquire_run_lock(run.id, owner=self.owner, ttl_seconds=LOCK_TTL)
         if holder is not None:
             raise SearchAborted(f"another controller ({holder}) took over run {run.name!r}; this one stops")
+
+    def _pending(self, run: RunView) -> bool:
+        """Search children still to wait for (one aggregate over the run)."""
+        counts = self.store.state_counts(run.id)
+        return any(c["queued"] or c["running"] for c in counts.values())
 
     def _step(self, what: str, b: int) -> None:
         if self.hook is not None:
             self.hook(what, b)
+
+
+class _LockKeeper(threading.Thread):
+    """Renews the run lock every third of its TTL for the whole run, so that long steps
+    (fitting the predictor, scoring 10^5 candidates) never let it expire."""
+
+    def __init__(self, store: Store, run_id: int, owner: str) -> None:
+        super().__init__(daemon=True, name=f"run-lock-{run_id}")
+        self.store, self.run_id, self.owner = store, run_id, owner
+        self.stopped = threading.Event()
+        self.lost_to: str | None = None  # set when another controller holds the lock
+
+    def run(self) -> None:
+        while not self.stopped.wait(LOCK_TTL / 3):
+            try:
+                holder = self.store.acquire_run_lock(self.run_id, owner=self.owner, ttl_seconds=LOCK_TTL)
+            except Exception:  # the database may be restarting; the poll loop reports that
+                continue
+            if holder is not None:
+                self.lost_to = holder
+                return
+
+    def stop(self) -> None:
+        self.stopped.set()
 
 
 def _finite(x: float) -> float | None:

@@ -483,6 +483,17 @@ class Store:
                 q = q.where(ChildJob.run_id == run_id)
             return list(s.scalars(q))
 
+    def extend_leases(self, run_id: int, *, lease_seconds: float) -> int:
+        """Give every running child of a run a fresh lease (after the database was away, its
+        workers could not renew theirs). Returns how many."""
+        with self._tx() as s:
+            res = s.execute(
+                update(ChildJob)
+                .where(ChildJob.run_id == run_id, ChildJob.state == R)
+                .values(lease_until=self._now(lease_seconds))
+            )
+            return res.rowcount
+
     def requeue_lost(self, run_id: int | None = None) -> list[int]:
         """Lost jobs with attempts left go back to queued (their identity kept)."""
         with self._tx() as s:
@@ -524,7 +535,7 @@ class Store:
             if ids and not dry_run:
                 s.execute(
                     update(ChildJob)
-                    .where(ChildJob.id.in_(ids))
+                    .where(ChildJob.id.in_(ids), ChildJob.state.in_(list(states)))  # not one claimed meanwhile
                     .values(
                         state=Q,
                         worker=None,

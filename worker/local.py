@@ -17,7 +17,7 @@ import time
 
 from shared.settings import get_settings
 from shared.store import Store
-from worker.runner import Shutdown, load_trainer, run_job, worker_name
+from worker.runner import Shutdown, load_trainer, retry_db, run_job, worker_name
 
 log = logging.getLogger("pnas.worker")
 
@@ -37,10 +37,13 @@ def serve(run_id: int, *, max_children: int | None = None, parent_pid: int | Non
     store = Store.from_settings(settings)
     trainer = load_trainer(settings.trainer)
     name = worker_name()
-    store.register_worker(name, hostname=os.uname().nodename, device="cpu (local)")
+    retry_db(lambda: store.register_worker(name, hostname=os.uname().nodename, device="cpu (local)"), what="register")
     done, idle = 0, 0.05
 
     def _stop(signum, _frame):  # noqa: ANN001
+        # Once: a second signal must not interrupt the hand-back the first one started.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         raise Shutdown(signal.Signals(signum).name)
 
     signal.signal(signal.SIGTERM, _stop)
@@ -50,9 +53,12 @@ def serve(run_id: int, *, max_children: int | None = None, parent_pid: int | Non
             if parent_pid and os.getppid() != parent_pid:
                 log.info("controller is gone; worker %s exits", name)
                 return 0
-            claimed = store.claim_next(worker=name, lease_seconds=settings.lease_seconds, run_id=run_id)
+            claimed = retry_db(
+                lambda: store.claim_next(worker=name, lease_seconds=settings.lease_seconds, run_id=run_id),
+                what="take a job",
+            )
             if claimed is None:
-                store.worker_seen(name)
+                retry_db(lambda: store.worker_seen(name), what="renew the worker's heartbeat")
                 time.sleep(idle)
                 idle = min(idle * 2, 1.0)
                 continue

@@ -41,6 +41,10 @@ class Shutdown(BaseException):
     """Raised in the training thread when the worker is asked to stop."""
 
 
+class _NotOurs(Exception):
+    """The job was declared lost and handed to another attempt: stop training it."""
+
+
 @dataclass(frozen=True)
 class Outcome:
     job_id: int
@@ -170,7 +174,8 @@ def run_job(
             f"epoch {m.epoch}: loss {m.loss:.4f} acc {m.accuracy:.4f} val_loss {m.val_loss:.4f} "
             f"val_acc {m.val_accuracy:.4f} ({m.seconds:.1f}s)"
         )
-        retry_db(lambda: store.add_epoch(job_id, attempt=attempt, metrics=m), what="record an epoch")
+        if heartbeat.lost or not retry_db(lambda: store.add_epoch(job_id, attempt=attempt, metrics=m), what="record an epoch"):
+            raise _NotOurs(f"job {job_id} attempt {attempt} is no longer ours")
 
     try:
         fn = trainer or load_trainer(settings.trainer)
@@ -181,10 +186,16 @@ def run_job(
         retry_db(lambda: store.hand_back(job_id, attempt=attempt), what="hand the job back", give_up_after=20)
         log.info("job %s handed back", job_id)
         return Outcome(job_id, "handed_back")
-    except BaseException as exc:
+    except _NotOurs as exc:
         heartbeat.stop()
         root.removeHandler(tail)
+        log.warning("%s; abandoned without writing", exc)
+        return Outcome(job_id, "not_ours", str(exc))
+    except BaseException as exc:
+        # The heartbeat keeps the lease until the failure is recorded (the DB may be restarting).
+        root.removeHandler(tail)
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            heartbeat.stop()
             retry_db(lambda: store.hand_back(job_id, attempt=attempt), what="hand the job back", give_up_after=20)
             raise
         retryable = isinstance(exc, ChildRetryable)
@@ -194,19 +205,24 @@ def run_job(
         tail.add(buf.getvalue())
         message = f"{type(exc).__name__}: {exc}"
         log.error("job %s attempt %s failed: %s", job_id, attempt, message)
-        ok = retry_db(
-            lambda: store.fail(
-                job_id, attempt=attempt, error_class=cls, message=message, log_tail=tail.text(), retryable=retryable
-            ),
-            what="record the failure",
-        )
+        try:
+            ok = retry_db(
+                lambda: store.fail(
+                    job_id, attempt=attempt, error_class=cls, message=message, log_tail=tail.text(), retryable=retryable
+                ),
+                what="record the failure",
+            )
+        finally:
+            heartbeat.stop()
         if not ok:
             return Outcome(job_id, "not_ours", message)
         return Outcome(job_id, "requeued" if retryable else "failed", message)
 
-    heartbeat.stop()
     root.removeHandler(tail)
-    ok = retry_db(lambda: store.finish(job_id, attempt=attempt, result=result), what="record the result")
+    try:  # the heartbeat keeps the lease until the result is recorded (the DB may be restarting)
+        ok = retry_db(lambda: store.finish(job_id, attempt=attempt, result=result), what="record the result")
+    finally:
+        heartbeat.stop()
     if not ok:
         log.warning("job %s attempt %s finished but a newer attempt owns it; result discarded", job_id, attempt)
         return Outcome(job_id, "not_ours")

@@ -235,3 +235,13 @@ def test_migrations_match_the_models(db_url):
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     s.dispose()
     assert diff == []
+
+
+def test_extend_leases_saves_running_children_after_an_outage(store):
+    run = _run(store)
+    a, b = _jobs(store, run, 2)
+    store.claim(a, worker="w", lease_seconds=0.2)
+    time.sleep(0.4)  # the lease ran out while the database was away
+    assert store.extend_leases(run.id, lease_seconds=60) == 1
+    assert store.sweep_expired(run.id) == []
+    assert store.job(a).state == "running" and store.job(b).state == "queued"

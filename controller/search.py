@@ -71,7 +71,7 @@ class Controller:
     executor: Executor
     settings: Settings
     reporter: Reporter = field(default_factory=SilentReporter)
-    owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
+    owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{_pid_namespace()}:{uuid.uuid4().hex[:8]}")
     # Hooks for tests: called after named steps, e.g. to kill the process at that moment.
     hook: Callable[[str, int], None] | None = None
 
@@ -390,10 +390,20 @@ def _finite(x: float) -> float | None:
     return float(x) if np.isfinite(x) else None
 
 
+def _pid_namespace() -> str:
+    """Which pid namespace this process lives in: containers on one host (host networking
+    gives them one hostname) each have their own, and their pids overlap."""
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return "-"
+
+
 def _stale_here(holder: str) -> bool:
-    """A lock held by a process on this host that no longer exists (or is this very pid)."""
+    """A lock held by a process of this host and pid namespace that no longer exists (or is
+    this very pid). Anything else is left to the lock's expiry."""
     parts = holder.split(":")
-    if len(parts) < 2 or parts[0] != socket.gethostname():
+    if len(parts) < 4 or parts[0] != socket.gethostname() or parts[2] != _pid_namespace():
         return False
     try:
         pid = int(parts[1])

@@ -12,7 +12,6 @@ The controller never waits on an executor: it waits by reading the store.
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 import threading
@@ -20,6 +19,7 @@ import time
 from typing import Protocol, Sequence
 
 from shared.errors import SearchAborted
+from shared.tf_noise import is_noise
 
 
 class Executor(Protocol):
@@ -34,14 +34,10 @@ class Executor(Protocol):
     def stop(self) -> None: ...
 
 
-# TensorFlow's C++ start-up chatter (absl lines that TF_CPP_MIN_LOG_LEVEL no longer silences).
-_TF_NOISE = re.compile(r"^(?:[IWE]\d{4} [\d:.]+\s+\d+ \S+\.cc:\d+\]|WARNING: All log messages before absl|To enable the following instructions)")
-
-
 def _relay(stream) -> None:  # noqa: ANN001
     """Pass a worker's stderr on to ours, without TensorFlow's start-up chatter."""
     for line in stream:
-        if not _TF_NOISE.match(line):
+        if not is_noise(line):
             sys.stderr.write(line)
             sys.stderr.flush()
 

@@ -13,6 +13,7 @@ from scipy.stats import spearmanr
 from controller.predictor.fast import SCORERS, PrefixTree
 from controller.predictor.tokens import Cells, Vocab, pad, token_groups
 from shared.errors import UserError
+from shared.tf_noise import quiet_stderr
 from shared.space import CellBatch, SearchSpace
 
 FORMAT = "pnas-predictor/1"
@@ -157,8 +158,6 @@ def fit_ensemble(
     same order. ``first_level`` picks the paper's learning rate: 0.01 on b = 1 data, else 0.002.
     Same inputs and seed give identical weights (on the same machine and TensorFlow build).
     """
-    from controller.predictor.keras_models import fit_members  # TensorFlow only when fitting
-
     vocab = Vocab(space.num_input_tokens, len(space.ops))
     groups = [vocab.encode(g) for g in token_groups(cells)]
     rewards = np.asarray(rewards, np.float32).reshape(-1)
@@ -176,19 +175,22 @@ def fit_ensemble(
     for k, rows in enumerate(holdout):
         train_mask[k, rows] = False
     lr = LR_FIRST_LEVEL if first_level else LR_LATER
-    weights = fit_members(
-        kind,
-        pad(groups),
-        rewards,
-        train_mask,
-        vocab_size=vocab.size,
-        embed=EMBED,
-        hidden=HIDDEN,
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=lr,
-        seed=seed,
-    )
+    with quiet_stderr():  # TensorFlow's C++ start-up lines, printed on import and first use
+        from controller.predictor.keras_models import fit_members  # TensorFlow only when fitting
+
+        weights = fit_members(
+            kind,
+            pad(groups),
+            rewards,
+            train_mask,
+            vocab_size=vocab.size,
+            embed=EMBED,
+            hidden=HIDDEN,
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=lr,
+            seed=seed,
+        )
     info = {"seed": seed, "epochs": epochs, "rows": n, "learning_rate": lr, "batch_size": batch_size}
     return Ensemble(kind, tuple(space.ops), space.blocks, vocab, weights, holdout, info)
 

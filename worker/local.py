@@ -13,7 +13,7 @@ import logging
 import os
 import signal
 import sys
-import time
+import threading
 
 from shared.settings import get_settings
 from shared.store import Store
@@ -39,17 +39,31 @@ def serve(run_id: int, *, max_children: int | None = None, parent_pid: int | Non
     name = worker_name()
     retry_db(lambda: store.register_worker(name, hostname=os.uname().nodename, device="cpu (local)"), what="register")
     done, idle = 0, 0.05
+    stopping = threading.Event()
+    training = threading.Event()  # set while the trainer runs: the only place to interrupt
 
     def _stop(signum, _frame):  # noqa: ANN001
         # Once: a second signal must not interrupt the hand-back the first one started.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        raise Shutdown(signal.Signals(signum).name)
+        stopping.set()
+        if training.is_set():  # interrupt the child's training; it is handed back
+            raise Shutdown(signal.Signals(signum).name)
+        # elsewhere (a claim, a result being written) the loop finishes the write and exits
+
+    def guarded(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        training.set()
+        try:
+            if stopping.is_set():
+                raise Shutdown("stopping")
+            return trainer(*args, **kwargs)
+        finally:
+            training.clear()
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     try:
-        while max_children is None or done < max_children:
+        while (max_children is None or done < max_children) and not stopping.is_set():
             if parent_pid and os.getppid() != parent_pid:
                 log.info("controller is gone; worker %s exits", name)
                 return 0
@@ -59,17 +73,18 @@ def serve(run_id: int, *, max_children: int | None = None, parent_pid: int | Non
             )
             if claimed is None:
                 retry_db(lambda: store.worker_seen(name), what="renew the worker's heartbeat")
-                time.sleep(idle)
+                stopping.wait(idle)
                 idle = min(idle * 2, 1.0)
                 continue
             idle = 0.05
             job_id, attempt = claimed
-            outcome = run_job(store, job_id, settings=settings, worker=name, attempt=attempt, trainer=trainer)
+            outcome = run_job(store, job_id, settings=settings, worker=name, attempt=attempt, trainer=guarded)
             if outcome.state == "handed_back":
                 break
             done += 1
     except Shutdown:
         log.info("worker %s stopping", name)
+    log.info("worker %s stopped", name)
     return 0
 
 

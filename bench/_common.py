@@ -43,10 +43,10 @@ def fresh_pg_database(prefix: str) -> Iterator[str]:
     """A new, empty PostgreSQL database on PG_SERVER for one benchmark; dropped afterwards."""
     from sqlalchemy import create_engine, text
 
-    from shared.store import _pg_url
+    from shared.store import pg_url
 
     name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(_pg_url(f"{PG_SERVER}/postgres"), isolation_level="AUTOCOMMIT")
+    admin = create_engine(pg_url(f"{PG_SERVER}/postgres"), isolation_level="AUTOCOMMIT")
     with admin.connect() as c:
         c.execute(text(f'CREATE DATABASE "{name}"'))
     try:

@@ -5,7 +5,9 @@ Contract (`Executor`):
   interrupted (it must leave no worker of its own running);
 - ``submit(job_ids)`` delivers queued jobs; delivering one twice is harmless because a
   worker must claim a job in the store before it trains it;
-- ``check()`` raises `SearchAborted` if the executor can no longer make progress.
+- ``check()`` raises `SearchAborted` if the executor can no longer make progress;
+- ``reconcile(queued_ids)`` re-delivers queued jobs whose delivery was lost (a broker
+  restarted without persistence); returns the ids it re-sent.
 The controller never waits on an executor: it waits by reading the store.
 """
 
@@ -16,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Protocol, Sequence
+from typing import Iterable, Protocol, Sequence
 
 from shared.errors import SearchAborted
 from shared.tf_noise import is_noise
@@ -30,6 +32,8 @@ class Executor(Protocol):
     def submit(self, job_ids: Sequence[int]) -> None: ...
 
     def check(self) -> None: ...
+
+    def reconcile(self, queued_ids: Iterable[int]) -> list[int]: ...
 
     def stop(self) -> None: ...
 
@@ -76,6 +80,9 @@ class LocalExecutor:
 
     def submit(self, job_ids: Sequence[int]) -> None:
         pass  # the database is the queue
+
+    def reconcile(self, queued_ids: Iterable[int]) -> list[int]:
+        return []  # nothing is delivered, so nothing can be lost on the way
 
     def check(self) -> None:
         for i, p in enumerate(self.procs):

@@ -13,54 +13,25 @@ store says it is; job inserts are idempotent, and a job is only trained once it 
 
 from __future__ import annotations
 
-import os
-import socket
-import threading
 import time
-import uuid
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from controller.executors import Executor
+from controller.progress import LevelClock, Reporter, SilentReporter
+from controller.run_lock import RunLock, new_owner
 from shared.config import SearchConfig
 from shared.errors import SearchAborted, UserError
-from shared.jobs import JobState, RunState, RunView
+from shared.jobs import JobState, LevelState, LevelView, RunState, RunView, finite_or_none
 from shared.settings import Settings
 from shared.space import Cell, CellBatch, SearchSpace
 from shared.store import Store
 
-LOCK_TTL = 60.0  # seconds a controller's run lock lasts without renewal
-
-
-@dataclass
-class LevelProgress:
-    b: int
-    total: int
-    counts: dict
-    best: float | None
-    elapsed: float
-    eta: float | None
-
-    @property
-    def done(self) -> int:
-        return self.counts["succeeded"] + self.counts["failed"] + self.counts["lost"]
-
-
-class Reporter(Protocol):
-    def level_started(self, b: int, *, total: int, candidates: int, resumed: bool) -> None: ...
-    def progress(self, p: LevelProgress) -> None: ...
-    def level_done(self, b: int, *, summary: dict) -> None: ...
-    def message(self, text: str) -> None: ...
-
-
-class SilentReporter:
-    def level_started(self, b: int, *, total: int, candidates: int, resumed: bool) -> None: ...
-    def progress(self, p: LevelProgress) -> None: ...
-    def level_done(self, b: int, *, summary: dict) -> None: ...
-    def message(self, text: str) -> None: ...
+if TYPE_CHECKING:
+    from controller.predictor import Ensemble
 
 
 @dataclass
@@ -71,7 +42,7 @@ class Controller:
     executor: Executor
     settings: Settings
     reporter: Reporter = field(default_factory=SilentReporter)
-    owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{_pid_namespace()}:{uuid.uuid4().hex[:8]}")
+    owner: str = field(default_factory=new_owner)
     # Hooks for tests: called after named steps, e.g. to kill the process at that moment.
     hook: Callable[[str, int], None] | None = None
 
@@ -90,10 +61,8 @@ class Controller:
         return run
 
     def run(self, run: RunView) -> RunView:
-        self._lock(run)
-        keeper = _LockKeeper(self.store, run.id, self.owner)
-        keeper.start()
-        self._keeper = keeper
+        self._lock = RunLock(self.store, run, self.owner)
+        self._lock.acquire()
         self.store.set_run_state(run.id, RunState.running, message="")
         try:
             self.executor.start(run.id)
@@ -114,10 +83,10 @@ class Controller:
                 pass
             raise
         finally:
-            keeper.stop()
+            self._lock.stop_renewing()
             self.executor.stop()
             try:
-                self.store.release_run_lock(run.id, owner=self.owner)
+                self._lock.release()
             except Exception:
                 pass
         self.store.set_run_state(run.id, RunState.finished, message="")
@@ -129,7 +98,7 @@ class Controller:
         space = cfg.space()
         for b in range(1, cfg.blocks + 1):
             level = self.store.get_level(run.id, b)
-            if level is not None and level.state == "done" and not self._reopened(run, level):
+            if level is not None and level.state == LevelState.done and not self._reopened(run, level):
                 continue
             job_ids = self.store.job_ids(run.id, level=b)
             resumed = bool(job_ids)
@@ -145,13 +114,13 @@ class Controller:
             self.reporter.level_done(b, summary=summary)
             self._step("refit", b)
 
-    def _reopened(self, run: RunView, level) -> bool:  # noqa: ANN001
+    def _reopened(self, run: RunView, level: LevelView) -> bool:
         """A done level to wait on again: `pnas retry` requeued some of its children, or one
         of them finished after the level did (trained while no controller was running)."""
-        waiting = (JobState.queued.value, JobState.running.value)
+        waiting = (JobState.queued, JobState.running)
         return any(
             j.state in waiting
-            or (j.state == JobState.lost.value and j.attempts < j.max_attempts)
+            or (j.state == JobState.lost and j.attempts < j.max_attempts)
             or (level.finished_at and j.finished_at and j.finished_at > level.finished_at)
             for j in self.store.jobs(run.id, level=level.b)
         )
@@ -203,12 +172,12 @@ class Controller:
         return ids, candidates
 
     def _beam(self, run: RunView, space: SearchSpace, b: int) -> CellBatch:
-        jobs = self.store.jobs(run.id, level=b, states=[JobState.succeeded.value])
+        jobs = self.store.jobs(run.id, level=b, states=[JobState.succeeded])
         if not jobs:
             raise SearchAborted(f"no child of level {b} succeeded; nothing to expand (see `pnas status`)")
         return space.batch([Cell.from_json(j.cell, space.ops) for j in jobs])
 
-    def _predictor(self, run: RunView, b: int):  # noqa: ANN202
+    def _predictor(self, run: RunView, b: int) -> Ensemble:
         from controller.predictor import Ensemble
 
         stored = self.store.latest_predictor(run.id)
@@ -218,16 +187,15 @@ class Controller:
 
     def _wait(self, run: RunView, b: int) -> None:
         """Until every child of level b is terminal, reading the store (one aggregate a poll)."""
-        queued = self.store.job_ids(run.id, level=b, states=[JobState.queued.value])
+        queued = self.store.job_ids(run.id, level=b, states=[JobState.queued])
         if queued:
             self.executor.submit(queued)
-        start, delay, last_reconcile = time.monotonic(), 0.05, time.monotonic()
-        first_done: int | None = None
+        clock, delay, last_reconcile = LevelClock(b), 0.05, time.monotonic()
         outage: float | None = None  # since when the database has not answered
         while True:
             try:
                 self.executor.check()
-                self._renew_lock(run)
+                self._lock.check()
                 if outage is not None:
                     # Workers could not renew their leases while the database was away: give
                     # them a fresh one before sweeping, or every running child would be "lost".
@@ -240,16 +208,10 @@ class Controller:
                     self.executor.submit(requeued)
                 p = self.store.level_progress(run.id, b)
                 counts = p["counts"]
-                done = counts["succeeded"] + counts["failed"] + counts["lost"]
-                elapsed = time.monotonic() - start
-                if first_done is None:
-                    first_done = done
-                new = done - first_done
-                eta = elapsed / new * (p["total"] - done) if new > 0 else None
-                self.reporter.progress(LevelProgress(b, p["total"], counts, p["best"], elapsed, eta))
+                self.reporter.progress(clock.progress(p))
                 fails = self.store.consecutive_failures(run.id)
                 if fails >= self.settings.max_consecutive_failures:
-                    last = self.store.jobs(run.id, states=[JobState.failed.value], kind=None)
+                    last = self.store.jobs(run.id, states=[JobState.failed], kind=None)
                     last = max(last, key=lambda j: (j.finished_at is not None, j.finished_at or 0, j.id), default=None)
                     raise SearchAborted(
                         f"{fails} children failed in a row; the training code or the configuration is probably broken"
@@ -260,9 +222,7 @@ class Controller:
                     return
                 if time.monotonic() - last_reconcile > self.settings.reconcile_seconds:
                     last_reconcile = time.monotonic()
-                    reconcile = getattr(self.executor, "reconcile", None)
-                    if reconcile is not None:
-                        reconcile(self.store.job_ids(run.id, level=b, states=[JobState.queued.value]))
+                    self.executor.reconcile(self.store.job_ids(run.id, level=b, states=[JobState.queued]))
                 outage = None
             except (OperationalError, DBAPIError) as exc:
                 # A database restart: keep polling (pool_pre_ping reconnects) for a while.
@@ -280,14 +240,14 @@ class Controller:
         from controller.predictor import spearman
 
         jobs = self.store.jobs(run.id, level=b)
-        ok = [j for j in jobs if j.state == JobState.succeeded.value]
-        failed = [j for j in jobs if j.state != JobState.succeeded.value]
+        ok = [j for j in jobs if j.state == JobState.succeeded]
+        failed = [j for j in jobs if j.state != JobState.succeeded]
         if not ok:
             raise SearchAborted(f"no child of level {b} succeeded ({len(failed)} failed); see `pnas status`")
         extrap = None
         pairs = [(j.predicted, j.reward) for j in ok if j.predicted is not None]
         if len(pairs) >= 3:
-            extrap = _finite(spearman([p for p, _ in pairs], [r for _, r in pairs]))
+            extrap = finite_or_none(spearman([p for p, _ in pairs], [r for _, r in pairs]))
         blob, insample = None, None
         if cfg.strategy == "pnas":
             blob, insample = self._refit(run, cfg, space, b)
@@ -327,29 +287,8 @@ class Controller:
             first_level=(b == 1),
         )
         pred = np.concatenate([ens.predict(x) for x in batches])
-        insample = _finite(spearman(pred, np.concatenate(rewards))) if len(pred) >= 3 else None
+        insample = finite_or_none(spearman(pred, np.concatenate(rewards))) if len(pred) >= 3 else None
         return ens.to_bytes(), insample
-
-    # --- lock ----------------------------------------------------------------------------
-    def _lock(self, run: RunView) -> None:
-        holder = self.store.acquire_run_lock(run.id, owner=self.owner, ttl_seconds=LOCK_TTL)
-        if holder is not None and _stale_here(holder):
-            self.store.release_run_lock(run.id, owner=holder)
-            holder = self.store.acquire_run_lock(run.id, owner=self.owner, ttl_seconds=LOCK_TTL)
-        if holder is not None:
-            host, pid = (holder.split(":") + ["?", "?"])[:2]
-            raise UserError(
-                f"run {run.name!r} is already being searched by another controller (pid {pid} on {host}); "
-                f"wait for it, or stop it first (its lock expires {int(LOCK_TTL)} s after it stops renewing)"
-            )
-
-    def _renew_lock(self, run: RunView) -> None:
-        keeper = getattr(self, "_keeper", None)
-        holder = keeper.lost_to if keeper is not None else None
-        if holder is None:
-            holder = self.store.acquire_run_lock(run.id, owner=self.owner, ttl_seconds=LOCK_TTL)
-        if holder is not None:
-            raise SearchAborted(f"another controller ({holder}) took over run {run.name!r}; this one stops")
 
     def _pending(self, run: RunView) -> bool:
         """Search children still to wait for (one aggregate over the run)."""
@@ -359,65 +298,6 @@ class Controller:
     def _step(self, what: str, b: int) -> None:
         if self.hook is not None:
             self.hook(what, b)
-
-
-class _LockKeeper(threading.Thread):
-    """Renews the run lock every third of its TTL for the whole run, so that long steps
-    (fitting the predictor, scoring 10^5 candidates) never let it expire."""
-
-    def __init__(self, store: Store, run_id: int, owner: str) -> None:
-        super().__init__(daemon=True, name=f"run-lock-{run_id}")
-        self.store, self.run_id, self.owner = store, run_id, owner
-        self.stopped = threading.Event()
-        self.lost_to: str | None = None  # set when another controller holds the lock
-
-    def run(self) -> None:
-        while not self.stopped.wait(LOCK_TTL / 3):
-            try:
-                holder = self.store.acquire_run_lock(self.run_id, owner=self.owner, ttl_seconds=LOCK_TTL)
-            except Exception:  # the database may be restarting; the poll loop reports that
-                continue
-            if holder is not None:
-                self.lost_to = holder
-                return
-
-    def stop(self) -> None:
-        self.stopped.set()
-
-
-def _finite(x: float) -> float | None:
-    """Spearman is nan when either side is constant; store that as unknown."""
-    return float(x) if np.isfinite(x) else None
-
-
-def _pid_namespace() -> str:
-    """Which pid namespace this process lives in: containers on one host (host networking
-    gives them one hostname) each have their own, and their pids overlap."""
-    try:
-        return str(os.stat("/proc/self/ns/pid").st_ino)
-    except OSError:
-        return "-"
-
-
-def _stale_here(holder: str) -> bool:
-    """A lock held by a process of this host and pid namespace that no longer exists (or is
-    this very pid). Anything else is left to the lock's expiry."""
-    parts = holder.split(":")
-    if len(parts) < 4 or parts[0] != socket.gethostname() or parts[2] != _pid_namespace():
-        return False
-    try:
-        pid = int(parts[1])
-    except ValueError:
-        return False
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
 
 
 def _first_difference(a: dict, b: dict, prefix: str = "") -> str:

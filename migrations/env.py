@@ -14,9 +14,9 @@ target_metadata = Base.metadata
 
 
 def _url() -> str:
-    from shared.store import _pg_url
+    from shared.store import pg_url
 
-    return _pg_url(config.get_main_option("sqlalchemy.url") or get_settings().database_url)
+    return pg_url(config.get_main_option("sqlalchemy.url") or get_settings().database_url)
 
 
 def run_migrations_offline() -> None:

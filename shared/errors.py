@@ -25,3 +25,9 @@ class ChildRetryable(Exception):
 
 class SearchAborted(RuntimeError):
     """Fatal for the whole search: too many consecutive failures, a broken configuration."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (the driver's own, for a wrapped DB error)."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -5,35 +5,43 @@ The broker carries only a job id; everything else a worker needs is read from th
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class JobState(str, Enum):
+class JobState(StrEnum):
     queued = "queued"
     running = "running"
     succeeded = "succeeded"
     failed = "failed"  # the training code raised, or attempts ran out
     lost = "lost"  # the worker vanished (its lease expired); requeued while attempts remain
 
-    def __str__(self) -> str:
-        return self.value
-
 
 ALL_STATES = tuple(s.value for s in JobState)
 
 
-class RunState(str, Enum):
+class RunState(StrEnum):
     created = "created"
     running = "running"
     stopped = "stopped"  # interrupted (Ctrl-C, crash): the same command resumes
     finished = "finished"
     aborted = "aborted"  # too many consecutive failures
 
-    def __str__(self) -> str:
-        return self.value
+
+class LevelState(StrEnum):
+    training = "training"  # until every child of the level is terminal
+    done = "done"  # its children are terminal and the predictor was refitted
+
+
+def finite_or_none(x: float | None) -> float | None:
+    """A metric as a float, or None when it is missing, NaN or infinite (stored as unknown)."""
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
 
 
 @dataclass(frozen=True)
@@ -44,6 +52,13 @@ class EpochMetrics:
     val_loss: float
     val_accuracy: float
     seconds: float
+
+    def line(self) -> str:
+        """The one-line form a child's log shows for this epoch."""
+        return (
+            f"epoch {self.epoch}: loss {self.loss:.4f} acc {self.accuracy:.4f} "
+            f"val_loss {self.val_loss:.4f} val_acc {self.val_accuracy:.4f} ({self.seconds:.1f}s)"
+        )
 
 
 @dataclass(frozen=True)
@@ -69,7 +84,7 @@ class JobView:
     arch_id: str
     cell: list  # the cell as JSON-ready lists
     kind: str  # "search" or "final"
-    state: str
+    state: JobState
     attempts: int
     max_attempts: int
     predicted: float | None
@@ -95,7 +110,7 @@ class RunView:
     name: str
     config: dict
     seed: int
-    state: str
+    state: RunState
     level: int  # the level the run is at (0 before it starts)
     created_at: datetime
     updated_at: datetime
@@ -108,7 +123,7 @@ class LevelView:
     id: int
     run_id: int
     b: int
-    state: str  # "training" until every child is terminal, then "done"
+    state: LevelState
     candidates: int  # candidates scored to choose this level's children
     spearman_extrapolation: float | None  # predicted vs measured on this level's children
     spearman_insample: float | None  # after refitting on everything so far

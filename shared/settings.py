@@ -43,13 +43,13 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(2, ge=1)  # per process: workers hold few connections
     log_level: str = "WARNING"  # local worker processes: quiet; progress comes from the controller
     log_tail_bytes: int = 4096  # of a failed child's log kept in the database
-    # The function that trains one child, as "module:function"; swap in your own trainer
-    # (tests use an instant deterministic one).
     # GPU slots a `pnas worker --gpu auto` leases one of before TensorFlow loads: "auto",
     # a count ("4") or device ids ("0,2,3"); unset = no leasing (compose replicas set it).
     gpu_slots: str | None = None
     gpu_slot_ttl: float = Field(60.0, gt=0)  # a dead replica's slot frees itself after this
     node: str = "default"  # one value per host when several hosts share one Redis
+    # The function that trains one child, as "module:function"; swap in your own trainer
+    # (tests use an instant deterministic one).
     trainer: str = "worker.training:train_child"
     # "module:function" the controller calls after each step (step name, level); tests use it
     # to kill the controller at precise moments.

@@ -17,9 +17,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def _pg_admin_url() -> str:
-    from shared.store import _pg_url
+    from shared.store import pg_url
 
-    return _pg_url(PG_URL.rsplit("/", 1)[0] + "/postgres")
+    return pg_url(PG_URL.rsplit("/", 1)[0] + "/postgres")
 
 
 def fresh_pg_database() -> str:

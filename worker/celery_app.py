@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 import socket
+from typing import Any
 
 from billiard.common import TERM_SIGNAL
 from celery import Celery, bootsteps
@@ -24,6 +25,7 @@ from celery.signals import worker_process_init
 
 from shared.queue import celery_config
 from shared.settings import get_settings
+from worker.process import store, training_job
 
 log = logging.getLogger("pnas.worker")
 
@@ -40,13 +42,11 @@ class Registration(bootsteps.StartStopStep):
 
     requires = {"celery.worker.components:Timer"}
 
-    def __init__(self, worker, **kwargs):  # noqa: ANN001, ANN003
+    def __init__(self, worker: Any, **kwargs: Any) -> None:
         super().__init__(worker, **kwargs)
         self.tref = None
 
-    def start(self, worker) -> None:  # noqa: ANN001
-        from worker.tasks import store
-
+    def start(self, worker: Any) -> None:
         settings = get_settings()
         device = os.environ.get("PNAS_WORKER_DEVICE", "unknown (started without `pnas worker`)")
         try:
@@ -58,14 +58,12 @@ class Registration(bootsteps.StartStopStep):
 
     @staticmethod
     def _seen(name: str) -> None:
-        from worker.tasks import store
-
         try:
             store().worker_seen(name)
         except Exception as exc:
             log.debug("worker heartbeat skipped: %s", exc)
 
-    def stop(self, worker) -> None:  # noqa: ANN001
+    def stop(self, worker: Any) -> None:
         if self.tref is not None:
             self.tref.cancel()
 
@@ -74,12 +72,11 @@ app.steps["worker"].add(Registration)
 
 
 @worker_process_init.connect
-def _child_signals(**_kw) -> None:  # noqa: ANN003
+def _child_signals(**_kw: Any) -> None:
     """In a pool child: SIGTERM while training raises Shutdown (the job is handed back)."""
-    from worker import tasks
 
-    def _term(signum, _frame):  # noqa: ANN001
-        if tasks.training_job() is not None:
+    def _term(signum: int, _frame: Any) -> None:
+        if training_job() is not None:
             from worker.runner import Shutdown
 
             raise Shutdown(signal.Signals(signum).name)

@@ -169,11 +169,7 @@ def run_job(
     seed = int(run_cfg.get("seed", 0)) * 1_000_003 + int(job_id)
     log.info("job %s attempt %s: training %s (level %s) on %s", job_id, attempt, cell.arch_id, job.level, worker)
 
-    def on_epoch(m: EpochMetrics) -> None:
-        tail.add(
-            f"epoch {m.epoch}: loss {m.loss:.4f} acc {m.accuracy:.4f} val_loss {m.val_loss:.4f} "
-            f"val_acc {m.val_accuracy:.4f} ({m.seconds:.1f}s)"
-        )
+    def on_epoch(m: EpochMetrics) -> None:  # the trainer logs the epoch's line itself
         if heartbeat.lost or not retry_db(lambda: store.add_epoch(job_id, attempt=attempt, metrics=m), what="record an epoch"):
             raise _NotOurs(f"job {job_id} attempt {attempt} is no longer ours")
 

@@ -9,27 +9,16 @@ id can still be read from it, that job gets a final failure saying why.
 from __future__ import annotations
 
 import logging
-from functools import lru_cache
+from typing import Any
 
 from shared.errors import UserError
 from shared.queue import TASK_NAME
 from shared.settings import get_settings
-from shared.store import Store
 from worker.celery_app import app
+from worker.process import store, training
 from worker.runner import retry_db, run_job
 
 log = logging.getLogger("pnas.worker")
-
-_training: list[int] = []  # the job this process is training (SIGTERM hands it back)
-
-
-def training_job() -> int | None:
-    return _training[-1] if _training else None
-
-
-@lru_cache(maxsize=1)
-def store() -> Store:
-    return Store.from_settings(get_settings())
 
 
 def parse_job_id(args: tuple, kwargs: dict) -> int:
@@ -53,7 +42,7 @@ def _salvage_id(args: tuple, kwargs: dict) -> int | None:
 
 
 @app.task(name=TASK_NAME, bind=True)
-def train_child(self, *args, **kwargs) -> str:  # noqa: ANN001, ANN002, ANN003
+def train_child(self: Any, *args: Any, **kwargs: Any) -> str:
     try:
         job_id = parse_job_id(args, kwargs)
     except UserError as exc:
@@ -64,11 +53,8 @@ def train_child(self, *args, **kwargs) -> str:  # noqa: ANN001, ANN002, ANN003
             retry_db(lambda: store().reject(bad, error_class="invalid_payload", message=msg), what="reject the job")
         return "dropped"
     settings = get_settings()
-    _training.append(job_id)
-    try:
+    with training(job_id):
         outcome = run_job(store(), job_id, settings=settings, worker=self.request.hostname)
-    finally:
-        _training.pop()
     if outcome.state == "handed_back":
         # Back in the queue in the store; send it again at once rather than wait for the
         # broker or the controller's reconcile (a duplicate is dropped by the claim).

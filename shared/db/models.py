@@ -1,7 +1,7 @@
 """SQLAlchemy models. Only `shared.store` touches them; everyone else gets immutable views.
 
 The schema itself is created by the Alembic migrations in `migrations/`, which mirror this
-file; `tests/shared/test_migrations.py` checks that they agree.
+file; `tests/shared/test_store.py` checks that they agree.
 """
 
 from __future__ import annotations

@@ -27,6 +27,9 @@ class InlineExecutor:
         while self.pending:
             run_job(self.store, self.pending.pop(0), settings=self.settings, worker="inline", trainer=instant_trainer)
 
+    def reconcile(self, queued_ids) -> list[int]:  # noqa: ANN001
+        return []
+
     def stop(self) -> None: ...
 
 

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import ProgrammingError
 
-from shared.store import _pg_url
+from shared.store import pg_url
 from tests.conftest import ROOT
 
 QUERIES = ROOT / "docs" / "queries.sql"
@@ -29,7 +29,7 @@ def ready_queries() -> list[tuple[str, str]]:
 
 
 def rows(url: str, sql: str, **params) -> list[dict]:  # noqa: ANN003
-    engine = create_engine(_pg_url(url))
+    engine = create_engine(pg_url(url))
     try:
         with engine.connect() as c:
             return [dict(r._mapping) for r in c.execute(text(sql), params)]
@@ -104,7 +104,7 @@ def test_grant_readonly_role_reads_and_cannot_write(finished_runs, monkeypatch):
                         "PNAS_TEST_RO_PASSWORD"], cwd=ROOT, env=env, capture_output=True, text=True)  # fmt: skip
     assert p.returncode == 0, p.stderr
     assert "s3cret" not in p.stdout and f"CREATE ROLE {role} LOGIN" in p.stdout
-    engine = create_engine(_pg_url(f.url))
+    engine = create_engine(pg_url(f.url))
     try:
         with engine.connect() as c:
             c.execute(text(f"SET ROLE {role}"))
@@ -130,7 +130,7 @@ VIEW_NAMES = ("leaderboard", "level_summary", "job_status", "failed_jobs")
 def test_the_same_views_with_the_same_columns_on_both_backends(finished_runs):
     columns = {}
     for backend, f in finished_runs.items():
-        engine = create_engine(_pg_url(f.url))
+        engine = create_engine(pg_url(f.url))
         with engine.connect() as c:
             columns[backend] = {v: list(c.execute(text(f"SELECT * FROM {v} LIMIT 0")).keys()) for v in VIEW_NAMES}
         engine.dispose()

@@ -1,0 +1,55 @@
+"""How the search reports progress: a level's counts, best so far and ETA, to a `Reporter`."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass
+class LevelProgress:
+    b: int
+    total: int
+    counts: dict
+    best: float | None
+    elapsed: float
+    eta: float | None
+
+    @property
+    def done(self) -> int:
+        return self.counts["succeeded"] + self.counts["failed"] + self.counts["lost"]
+
+
+class Reporter(Protocol):
+    def level_started(self, b: int, *, total: int, candidates: int, resumed: bool) -> None: ...
+    def progress(self, p: LevelProgress) -> None: ...
+    def level_done(self, b: int, *, summary: dict) -> None: ...
+    def message(self, text: str) -> None: ...
+
+
+class SilentReporter:
+    def level_started(self, b: int, *, total: int, candidates: int, resumed: bool) -> None: ...
+    def progress(self, p: LevelProgress) -> None: ...
+    def level_done(self, b: int, *, summary: dict) -> None: ...
+    def message(self, text: str) -> None: ...
+
+
+class LevelClock:
+    """Turns successive aggregates of one level into `LevelProgress`, the ETA from the
+    children finished since this controller started waiting (resumed ones do not count)."""
+
+    def __init__(self, b: int) -> None:
+        self.b = b
+        self.start = time.monotonic()
+        self.first_done: int | None = None
+
+    def progress(self, aggregate: dict) -> LevelProgress:
+        counts = aggregate["counts"]
+        p = LevelProgress(self.b, aggregate["total"], counts, aggregate["best"], time.monotonic() - self.start, None)
+        if self.first_done is None:
+            self.first_done = p.done
+        new = p.done - self.first_done
+        if new > 0:
+            p.eta = p.elapsed / new * (p.total - p.done)
+        return p

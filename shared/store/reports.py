@@ -1,0 +1,125 @@
+"""Read-only reports for the operators' tools (pnas runs/status/top/show/plot/history)."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from sqlalchemy import case, func, select
+
+from shared.db.models import ChildJob, EpochRow, Run
+from shared.jobs import ALL_STATES, JobState, JobView
+from shared.store.engine import StoreBase
+from shared.store.rows import as_datetime, job_view, jobs_where, run_view
+
+_S = JobState.succeeded.value
+
+
+class Reports(StoreBase):
+    def jobs(
+        self,
+        run_id: int,
+        *,
+        level: int | None = None,
+        states: Iterable[str] | None = None,
+        kind: str | None = "search",
+        ids: Iterable[int] | None = None,
+    ) -> list[JobView]:
+        with self._tx() as s:
+            q = jobs_where(select(ChildJob), run_id, level=level, states=states, kind=kind)
+            if ids is not None:
+                q = q.where(ChildJob.id.in_(list(ids)))
+            return [job_view(r) for r in s.scalars(q.order_by(ChildJob.id))]
+
+    def job(self, job_id: int) -> JobView | None:
+        with self._tx() as s:
+            row = s.get(ChildJob, job_id)
+            return job_view(row) if row else None
+
+    def top(self, run_id: int, *, k: int = 5, level: int | None = None, kind: str | None = "search") -> list[JobView]:
+        with self._tx() as s:
+            q = select(ChildJob).where(ChildJob.run_id == run_id, ChildJob.state == _S)
+            if level is not None:
+                q = q.where(ChildJob.level == level)
+            if kind is not None:
+                q = q.where(ChildJob.kind == kind)
+            q = q.order_by(ChildJob.reward.desc(), ChildJob.id).limit(k)
+            return [job_view(r) for r in s.scalars(q)]
+
+    def epochs(self, job_id: int) -> list[dict]:
+        with self._tx() as s:
+            q = select(EpochRow).where(EpochRow.job_id == job_id).order_by(EpochRow.attempt, EpochRow.epoch)
+            return [
+                dict(
+                    attempt=e.attempt,
+                    epoch=e.epoch,
+                    loss=e.loss,
+                    accuracy=e.accuracy,
+                    val_loss=e.val_loss,
+                    val_accuracy=e.val_accuracy,
+                    seconds=e.seconds,
+                )
+                for e in s.scalars(q)
+            ]
+
+    def run_summaries(self) -> list[dict]:
+        """One dict per run (oldest first): the run's columns, its search children by state,
+        their best reward and the time of the last finished child, in one aggregate query."""
+        with self._tx() as s:
+            agg = (
+                select(
+                    ChildJob.run_id.label("run_id"),
+                    *[func.sum(case((ChildJob.state == st, 1), else_=0)).label(st) for st in ALL_STATES],
+                    func.max(ChildJob.reward).label("best"),
+                    func.max(ChildJob.finished_at).label("last_finished"),
+                )
+                .where(ChildJob.kind == "search")
+                .group_by(ChildJob.run_id)
+                .subquery()
+            )
+            q = select(Run, *[agg.c[st] for st in ALL_STATES], agg.c.best, agg.c.last_finished).outerjoin(
+                agg, agg.c.run_id == Run.id
+            )
+            out = []
+            for row in s.execute(q.order_by(Run.id)):
+                run = run_view(row[0])
+                counts = {st: int(row[1 + i] or 0) for i, st in enumerate(ALL_STATES)}
+                out.append({"run": run, "jobs": counts, "best": row[-2], "last_finished": as_datetime(row[-1])})
+            return out
+
+    def level_timing(self, run_id: int, *, kind: str = "search") -> dict[int, dict]:
+        """{level: first start, last finish, finished children, summed child seconds, mean
+        reward} over a run's children, in one aggregate query (for elapsed time and ETA)."""
+        ended = [JobState.succeeded.value, JobState.failed.value, JobState.lost.value]
+        with self._tx() as s:
+            q = (
+                select(
+                    ChildJob.level,
+                    func.min(ChildJob.started_at),
+                    func.max(ChildJob.finished_at),
+                    func.sum(case((ChildJob.state.in_(ended), 1), else_=0)),
+                    func.sum(ChildJob.wall_seconds),
+                    func.avg(case((ChildJob.state == _S, ChildJob.reward), else_=None)),
+                )
+                .where(ChildJob.run_id == run_id, ChildJob.kind == kind)
+                .group_by(ChildJob.level)
+            )
+            return {
+                lv: {
+                    "first_started": as_datetime(a),
+                    "last_finished": as_datetime(b),
+                    "finished": int(n or 0),
+                    "child_seconds": float(sec or 0.0),
+                    "mean": m,
+                }
+                for lv, a, b, n, sec, m in s.execute(q)
+            }
+
+    def trained_children(self, run_id: int, *, kind: str = "search") -> list[JobView]:
+        """Succeeded children in the order they finished (ties by id): history and curves."""
+        with self._tx() as s:
+            q = (
+                select(ChildJob)
+                .where(ChildJob.run_id == run_id, ChildJob.kind == kind, ChildJob.state == _S)
+                .order_by(ChildJob.finished_at, ChildJob.id)
+            )
+            return [job_view(r) for r in s.scalars(q)]

@@ -1,0 +1,220 @@
+"""The controller's side of child jobs: insert, progress, sweep, requeue, retry."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Iterable, Sequence
+
+from sqlalchemy import and_, case, func, select, update
+
+from shared.db.models import ChildJob, Run
+from shared.errors import UserError
+from shared.jobs import ALL_STATES, JobState
+from shared.store.engine import StoreBase
+from shared.store.rows import chunks, jobs_where
+
+_RETRYABLE = (JobState.failed, JobState.lost)
+
+
+class Scheduling(StoreBase):
+    def add_jobs(
+        self,
+        run_id: int,
+        *,
+        level: int,
+        children: Sequence[tuple[str, list, float | None, int | None]],
+        max_attempts: int,
+        kind: str = "search",
+        train: dict | None = None,
+    ) -> list[int]:
+        """Insert child jobs (arch_id, cell, predicted, rank) idempotently; return their ids.
+
+        One job per (run, kind, architecture[, settings]): inserting an existing one is a no-op,
+        so a controller that crashed between insert and enqueue can simply insert again.
+        """
+        train = train or {}
+        suffix = ""
+        if train:
+            suffix = ":" + hashlib.sha1(json.dumps(train, sort_keys=True).encode()).hexdigest()[:10]
+        rows = [
+            dict(
+                run_id=run_id,
+                level=level,
+                kind=kind,
+                key=f"{kind}:{arch}{suffix}",
+                arch_id=arch,
+                cell=cell,
+                train=train,
+                predicted=pred,
+                rank=rank,
+                state=JobState.queued.value,
+                attempts=0,
+                max_attempts=max_attempts,
+            )
+            for arch, cell, pred, rank in children
+        ]
+        keys = [r["key"] for r in rows]
+        with self._tx() as s:
+            now = self._db_now(s)
+            for r in rows:
+                r["queued_at"] = now
+            if rows:
+                if self.is_sqlite:
+                    from sqlalchemy.dialects.sqlite import insert as dialect_insert
+                else:
+                    from sqlalchemy.dialects.postgresql import insert as dialect_insert  # type: ignore[assignment]
+                for chunk in chunks(rows, 500):
+                    s.execute(dialect_insert(ChildJob).on_conflict_do_nothing(index_elements=["run_id", "key"]), chunk)
+            ids: dict[str, int] = {}
+            for key_chunk in chunks(keys, 500):
+                q = select(ChildJob.key, ChildJob.id).where(ChildJob.run_id == run_id, ChildJob.key.in_(key_chunk))
+                ids.update((k, i) for k, i in s.execute(q))
+        return [ids[k] for k in keys]
+
+    def job_ids(
+        self, run_id: int, *, level: int | None = None, states: Iterable[str] | None = None, kind: str | None = None
+    ) -> list[int]:
+        with self._tx() as s:
+            q = jobs_where(select(ChildJob.id), run_id, level=level, states=states, kind=kind)
+            return list(s.scalars(q.order_by(ChildJob.id)))
+
+    def state_counts(self, run_id: int, *, kind: str | None = "search") -> dict[int, dict[str, int]]:
+        """{level: {state: count}} for every level of a run, in one aggregate query."""
+        with self._tx() as s:
+            q = select(ChildJob.level, ChildJob.state, func.count()).where(ChildJob.run_id == run_id)
+            if kind is not None:
+                q = q.where(ChildJob.kind == kind)
+            out: dict[int, dict[str, int]] = {}
+            for lvl, state, n in s.execute(q.group_by(ChildJob.level, ChildJob.state)):
+                out.setdefault(lvl, {st: 0 for st in ALL_STATES})[state] = n
+            return out
+
+    def level_progress(self, run_id: int, level: int, *, kind: str = "search") -> dict:
+        """One aggregate: counts by state, requeueable lost ones, best reward so far."""
+        lost_with_attempts = and_(ChildJob.state == JobState.lost.value, ChildJob.attempts < ChildJob.max_attempts)
+        with self._tx() as s:
+            q = select(
+                *[func.sum(case((ChildJob.state == st, 1), else_=0)) for st in ALL_STATES],
+                func.sum(case((lost_with_attempts, 1), else_=0)),
+                func.max(ChildJob.reward),
+                func.count(),
+            ).where(ChildJob.run_id == run_id, ChildJob.level == level, ChildJob.kind == kind)
+            row = s.execute(q).one()
+        counts = {st: int(row[i] or 0) for i, st in enumerate(ALL_STATES)}
+        return {
+            "counts": counts,
+            "requeueable": int(row[len(ALL_STATES)] or 0),
+            "best": row[len(ALL_STATES) + 1],
+            "total": int(row[-1] or 0),
+        }
+
+    def sweep_expired(self, run_id: int | None = None) -> list[int]:
+        """Running jobs whose lease ran out become lost. Returns their ids."""
+        with self._tx() as s:
+            q = (
+                update(ChildJob)
+                .where(ChildJob.state == JobState.running.value, ChildJob.lease_until < self._now())
+                .values(
+                    state=JobState.lost.value,
+                    error_class="lost",
+                    error_message="the worker stopped renewing its lease",
+                    finished_at=self._now(),
+                )
+                .returning(ChildJob.id)
+            )
+            if run_id is not None:
+                q = q.where(ChildJob.run_id == run_id)
+            return list(s.scalars(q))
+
+    def extend_leases(self, run_id: int, *, lease_seconds: float) -> int:
+        """Give every running child of a run a fresh lease (after the database was away, its
+        workers could not renew theirs). Returns how many."""
+        with self._tx() as s:
+            res = s.execute(
+                update(ChildJob)
+                .where(ChildJob.run_id == run_id, ChildJob.state == JobState.running.value)
+                .values(lease_until=self._now(lease_seconds))
+            )
+            return res.rowcount  # type: ignore[attr-defined,no-any-return]
+
+    def requeue_lost(self, run_id: int | None = None) -> list[int]:
+        """Lost jobs with attempts left go back to queued (their identity kept)."""
+        with self._tx() as s:
+            q = (
+                update(ChildJob)
+                .where(ChildJob.state == JobState.lost.value, ChildJob.attempts < ChildJob.max_attempts)
+                .values(state=JobState.queued.value, worker=None, lease_until=None, queued_at=self._now())
+                .returning(ChildJob.id)
+            )
+            if run_id is not None:
+                q = q.where(ChildJob.run_id == run_id)
+            return list(s.scalars(q))
+
+    def retry(
+        self,
+        run_id: int,
+        *,
+        level: int | None = None,
+        job_ids: Sequence[int] | None = None,
+        states: Sequence[str] = _RETRYABLE,
+        extra_attempts: int = 1,
+        dry_run: bool = False,
+    ) -> list[int]:
+        """Put selected failed/lost children back in the queue, identity kept; returns ids.
+
+        Each gets ``extra_attempts`` more attempts than it has used, so a child that ran out
+        of attempts can run again; its history of attempts is kept.
+        """
+        bad = [st for st in states if st not in _RETRYABLE]
+        if bad:
+            raise UserError(f"only failed or lost children can be retried, not {str(bad[0])!r}")
+        wanted = [str(st) for st in states]
+        with self._tx() as s:
+            q = select(ChildJob.id).where(ChildJob.run_id == run_id, ChildJob.state.in_(wanted))
+            if level is not None:
+                q = q.where(ChildJob.level == level)
+            if job_ids:
+                q = q.where(ChildJob.id.in_(list(job_ids)))
+            ids = list(s.scalars(q.order_by(ChildJob.id)))
+            if ids and not dry_run:
+                s.execute(
+                    update(ChildJob)
+                    .where(ChildJob.id.in_(ids), ChildJob.state.in_(wanted))  # not one claimed meanwhile
+                    .values(
+                        state=JobState.queued.value,
+                        worker=None,
+                        lease_until=None,
+                        queued_at=self._now(),
+                        max_attempts=ChildJob.attempts + extra_attempts,
+                    )
+                )
+                s.execute(update(Run).where(Run.id == run_id).values(updated_at=self._now()))
+            return ids
+
+    def consecutive_failures(self, run_id: int) -> int:
+        """Failed children since the last success, newest first (a failed attempt counts)."""
+        ended = [JobState.succeeded.value, JobState.failed.value]
+        with self._tx() as s:
+            rows = s.execute(
+                select(ChildJob.state)
+                .where(ChildJob.run_id == run_id, ChildJob.state.in_(ended), ChildJob.finished_at.is_not(None))
+                .order_by(ChildJob.finished_at.desc(), ChildJob.id.desc())
+                .limit(1000)
+            ).scalars()
+            n = 0
+            for st in rows:
+                if st != JobState.failed:
+                    break
+                n += 1
+            return n
+
+    def rewards(self, run_id: int, *, max_level: int | None = None) -> list[tuple[int, list, float]]:
+        """(level, cell, reward) of every succeeded search child: the predictor's data."""
+        with self._tx() as s:
+            q = select(ChildJob.level, ChildJob.cell, ChildJob.reward).where(
+                ChildJob.run_id == run_id, ChildJob.kind == "search", ChildJob.state == JobState.succeeded.value
+            )
+            if max_level is not None:
+                q = q.where(ChildJob.level <= max_level)
+            return [(lv, c, r) for lv, c, r in s.execute(q.order_by(ChildJob.level, ChildJob.id))]

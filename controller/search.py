@@ -166,7 +166,7 @@ class Controller:
                 None if predicted is None else float(predicted[r]),
                 i + 1 if predicted is not None else None,
             )
-            for i, r in enumerate(rows)
+            for i, r in enumerate(map(int, rows))
         ]
         ids = self.store.add_jobs(run.id, level=b, children=children, max_attempts=self.settings.max_attempts)
         return ids, candidates
@@ -211,8 +211,8 @@ class Controller:
                 self.reporter.progress(clock.progress(p))
                 fails = self.store.consecutive_failures(run.id)
                 if fails >= self.settings.max_consecutive_failures:
-                    last = self.store.jobs(run.id, states=[JobState.failed], kind=None)
-                    last = max(last, key=lambda j: (j.finished_at is not None, j.finished_at or 0, j.id), default=None)
+                    failed = self.store.jobs(run.id, states=[JobState.failed], kind=None)
+                    last = max(failed, key=lambda j: (j.finished_at is not None, j.finished_at or 0, j.id), default=None)
                     raise SearchAborted(
                         f"{fails} children failed in a row; the training code or the configuration is probably broken"
                         + (f" (last: job {last.id}: {last.error_message})" if last else "")
@@ -245,7 +245,9 @@ class Controller:
         if not ok:
             raise SearchAborted(f"no child of level {b} succeeded ({len(failed)} failed); see `pnas status`")
         extrap = None
-        pairs = [(j.predicted, j.reward) for j in ok if j.predicted is not None]
+        # a succeeded child always has its reward (the store writes them in one update)
+        rewards = [j.reward for j in ok if j.reward is not None]
+        pairs = [(j.predicted, j.reward) for j in ok if j.predicted is not None and j.reward is not None]
         if len(pairs) >= 3:
             extrap = finite_or_none(spearman([p for p, _ in pairs], [r for _, r in pairs]))
         blob, insample = None, None
@@ -257,8 +259,8 @@ class Controller:
         return {
             "succeeded": len(ok),
             "failed": len(failed),
-            "best": max(j.reward for j in ok),
-            "mean": float(np.mean([j.reward for j in ok])),
+            "best": max(rewards),
+            "mean": float(np.mean(rewards)),
             "spearman_extrapolation": extrap,
             "spearman_insample": insample,
         }

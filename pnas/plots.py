@@ -143,7 +143,8 @@ def _by_level(jobs) -> dict[int, list[float]]:  # noqa: ANN001
 def write_plots(store, run: RunView, out: Path, *, compare: RunView | None = None) -> tuple[list[PlotFile], list[str]]:  # noqa: ANN001
     """Draw every figure the run has data for into ``out``. Returns (files, skipped reasons)."""
     out.mkdir(parents=True, exist_ok=True)
-    files, skipped = [], []
+    files: list[PlotFile] = []
+    skipped: list[str] = []
     trained = store.trained_children(run.id)
     if not trained:
         return files, [f"run {run.name!r} has no succeeded child yet"]

@@ -135,7 +135,7 @@ class GpuSlots:
     def holders(self) -> dict[str, str | None]:
         """device -> the token holding it (None when free); for status and tests."""
         values = self.client.mget([self.key(d) for d in self.devices])
-        return {d: (v.decode() if v else None) for d, v in zip(self.devices, values)}
+        return {d: (v.decode() if isinstance(v, bytes) else v) for d, v in zip(self.devices, values)}
 
     def acquire(self, *, owner: str | None = None) -> Lease | None:
         """Take the first free slot; None when all are taken."""

@@ -32,10 +32,14 @@ class NamedCell:
 
     @property
     def short(self) -> str:
-        """The label for a message: a long JSON cell cut to 60 characters; paths kept whole."""
-        if self.label[:1] in "[{" and len(self.label) > 60:
-            return self.label[:57] + "..."
-        return self.label
+        return short_label(self.label)
+
+
+def short_label(label: str) -> str:
+    """The label for a message: a long JSON cell cut to 60 characters; paths kept whole."""
+    if label[:1] in "[{" and len(label) > 60:
+        return label[:57] + "..."
+    return label
 
 
 def read_cells(arg: str) -> list[NamedCell]:
@@ -61,7 +65,7 @@ def read_cells(arg: str) -> list[NamedCell]:
     except UserError as exc:
         if repr(label) in str(exc) or str(path) in str(exc):
             raise  # the message names the cell already
-        raise UserError(f"cell {NamedCell(label, None).short}: {exc}") from None
+        raise UserError(f"cell {short_label(label)}: {exc}") from None
 
 
 def _cell_lines(path: Path) -> list[tuple[int, str]]:

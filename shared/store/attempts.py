@@ -69,7 +69,7 @@ class Attempts(WorkerRegistry):
         with self._tx() as s:
             res = s.execute(update(ChildJob).where(*_current(job_id, attempt)).values(lease_until=self._now(lease_seconds)))
             self._touch_worker(s, worker, job_id)
-            return res.rowcount == 1  # type: ignore[attr-defined,no-any-return]
+            return res.rowcount == 1  # type: ignore[attr-defined]
 
     def add_epoch(self, job_id: int, *, attempt: int, metrics: EpochMetrics) -> bool:
         """Record one epoch of the running attempt (fenced)."""
@@ -155,4 +155,4 @@ class Attempts(WorkerRegistry):
                 .where(ChildJob.id == job_id, ChildJob.state == _Q)
                 .values(state=JobState.failed.value, error_class=error_class[:100], error_message=message, finished_at=self._now())
             )
-            return res.rowcount == 1  # type: ignore[attr-defined,no-any-return]
+            return res.rowcount == 1  # type: ignore[attr-defined]

@@ -152,7 +152,7 @@ class Runs(StoreBase):
                 .order_by(Level.b.desc())
                 .limit(1)
             ).first()
-            return (row[0], row[1]) if row else None
+            return (row[0], row[1]) if row and row[1] is not None else None
 
     # --- predictions ---------------------------------------------------------------------
     def save_predictions(self, run_id: int, b: int, rows: Sequence[tuple[str, list, float, int]]) -> None:

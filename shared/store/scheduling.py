@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 from sqlalchemy import and_, case, func, select, update
 
@@ -37,7 +37,7 @@ class Scheduling(StoreBase):
         suffix = ""
         if train:
             suffix = ":" + hashlib.sha1(json.dumps(train, sort_keys=True).encode()).hexdigest()[:10]
-        rows = [
+        rows: list[dict[str, Any]] = [
             dict(
                 run_id=run_id,
                 level=level,
@@ -136,7 +136,7 @@ class Scheduling(StoreBase):
                 .where(ChildJob.run_id == run_id, ChildJob.state == JobState.running.value)
                 .values(lease_until=self._now(lease_seconds))
             )
-            return res.rowcount  # type: ignore[attr-defined,no-any-return]
+            return res.rowcount  # type: ignore[attr-defined]
 
     def requeue_lost(self, run_id: int | None = None) -> list[int]:
         """Lost jobs with attempts left go back to queued (their identity kept)."""

@@ -164,7 +164,7 @@ class CeleryExecutor:
         return ids
 
 
-def _job_id_of(message) -> int | None:  # noqa: ANN001
+def _job_id_of(message) -> int | None:
     """The job id in a kombu message as stored in Redis (JSON, body base64), or None."""
     try:
         m = json.loads(message) if isinstance(message, (str, bytes)) else message

@@ -27,12 +27,12 @@ def pair_value(inp: int, op: str) -> float:
     return 0.9 * op_part + (0.1 if inp == -1 else 0.0)
 
 
-def true_reward(cell) -> float:  # noqa: ANN001
+def true_reward(cell) -> float:
     vals = [(pair_value(b.in1, b.op1) + pair_value(b.in2, b.op2)) / 2 for b in cell.blocks]
     return 0.2 + 0.7 * sum(vals) / len(vals) + 0.01 * len(cell.blocks)
 
 
-def instant_trainer(cell, train, *, seed=0, on_epoch=None, log=None, **_):  # noqa: ANN001, ANN201
+def instant_trainer(cell, train, *, seed=0, on_epoch=None, log=None, **_):
     sleep = float(os.environ.get("PNAS_FAKE_SLEEP", "0"))
     if log:
         log(f"fake training {cell.arch_id}")
@@ -62,7 +62,7 @@ def instant_trainer(cell, train, *, seed=0, on_epoch=None, log=None, **_):  # no
     )
 
 
-def planted_best(space):  # noqa: ANN001, ANN201
+def planted_best(space):
     from shared.space import Cell
 
     return Cell.of([[-1, PLANTED_OP, -1, PLANTED_OP]] * space.blocks, space.ops)

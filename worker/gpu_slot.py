@@ -126,7 +126,7 @@ class GpuSlots:
         self.client, self.devices, self.scope, self.ttl = client, list(devices), scope, ttl
 
     @classmethod
-    def from_url(cls, url: str, **kw) -> "GpuSlots":  # noqa: ANN003
+    def from_url(cls, url: str, **kw) -> "GpuSlots":
         return cls(redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=10), **kw)
 
     def key(self, device: str) -> str:
@@ -221,7 +221,7 @@ class HeldSlot:
         self.lost.set()
         self._signal(signal.SIGTERM, None)  # hand the running child back, then restart
 
-    def _signal(self, signum: int, _frame) -> None:  # noqa: ANN001
+    def _signal(self, signum: int, _frame) -> None:
         if self._proc is not None:
             try:
                 self._proc.send_signal(signum)

@@ -42,7 +42,7 @@ def serve(run_id: int, *, max_children: int | None = None, parent_pid: int | Non
     stopping = threading.Event()
     training = threading.Event()  # set while the trainer runs: the only place to interrupt
 
-    def _stop(signum, _frame):  # noqa: ANN001
+    def _stop(signum, _frame):
         # Once: a second signal must not interrupt the hand-back the first one started.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -51,7 +51,7 @@ def serve(run_id: int, *, max_children: int | None = None, parent_pid: int | Non
             raise Shutdown(signal.Signals(signum).name)
         # elsewhere (a claim, a result being written) the loop finishes the write and exits
 
-    def guarded(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def guarded(*args, **kwargs):
         training.set()
         try:
             if stopping.is_set():

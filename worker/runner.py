@@ -60,7 +60,7 @@ def load_trainer(path: str) -> Callable[..., TrainResult]:
     return load_callable(path, what="PNAS_TRAINER")
 
 
-def retry_db(fn: Callable, *, what: str, give_up_after: float = 600.0):  # noqa: ANN201
+def retry_db(fn: Callable, *, what: str, give_up_after: float = 600.0):
     """Call ``fn`` until the database answers (it may be restarting), up to ``give_up_after`` s."""
     delay, start = 0.5, time.monotonic()
     while True:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List
+from typing import TYPE_CHECKING, List
 
 import typer
 from rich.markup import escape  # help text is Rich markup: keep H[c-1] visible
@@ -21,6 +21,10 @@ from pnas.commands._cells import CELL_HELP, parse_cell_arg
 from shared.errors import UserError
 from shared.settings import get_settings
 from shared.space import BUILTIN_CELLS, Cell, SearchSpace
+
+if TYPE_CHECKING:
+    from shared.jobs import RunView
+    from shared.store import Store
 
 
 @dataclass(frozen=True)
@@ -102,7 +106,7 @@ def fit_to_space(cells: list[NamedCell], space: SearchSpace, run_name: str) -> l
     return out
 
 
-def load_predictor(store, run):  # noqa: ANN001, ANN201
+def load_predictor(store: Store, run: RunView):
     """(level, Ensemble) of the run's newest stored predictor; `UserError` when there is none."""
     from controller.predictor import Ensemble
 
@@ -121,7 +125,7 @@ def load_predictor(store, run):  # noqa: ANN001, ANN201
     return level, Ensemble.from_bytes(blob)
 
 
-def score(ens, space: SearchSpace, cells: list[NamedCell], *, run_name: str, level: int) -> list[dict]:  # noqa: ANN001
+def score(ens, space: SearchSpace, cells: list[NamedCell], *, run_name: str, level: int) -> list[dict]:
     """One dict per cell: the ensemble's mean prediction and its members' spread."""
     if tuple(ens.ops) != tuple(space.ops) or ens.blocks != space.blocks:
         raise UserError(
@@ -149,7 +153,7 @@ def score(ens, space: SearchSpace, cells: list[NamedCell], *, run_name: str, lev
     return rows
 
 
-def render(rows: list[dict], *, run, level: int, ens) -> str:  # noqa: ANN001
+def render(rows: list[dict], *, run: RunView, level: int, ens) -> str:
     fitted = ens.info.get("rows")
     lines = [
         f"run {run.name!r} (id {run.id}): {ens.kind} predictor of level {level}, "

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
 from pnas.render import console, dumps, iso, num, open_store
 
+if TYPE_CHECKING:
+    from shared.store import Store
 
-def collect(store) -> list[dict]:  # noqa: ANN001
+
+def collect(store: Store) -> list[dict]:
     out = []
     for row in store.run_summaries():
         run, jobs = row["run"], row["jobs"]

@@ -6,6 +6,7 @@ import hashlib
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -15,10 +16,14 @@ from shared.config import SearchConfig, build_config, read_config_file
 from shared.errors import SearchAborted, UserError
 from shared.settings import get_settings
 
+if TYPE_CHECKING:
+    from shared.jobs import RunView
+    from shared.store import Store
+
 console = Console(stderr=True, soft_wrap=True)
 
 
-def make_executor(kind: str | None, *, workers: int):  # noqa: ANN201
+def make_executor(kind: str | None, *, workers: int):
     """The composition root's one decision: which executor hands children out."""
     settings = get_settings()
     kind = kind or ("celery" if settings.broker_url else "local")
@@ -53,7 +58,7 @@ class RichReporter:
         scored = f" (top {total} of {candidates:,} candidates)" if b > 1 else ""
         console.print(f"[bold]level {b}[/bold]: {what} {total} children{scored}")
 
-    def progress(self, p) -> None:  # noqa: ANN001
+    def progress(self, p) -> None:
         now = time.monotonic()
         finished = p.done == p.total
         if not finished and now - self.last < (1.0 if console.is_terminal else 15.0):
@@ -106,7 +111,7 @@ def _prepare_dataset(cfg: SearchConfig) -> None:
     )
 
 
-def print_top(store, run, k: int = 5) -> None:  # noqa: ANN001
+def print_top(store: Store, run: RunView, k: int = 5) -> None:
     rows = store.top(run.id, k=k)
     t = Table(title=f"top {k} of run {run.name!r}")
     for col in ("rank", "job", "level", "accuracy", "params", "cell"):

@@ -3,13 +3,18 @@ attempts, errors and the tail of its log."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
 from pnas.render import cell_of, console, dumps, duration, iso, job_dict, num, open_store
 from shared.errors import UserError
 
+if TYPE_CHECKING:
+    from shared.store import Store
 
-def collect(store, job_id: int) -> dict:  # noqa: ANN001
+
+def collect(store: Store, job_id: int) -> dict:
     j = store.job(job_id)
     if j is None:
         raise UserError(f"no child job with id {job_id}; `pnas top` and `pnas status` show job ids")

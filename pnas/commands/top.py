@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import csv
 import sys
+from typing import TYPE_CHECKING
 
 import typer
 
 from pnas.render import console, dumps, job_dict, num, open_store
 from shared.errors import UserError
 
+if TYPE_CHECKING:
+    from shared.jobs import RunView
+    from shared.store import Store
+
 CSV_COLUMNS = ("rank", "id", "level", "accuracy", "params", "arch_id", "predicted", "cell", "cell_json")
 
 
-def leaderboard(store, run, *, k: int, level: int | None, final: bool = False) -> list[dict]:  # noqa: ANN001
+def leaderboard(store: Store, run: RunView, *, k: int, level: int | None, final: bool = False) -> list[dict]:
     rows = store.top(run.id, k=k, level=level, kind="final" if final else "search")
     return [job_dict(j, rank=i) for i, j in enumerate(rows, 1)]
 

@@ -57,7 +57,7 @@ def finished_run(tmp_path_factory) -> str:
 
 
 @pytest.fixture
-def db(finished_run, monkeypatch):  # noqa: ANN001, ANN201
+def db(finished_run, monkeypatch):
     monkeypatch.setenv("PNAS_DATABASE_URL", finished_run)
     get_settings.cache_clear()
     yield finished_run

@@ -34,7 +34,7 @@ def png_info(path: Path) -> tuple[int, int, dict[str, str]]:
 
 
 @pytest.fixture
-def store(finished):  # noqa: ANN001, ANN201
+def store(finished):
     s = Store(finished.url)
     yield s
     s.dispose()

@@ -94,10 +94,10 @@ def main() -> None:
 
     from controller.celery_executor import CeleryExecutor
     from shared.config import build_config
-    from shared.settings import Settings
+    from shared.settings import get_settings
     from shared.store import Store
 
-    settings = Settings()
+    settings = get_settings()
     if not settings.broker_url or not settings.database_url.startswith("postgres"):
         sys.exit("set PNAS_DATABASE_URL (PostgreSQL) and PNAS_BROKER_URL (Redis)")
     redis.Redis.from_url(settings.broker_url).flushdb()

@@ -24,8 +24,8 @@ from controller.executors import Executor
 from controller.progress import LevelClock, Reporter, SilentReporter
 from controller.run_lock import RunLock, new_owner
 from shared.config import SearchConfig
-from shared.errors import SearchAborted, UserError
-from shared.jobs import JobState, LevelState, LevelView, RunState, RunView, finite_or_none
+from shared.errors import SearchAborted, SearchCancelled, UserError
+from shared.jobs import JobState, JobView, LevelState, LevelView, RunState, RunView, finite_or_none
 from shared.settings import Settings
 from shared.space import Cell, CellBatch, SearchSpace
 from shared.store import Store
@@ -65,6 +65,10 @@ class Controller:
         self._lock.acquire()
         self.store.set_run_state(run.id, RunState.running, message="")
         try:
+            # A resume after `pnas cancel` (or an abort): what was cancelled is trained after all.
+            requeued = self.store.requeue_cancelled(run.id, max_attempts=self.settings.max_attempts)
+            if requeued:
+                self.reporter.message(f"requeued {len(requeued)} cancelled child(ren)")
             self.executor.start(run.id)
             self._search(run)
             # `pnas retry` may have requeued children of a level this loop had passed.
@@ -73,8 +77,17 @@ class Controller:
         except KeyboardInterrupt:
             self.store.set_run_state(run.id, RunState.stopped, message="interrupted; run the same command to resume")
             raise
+        except SearchCancelled as exc:
+            self.store.set_run_state(run.id, RunState.stopped, message=str(exc))
+            raise
         except SearchAborted as exc:
-            self.store.set_run_state(run.id, RunState.aborted, message=str(exc))
+            # In one step: no child of an aborted run trains any more (queued ones are
+            # cancelled, running ones asked to stop); a resume requeues them.
+            stopped = self.store.abort_run(run.id, message=str(exc))
+            if stopped.cancelled or stopped.stopping:
+                self.reporter.message(
+                    f"cancelled {len(stopped.cancelled)} queued child(ren); asked {len(stopped.stopping)} running to stop"
+                )
             raise
         except BaseException as exc:
             try:
@@ -209,16 +222,13 @@ class Controller:
                 p = self.store.level_progress(run.id, b)
                 counts = p["counts"]
                 self.reporter.progress(clock.progress(p))
-                fails = self.store.consecutive_failures(run.id)
-                if fails >= self.settings.max_consecutive_failures:
-                    failed = self.store.jobs(run.id, states=[JobState.failed], kind=None)
-                    last = max(failed, key=lambda j: (j.finished_at is not None, j.finished_at or 0, j.id), default=None)
-                    raise SearchAborted(
-                        f"{fails} children failed in a row; the training code or the configuration is probably broken"
-                        + (f" (last: job {last.id}: {last.error_message})" if last else "")
-                        + ". See `pnas status` and `pnas show ID`; fix it, then `pnas retry` and run the search again."
-                    )
+                self._check_failures(run)
                 if counts["queued"] == 0 and counts["running"] == 0 and p["requeueable"] == 0:
+                    if counts["cancelled"]:
+                        raise SearchCancelled(
+                            f"{counts['cancelled']} child(ren) of level {b} were cancelled; "
+                            "run the same command to resume (it requeues them)"
+                        )
                     return
                 if time.monotonic() - last_reconcile > self.settings.reconcile_seconds:
                     last_reconcile = time.monotonic()
@@ -235,6 +245,30 @@ class Controller:
                     raise
             time.sleep(delay)
             delay = min(delay * 1.5, self.settings.poll_seconds)
+
+    def _check_failures(self, run: RunView) -> None:
+        """SearchAborted after too many failures in a row (fewer when workers cannot load the
+        dataset: every child would fail the same way)."""
+        data_fails = self.store.consecutive_failures(run.id, error_class="dataset")
+        if data_fails >= self.settings.max_dataset_failures:
+            last = self._last_failure(run)
+            raise SearchAborted(
+                f"{data_fails} children in a row could not load the dataset on their workers"
+                + (f" (last: job {last.id}: {last.error_message})" if last else "")
+                + ". Make the dataset readable on every worker (PNAS_DATA_DIR, the npz path), then run the search again."
+            )
+        fails = self.store.consecutive_failures(run.id)
+        if fails >= self.settings.max_consecutive_failures:
+            last = self._last_failure(run)
+            raise SearchAborted(
+                f"{fails} children failed in a row; the training code or the configuration is probably broken"
+                + (f" (last: job {last.id}: {last.error_message})" if last else "")
+                + ". See `pnas status` and `pnas show ID`; fix it, then `pnas retry` and run the search again."
+            )
+
+    def _last_failure(self, run: RunView) -> JobView | None:
+        failed = self.store.jobs(run.id, states=[JobState.failed], kind=None)
+        return max(failed, key=lambda j: (j.finished_at is not None, j.finished_at or 0, j.id), default=None)
 
     def _finish_level(self, run: RunView, cfg: SearchConfig, space: SearchSpace, b: int) -> dict:
         from controller.predictor import spearman

@@ -54,13 +54,13 @@ def register(app: typer.Typer) -> None:
         from rich.table import Table
 
         t = Table(title=f"runs in {store.safe_url}")
-        for col in ("id", "name", "strategy", "dataset", "state", "level", "done", "failed", "best", "updated"):
-            t.add_column(col, justify="right" if col in ("id", "level", "done", "failed", "best") else "left")
+        for col in ("id", "name", "strategy", "dataset", "state", "level", "done", "failed", "cancelled", "best", "updated"):
+            t.add_column(col, justify="right" if col in ("id", "level", "done", "failed", "cancelled", "best") else "left")
         for r in rows:
             t.add_row(
                 str(r["id"]), r["name"], r["strategy"] or "-", r["dataset"] or "-", r["state"],
                 f"{r['level']}/{r['blocks'] or '?'}", f"{r['children_done']}/{r['children_total']}",
-                str(r["jobs"]["failed"] + r["jobs"]["lost"]), num(r["best"]),
+                str(r["jobs"]["failed"] + r["jobs"]["lost"]), str(r["jobs"]["cancelled"]), num(r["best"]),
                 (r["updated_at"] or "-")[:19].replace("T", " "),
             )  # fmt: skip
         console().print(t)

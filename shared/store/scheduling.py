@@ -6,11 +6,11 @@ import hashlib
 import json
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import and_, case, func, select, update
+from sqlalchemy import and_, case, func, or_, select, update
 
 from shared.db.models import ChildJob, Run
 from shared.errors import UserError
-from shared.jobs import ALL_STATES, JobState
+from shared.jobs import ALL_STATES, Cancelled, JobState, RunState
 from shared.store.engine import StoreBase
 from shared.store.rows import chunks, jobs_where
 
@@ -110,11 +110,17 @@ class Scheduling(StoreBase):
         }
 
     def sweep_expired(self, run_id: int | None = None) -> list[int]:
-        """Running jobs whose lease ran out become lost. Returns their ids."""
+        """Running jobs whose lease ran out become lost (cancelled, when a stop had been asked
+        for: nobody wants them run again). Returns the ids of the lost ones."""
         with self._tx() as s:
+            expired = and_(ChildJob.state == JobState.running.value, ChildJob.lease_until < self._now())
+            stopped = update(ChildJob).where(expired, ChildJob.stop_requested.is_(True))
+            if run_id is not None:
+                stopped = stopped.where(ChildJob.run_id == run_id)
+            s.execute(stopped.values(**self._cancel_values("its worker stopped renewing its lease after a cancel")))
             q = (
                 update(ChildJob)
-                .where(ChildJob.state == JobState.running.value, ChildJob.lease_until < self._now())
+                .where(expired)
                 .values(
                     state=JobState.lost.value,
                     error_class="lost",
@@ -192,19 +198,111 @@ class Scheduling(StoreBase):
                 s.execute(update(Run).where(Run.id == run_id).values(updated_at=self._now()))
             return ids
 
-    def consecutive_failures(self, run_id: int) -> int:
-        """Failed children since the last success, newest first (a failed attempt counts)."""
+    # --- cancel, abort, resume ----------------------------------------------------------
+    def _cancel_values(self, why: str) -> dict:
+        return dict(
+            state=JobState.cancelled.value,
+            error_class="cancelled",
+            error_message=why,
+            lease_until=None,
+            stop_requested=False,
+            finished_at=self._now(),
+        )
+
+    def cancel(
+        self,
+        run_id: int,
+        *,
+        level: int | None = None,
+        job_ids: Sequence[int] | None = None,
+        dry_run: bool = False,
+        why: str = "cancelled by `pnas cancel`",
+    ) -> Cancelled:
+        """Cancel a run's queued children (and lost ones awaiting a requeue) and ask the workers
+        of its running ones to stop (they see it at their next heartbeat and end the child as
+        cancelled). Narrowed to a level and/or job ids where given. Fenced by state, so a child
+        claimed meanwhile is asked to stop rather than cancelled under its worker."""
+        with self._tx() as s:
+            return self._cancel_in(s, run_id, level=level, job_ids=job_ids, dry_run=dry_run, why=why)
+
+    def _cancel_in(
+        self, s: Any, run_id: int, *, level: int | None, job_ids: Sequence[int] | None, dry_run: bool, why: str
+    ) -> Cancelled:
+        waiting = or_(
+            ChildJob.state == JobState.queued.value,
+            and_(ChildJob.state == JobState.lost.value, ChildJob.attempts < ChildJob.max_attempts),
+        )
+        running = ChildJob.state == JobState.running.value
+
+        def narrowed(q: Any) -> Any:
+            q = q.where(ChildJob.run_id == run_id)
+            if level is not None:
+                q = q.where(ChildJob.level == level)
+            if job_ids:
+                q = q.where(ChildJob.id.in_(list(job_ids)))
+            return q
+
+        if dry_run:
+            cancelled = list(s.scalars(narrowed(select(ChildJob.id).where(waiting)).order_by(ChildJob.id)))
+            stopping = list(s.scalars(narrowed(select(ChildJob.id).where(running)).order_by(ChildJob.id)))
+            return Cancelled(cancelled, stopping)
+        cancelled = sorted(s.scalars(narrowed(update(ChildJob).where(waiting)).values(**self._cancel_values(why)).returning(ChildJob.id)))
+        stopping = sorted(
+            s.scalars(narrowed(update(ChildJob).where(running)).values(stop_requested=True, error_message=why).returning(ChildJob.id))
+        )
+        s.execute(update(Run).where(Run.id == run_id).values(updated_at=self._now()))
+        return Cancelled(cancelled, stopping)
+
+    def abort_run(self, run_id: int, *, message: str) -> Cancelled:
+        """Mark the run aborted and, in the same transaction, cancel every child still to
+        train and ask the running ones to stop: an aborted run spends no more GPU time."""
+        with self._tx() as s:
+            done = self._cancel_in(s, run_id, level=None, job_ids=None, dry_run=False, why=f"the run was aborted: {message}")
+            now = self._now()
+            s.execute(
+                update(Run)
+                .where(Run.id == run_id)
+                .values(state=RunState.aborted.value, message=message, updated_at=now, finished_at=now)
+            )
+            return done
+
+    def requeue_cancelled(self, run_id: int, *, max_attempts: int) -> list[int]:
+        """Resume: cancelled children go back to the queue, identity kept, with ``max_attempts``
+        fresh attempts each (their history of attempts is kept). Returns their ids."""
+        with self._tx() as s:
+            return sorted(
+                s.scalars(
+                    update(ChildJob)
+                    .where(ChildJob.run_id == run_id, ChildJob.state == JobState.cancelled.value)
+                    .values(
+                        state=JobState.queued.value,
+                        worker=None,
+                        lease_until=None,
+                        stop_requested=False,
+                        error_class=None,
+                        error_message=None,
+                        finished_at=None,
+                        queued_at=self._now(),
+                        max_attempts=ChildJob.attempts + max_attempts,
+                    )
+                    .returning(ChildJob.id)
+                )
+            )
+
+    def consecutive_failures(self, run_id: int, *, error_class: str | None = None) -> int:
+        """Failed children since the last success, newest first (a failed attempt counts);
+        with ``error_class``, only the latest failures of that class in a row."""
         ended = [JobState.succeeded.value, JobState.failed.value]
         with self._tx() as s:
             rows = s.execute(
-                select(ChildJob.state)
+                select(ChildJob.state, ChildJob.error_class)
                 .where(ChildJob.run_id == run_id, ChildJob.state.in_(ended), ChildJob.finished_at.is_not(None))
                 .order_by(ChildJob.finished_at.desc(), ChildJob.id.desc())
                 .limit(1000)
-            ).scalars()
+            ).all()
             n = 0
-            for st in rows:
-                if st != JobState.failed:
+            for st, cls in rows:
+                if st != JobState.failed or (error_class is not None and cls != error_class):
                     break
                 n += 1
             return n

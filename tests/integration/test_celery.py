@@ -100,7 +100,7 @@ def test_search_over_two_workers_trains_every_child_once(pg_url, redis_url, make
     doc = json.loads(st.stdout)
     assert doc["run"] == "two" and doc["state"] == "finished"
     assert [lv["b"] for lv in doc["levels"]] == [1, 2]
-    assert doc["levels"][0]["jobs"] == {"queued": 0, "running": 0, "succeeded": 10, "failed": 0, "lost": 0}
+    assert doc["levels"][0]["jobs"] == {"queued": 0, "running": 0, "succeeded": 10, "failed": 0, "lost": 0, "cancelled": 0}
     assert {w["name"] for w in doc["workers"]} == set(names)
     assert all(w["device"] == "cpu (--gpu none)" for w in doc["workers"])
     human = cli(["status", "two"], env)

@@ -41,7 +41,7 @@ def test_add_jobs_is_idempotent(store):
     again = _jobs(store, run, 5)
     assert again[:3] == ids and len(set(again)) == 5
     assert len(store.job_ids(run.id)) == 5
-    assert store.state_counts(run.id) == {1: {"queued": 5, "running": 0, "succeeded": 0, "failed": 0, "lost": 0}}
+    assert store.state_counts(run.id) == {1: {"queued": 5, "running": 0, "succeeded": 0, "failed": 0, "lost": 0, "cancelled": 0}}
 
 
 def test_claim_is_exclusive_even_when_racing(store):

@@ -60,7 +60,7 @@ def test_status_json_keeps_its_shape_and_adds_progress(cli, store):
     st = json.loads(out)
     # the keys the Celery issue's tests and scripts rely on
     assert {"run", "id", "state", "level", "jobs", "levels", "best", "workers"} <= set(st)
-    assert st["jobs"] == {"queued": 0, "running": 0, "succeeded": 28, "failed": 1, "lost": 0}
+    assert st["jobs"] == {"queued": 0, "running": 0, "succeeded": 28, "failed": 1, "lost": 0, "cancelled": 0}
     assert [lv["b"] for lv in st["levels"]] == [1, 2, 3]
     assert st["levels"][0]["jobs"]["succeeded"] == 20 and st["levels"][0]["candidates"] == 21
     # and what this issue adds

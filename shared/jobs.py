@@ -102,6 +102,8 @@ class JobView:
     started_at: datetime | None
     finished_at: datetime | None
     lease_until: datetime | None
+    network_id: str | None = None  # shared by the cells that are the same network
+    duplicate_of: int | None = None  # a run made before network ids trained this network first as that job
 
 
 @dataclass(frozen=True)
@@ -129,3 +131,4 @@ class LevelView:
     spearman_insample: float | None  # after refitting on everything so far
     started_at: datetime
     finished_at: datetime | None
+    distinct_candidates: int | None = None  # of the candidates, networks new to the run (None: before network ids)

@@ -15,6 +15,7 @@ from shared.errors import UserError
 from shared.space.batch import CellBatch
 from shared.space.cell import KNOWN_OPS, PAPER_OPS, Cell, input_label
 from shared.space.hashing import SEED, U64, fold, op_code, pair_hash
+from shared.space.network import distinct_rows, expansion_network_hashes, network_hashes
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,14 @@ class SearchSpace:
         parents = np.repeat(np.arange(n, dtype=np.int32), m)
         return CellBatch(self, tokens, h, parents)
 
+    def networks(self, batch: CellBatch) -> np.ndarray:
+        """(N,) uint64 network ids of a batch (see `shared.space.network`)."""
+        return network_hashes(batch.tokens, self.ops)
+
+    def expand_networks(self, beam: CellBatch) -> np.ndarray:
+        """Network ids of `expand(beam)`, row for row, computing only each new block's hash."""
+        return expansion_network_hashes(beam.tokens, self.new_blocks(beam.num_blocks), self.ops)
+
     def batch(self, cells: Sequence[Cell]) -> CellBatch:
         """Cells (all with the same block count) as a batch; checks they fit this space."""
         if not cells:
@@ -193,6 +202,22 @@ class SearchSpace:
             rows.append({"b": k + 1, "new_blocks": m, "candidates": cands, "trained": min(beam, cands)})
             width = min(beam, cands)
         return rows
+
+    def distinct_counts(self, beam: int, *, seed: int = 0) -> list[int]:
+        """Per level b, how many distinct networks the candidates are, computed on a concrete
+        beam: every one-block cell, then ``beam`` distinct networks drawn at random (``seed``)
+        from each level's candidates. Later levels depend on which cells the beam holds; a
+        run stores its own counts (``levels.distinct_candidates``)."""
+        rng = np.random.default_rng(seed)
+        batch = self.one_block_cells()
+        counts = [len(distinct_rows(self.networks(batch)))]
+        for _ in range(1, self.blocks):
+            nets = self.expand_networks(batch)
+            batch = self.expand(batch)
+            rows = distinct_rows(nets)
+            counts.append(len(rows))
+            batch = batch.take(np.sort(rng.choice(rows, size=min(beam, len(rows)), replace=False)))
+        return counts
 
     def to_dict(self) -> dict:
         return {

@@ -28,6 +28,7 @@ from shared.errors import SearchAborted, SearchCancelled, UserError
 from shared.jobs import JobState, JobView, LevelState, LevelView, RunState, RunView, finite_or_none
 from shared.settings import Settings
 from shared.space import Cell, CellBatch, SearchSpace
+from shared.space.network import distinct_rows
 from shared.store import Store
 
 if TYPE_CHECKING:
@@ -139,39 +140,46 @@ class Controller:
         )
 
     def _choose(self, run: RunView, cfg: SearchConfig, space: SearchSpace, b: int) -> tuple[list[int], int]:
-        """Pick the children of level b and insert their jobs (idempotent). Returns (ids, scored)."""
+        """Pick the children of level b and insert their jobs (idempotent). Returns (ids, scored).
+
+        Candidates are distinct networks: of the cells that are one network (blocks in another
+        order) only the first is scored, and networks the run already has are left out.
+        """
         if b == 1:
-            batch = space.one_block_cells()
-            rows = np.arange(len(batch))
-            predicted = None
-            candidates = len(batch)
+            expanded = space.one_block_cells()
+            nets = space.networks(expanded)
         else:
             beam = self._beam(run, space, b - 1)
-            batch = space.expand(beam)
-            candidates = len(batch)
-            k = min(cfg.beam, len(batch))
-            ens = self._predictor(run, b - 1) if cfg.strategy == "pnas" else None
-            if ens is not None:
-                self.reporter.message(f"level {b}: scoring {len(batch):,} candidates")
-                t0 = time.perf_counter()
-                scores = ens.predict(batch)
-                self.reporter.message(f"level {b}: scored in {time.perf_counter() - t0:.1f}s")
-                rows = np.argsort(-scores, kind="stable")[:k]
-                predicted = scores
-                if cfg.keep_predictions:
-                    top = np.argsort(-scores, kind="stable")[: cfg.keep_predictions]
-                    self.store.start_level(run.id, b, candidates=candidates)
-                    self.store.save_predictions(
-                        run.id,
-                        b,
-                        [(batch.ids([r])[0], batch.cell(r).to_list(), float(scores[r]), i + 1) for i, r in enumerate(top)],
-                    )
-            else:
-                rng = np.random.default_rng([run.seed, b])
-                rows = np.sort(rng.choice(len(batch), size=k, replace=False))
-                predicted = None
+            expanded = space.expand(beam)
+            nets = space.expand_networks(beam)
+        distinct = distinct_rows(nets, exclude=self.store.network_ids(run.id))
+        batch = expanded.take(distinct)
+        candidates = len(expanded)
+        k = len(batch) if b == 1 else min(cfg.beam, len(batch))
+        predicted = None
+        ens = self._predictor(run, b - 1) if b > 1 and cfg.strategy == "pnas" else None
+        if b == 1:
+            rows = np.arange(len(batch))
+        elif ens is not None:
+            self.reporter.message(f"level {b}: scoring {len(batch):,} distinct networks of {candidates:,} candidates")
+            t0 = time.perf_counter()
+            scores = ens.predict(batch)
+            self.reporter.message(f"level {b}: scored in {time.perf_counter() - t0:.1f}s")
+            rows = np.argsort(-scores, kind="stable")[:k]
+            predicted = scores
+            if cfg.keep_predictions:
+                top = np.argsort(-scores, kind="stable")[: cfg.keep_predictions]
+                self.store.start_level(run.id, b, candidates=candidates, distinct=len(batch))
+                self.store.save_predictions(
+                    run.id,
+                    b,
+                    [(batch.ids([r])[0], batch.cell(r).to_list(), float(scores[r]), i + 1) for i, r in enumerate(top)],
+                )
+        else:
+            rng = np.random.default_rng([run.seed, b])
+            rows = np.sort(rng.choice(len(batch), size=k, replace=False))
         self._step("scored", b)
-        self.store.start_level(run.id, b, candidates=candidates)
+        self.store.start_level(run.id, b, candidates=candidates, distinct=len(batch))
         children = [
             (
                 batch.ids([r])[0],

@@ -28,6 +28,7 @@ def job_dict(j: JobView, *, rank: int | None = None) -> dict:
         "accuracy": j.reward,
         "cell": readable(j.cell),
         "arch_id": j.arch_id,
+        "network_id": j.network_id,
         "params": j.params,
         "cell_json": j.cell,
         "predicted": j.predicted,

@@ -122,6 +122,8 @@ class JobView:
     finished_at: datetime | None
     lease_until: datetime | None
     stop_requested: bool = False  # `pnas cancel` asked the worker running it to stop
+    network_id: str | None = None  # shared by the cells that are the same network
+    duplicate_of: int | None = None  # a run made before network ids trained this network first as that job
 
 
 @dataclass(frozen=True)
@@ -149,3 +151,4 @@ class LevelView:
     spearman_insample: float | None  # after refitting on everything so far
     started_at: datetime
     finished_at: datetime | None
+    distinct_candidates: int | None = None  # of the candidates, networks new to the run (None: before network ids)

@@ -52,7 +52,7 @@ class Ensemble:
         ``cells``: a `CellBatch`, an (N, 4b) token array, or a sequence of these or of single
         cells' (4b,) token rows (lengths may differ). Rows keep the input order.
         """
-        if isinstance(cells, CellBatch):
+        if isinstance(cells, CellBatch) and isinstance(cells.space, SearchSpace):
             self._check_space(cells.space)
         parts = []
         for group in token_groups(cells):

@@ -21,6 +21,7 @@ from pnas.commands._cells import CELL_HELP, parse_cell_arg
 from shared.errors import UserError
 from shared.settings import get_settings
 from shared.space import BUILTIN_CELLS, Cell, SearchSpace
+from shared.space.network import network_id
 
 if TYPE_CHECKING:
     from shared.jobs import RunView
@@ -141,6 +142,7 @@ def score(ens, space: SearchSpace, cells: list[NamedCell], *, run_name: str, lev
                 "cell": c.cell.readable(),
                 "blocks": c.cell.to_list(),
                 "arch_id": c.cell.arch_id,
+                "network_id": network_id(c.cell),
                 "source": c.label,
                 "predicted": round(float(m.mean()), 6),
                 "std": round(float(m.std()), 6),  # spread of the members (population std)
@@ -165,6 +167,12 @@ def render(rows: list[dict], *, run: RunView, level: int, ens) -> str:
         lines.append(
             f"  {r['arch_id']:<16} {r['predicted']:>9.4f} {r['std']:>7.4f} {r['min']:>7.4f} {r['max']:>7.4f}  {r['cell']}"
         )
+        t = r.get("trained")
+        if t:
+            acc = "-" if t["accuracy"] is None else f"{t['accuracy']:.4f}"
+            lines.append(
+                f"  {'':<16} network {r['network_id']}: the run trained it as job {t['job']} ({t['state']}, accuracy {acc})"
+            )
     longest = max(len(r["blocks"]) for r in rows)
     if longest > level + 1:
         lines.append(
@@ -195,5 +203,9 @@ def register(app: typer.Typer) -> None:
         level, ens = load_predictor(store, r)
         cells = fit_to_space(cells, space, r.name)
         rows = score(ens, space, cells, run_name=r.name, level=level)
+        known = store.children_of_networks(r.id, [row["network_id"] for row in rows])
+        for row in rows:
+            j = known.get(row["network_id"])
+            row["trained"] = None if j is None else {"job": j.id, "state": str(j.state), "accuracy": j.reward}
         print(json.dumps(rows) if as_json else render(rows, run=r, level=level, ens=ens))
 

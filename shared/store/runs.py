@@ -95,8 +95,9 @@ class Runs(StoreBase):
             )
 
     # --- levels --------------------------------------------------------------------------
-    def start_level(self, run_id: int, b: int, *, candidates: int) -> LevelView:
-        """The level row, created if missing (idempotent)."""
+    def start_level(self, run_id: int, b: int, *, candidates: int, distinct: int | None = None) -> LevelView:
+        """The level row, created if missing (idempotent). ``candidates``: the expansion;
+        ``distinct``: of those, the networks new to the run (what was scored)."""
         with self._tx() as s:
             row = s.scalar(select(Level).where(Level.run_id == run_id, Level.b == b))
             if row is None:
@@ -105,6 +106,7 @@ class Runs(StoreBase):
                     b=b,
                     state=LevelState.training.value,
                     candidates=candidates,
+                    distinct_candidates=distinct,
                     started_at=self._db_now(s),
                 )
                 s.add(row)

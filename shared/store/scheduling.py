@@ -11,10 +11,19 @@ from sqlalchemy import and_, case, func, or_, select, update
 from shared.db.models import ChildJob, Run
 from shared.errors import UserError
 from shared.jobs import ALL_STATES, Cancelled, JobState, RunState
+from shared.space.network import network_id_of
 from shared.store.engine import StoreBase
 from shared.store.rows import chunks, jobs_where
 
 _RETRYABLE = (JobState.failed, JobState.lost)
+
+
+def _network_id(cell: list) -> str | None:
+    """The cell's network id; None for a malformed cell (stored so that workers refuse it)."""
+    try:
+        return network_id_of(cell)
+    except (UserError, TypeError, ValueError, KeyError):
+        return None
 
 
 class Scheduling(StoreBase):
@@ -31,7 +40,9 @@ class Scheduling(StoreBase):
         """Insert child jobs (arch_id, cell, predicted, rank) idempotently; return their ids.
 
         One job per (run, kind, architecture[, settings]): inserting an existing one is a no-op,
-        so a controller that crashed between insert and enqueue can simply insert again.
+        so a controller that crashed between insert and enqueue can simply insert again. Each
+        job gets its cell's network id; a search child whose network the run already has is
+        not inserted (the database refuses it) and the existing child's id is returned.
         """
         train = train or {}
         suffix = ""
@@ -44,6 +55,7 @@ class Scheduling(StoreBase):
                 kind=kind,
                 key=f"{kind}:{arch}{suffix}",
                 arch_id=arch,
+                network_id=_network_id(cell),
                 cell=cell,
                 train=train,
                 predicted=pred,
@@ -65,12 +77,28 @@ class Scheduling(StoreBase):
                 else:
                     from sqlalchemy.dialects.postgresql import insert as dialect_insert  # type: ignore[assignment]
                 for chunk in chunks(rows, 500):
-                    s.execute(dialect_insert(ChildJob).on_conflict_do_nothing(index_elements=["run_id", "key"]), chunk)
+                    # No conflict target: a clash on the key or on the network is a no-op.
+                    s.execute(dialect_insert(ChildJob).on_conflict_do_nothing(), chunk)
             ids: dict[str, int] = {}
             for key_chunk in chunks(keys, 500):
                 q = select(ChildJob.key, ChildJob.id).where(ChildJob.run_id == run_id, ChildJob.key.in_(key_chunk))
                 ids.update((k, i) for k, i in s.execute(q))
+            missing = {r["network_id"]: r["key"] for r in rows if r["key"] not in ids}
+            for net_chunk in chunks(list(missing), 500):
+                by_net = select(ChildJob.network_id, ChildJob.id).where(
+                    ChildJob.run_id == run_id,
+                    ChildJob.kind == kind,
+                    ChildJob.duplicate_of.is_(None),
+                    ChildJob.network_id.in_(net_chunk),
+                )
+                ids.update((missing[n], i) for n, i in s.execute(by_net) if n is not None)
         return [ids[k] for k in keys]
+
+    def network_ids(self, run_id: int, *, kind: str = "search") -> set[str]:
+        """The network ids a run already has children of (trained, training or queued)."""
+        with self._tx() as s:
+            q = select(ChildJob.network_id).where(ChildJob.run_id == run_id, ChildJob.kind == kind)
+            return {n for n in s.scalars(q) if n is not None}
 
     def job_ids(
         self, run_id: int, *, level: int | None = None, states: Iterable[str] | None = None, kind: str | None = None

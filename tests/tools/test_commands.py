@@ -137,6 +137,29 @@ def test_show_a_child_and_a_failed_one(cli, store):
     assert code == 2 and "no child job" in err
 
 
+def test_show_lists_the_cells_a_child_stands_for(cli, store):
+    from shared.config import SearchConfig
+    from shared.space import Cell
+    from shared.space.network import equivalent_cells, network_id
+
+    run = store.require_run("t")
+    space = SearchConfig.from_json(run.config).space()
+    # the child with the most ways of being written (a cell whose blocks read no other block)
+    child = max(store.jobs(run.id, states=["succeeded"]), key=lambda j: len(equivalent_cells(Cell.from_json(j.cell))))
+    cell = Cell.from_json(child.cell, space.ops)
+    code, out, _ = cli("show", str(child.id), "--equivalent", "--json")
+    assert code == 0
+    d = json.loads(out)
+    assert d["network_id"] == child.network_id == network_id(cell)
+    eq = d["equivalent"]
+    assert cell.arch_id in [e["arch_id"] for e in eq] and len(eq) > 1
+    assert {network_id(Cell.from_json(e["cell_json"])) for e in eq} == {child.network_id}
+    code, out, _ = cli("show", str(child.id), "--equivalent")
+    assert f"network {child.network_id}" in out and f"stands for {len(eq)} equivalent cells" in out
+    code, out, _ = cli("top", "t", "-k", "3", "--json")
+    assert all(r["network_id"] for r in json.loads(out))
+
+
 def test_history_is_the_original_train_history_format(cli, store, finished):
     path = finished.dir / "train_history.csv"
     code, _, _ = cli("history", "t", "--out", str(path))

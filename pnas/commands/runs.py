@@ -1,10 +1,13 @@
-"""`pnas runs [--json]`: every run in the database with its state, level, children and best."""
+"""`pnas runs [--json]`: every run in the database with its state, level, children and best.
+
+Exit status 1 (nothing to show yet) when the database holds no run."""
 
 from __future__ import annotations
 
 import typer
 
 from pnas.render import console, dumps, iso, num, open_store
+from shared.errors import NothingToShow
 
 
 def collect(store) -> list[dict]:  # noqa: ANN001
@@ -42,9 +45,9 @@ def register(app: typer.Typer) -> None:
         rows = collect(store)
         if as_json:
             print(dumps(rows))
-            return
         if not rows:
-            print(f"no runs in {store.safe_url}; start one with `pnas search`")
+            raise NothingToShow(f"no runs in {store.safe_url} yet; start one with `pnas search`")
+        if as_json:
             return
         from rich.table import Table
 

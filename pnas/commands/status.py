@@ -188,6 +188,9 @@ def register(app: typer.Typer) -> None:
 
         if interval <= 0:
             raise UserError(f"--interval must be positive, got {interval}")
+        from pnas.render import require_database
+
+        require_database(get_settings().database_url)
         store = Store.from_settings(get_settings())
         store.ensure_schema()
         st = collect(store, run)

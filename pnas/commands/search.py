@@ -18,10 +18,18 @@ from shared.settings import get_settings
 console = Console(stderr=True, soft_wrap=True)
 
 
+def executor_kind(kind: str | None) -> str:
+    """local or celery: the flag, else celery when PNAS_BROKER_URL is set."""
+    kind = kind or ("celery" if get_settings().broker_url else "local")
+    if kind not in ("local", "celery"):
+        raise UserError(f"unknown executor {kind!r}; choose local or celery")
+    return kind
+
+
 def make_executor(kind: str | None, *, workers: int):  # noqa: ANN201
     """The composition root's one decision: which executor hands children out."""
     settings = get_settings()
-    kind = kind or ("celery" if settings.broker_url else "local")
+    kind = executor_kind(kind)
     if kind == "local":
         from controller.executors import LocalExecutor
 
@@ -89,21 +97,6 @@ class RichReporter:
 def _dur(s: float) -> str:
     s = int(s)
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
-
-
-def _prepare_dataset(cfg: SearchConfig) -> None:
-    """Local workers share this machine's cache: load (download) the dataset once, here, so a
-    missing or bad dataset is one clear line now rather than a failed child per worker."""
-    from worker.datasets import load_dataset
-
-    t = cfg.train
-    load_dataset(
-        t.dataset,
-        validation_size=t.validation_size,
-        seed=t.data_seed,
-        cache_dir=get_settings().data_dir,
-        max_train_samples=t.max_train_samples,
-    )
 
 
 def print_top(store, run, k: int = 5) -> None:  # noqa: ANN001
@@ -174,14 +167,18 @@ def register(app: typer.Typer) -> None:
             raise UserError("--workers must be at least 1")
 
         from controller.search import Controller
+        from pnas.dataset_check import check_dataset
         from shared.store import Store
 
+        kind = executor_kind(executor or extras.get("executor"))
+        # Before anything is stored: a bad dataset is one line, not a run of failing children.
+        note = check_dataset(cfg.train, executor=kind)
+        if note:
+            console.print(note, highlight=False)
         settings = get_settings()
         store = Store.from_settings(settings)
         store.ensure_schema()
-        ex = make_executor(executor or extras.get("executor"), workers=n_workers)
-        if ex.name == "local":
-            _prepare_dataset(cfg)
+        ex = make_executor(kind, workers=n_workers)
         hook = None
         if settings.controller_hook:
             from shared.plugins import load_callable

@@ -79,6 +79,23 @@ class RichReporter:
         else:
             console.print(line, highlight=False)
 
+    def fit_progress(self, p) -> None:  # noqa: ANN001
+        """The predictor fit, like the training progress: live on a terminal, else every 15 s."""
+        now = time.monotonic()
+        finished = p.epoch == p.epochs
+        if not finished and now - self.last < (1.0 if console.is_terminal else 15.0):
+            return
+        self.last = now
+        eta = _dur(p.eta) if p.eta is not None else "?"
+        line = (
+            f"  level {p.b} predictor: {p.members} members, epoch {p.epoch}/{p.epochs} on {p.rows} children, "
+            f"loss {p.loss:.4f}, elapsed {_dur(p.elapsed)}, ETA {eta}"
+        )
+        if console.is_terminal and not finished:
+            console.print(line, end="\r", highlight=False, soft_wrap=True)
+        else:
+            console.print(line, highlight=False)
+
     def level_done(self, b: int, *, summary: dict) -> None:
         ex = summary["spearman_extrapolation"]
         ins = summary["spearman_insample"]
@@ -104,10 +121,10 @@ def print_top(store, run, k: int = 5) -> None:  # noqa: ANN001
     t = Table(title=f"top {k} of run {run.name!r}")
     for col in ("rank", "job", "level", "accuracy", "params", "cell"):
         t.add_column(col, justify="right" if col != "cell" else "left")
-    from shared.space import Cell
+    from pnas.render import readable  # the stored form, as `pnas top` and the SQL views print it
 
     for i, j in enumerate(rows, 1):
-        t.add_row(str(i), str(j.id), str(j.level), f"{j.reward:.4f}", f"{j.params:,}" if j.params else "-", Cell.from_json(j.cell).readable())
+        t.add_row(str(i), str(j.id), str(j.level), f"{j.reward:.4f}", f"{j.params:,}" if j.params else "-", readable(j.cell))
     Console().print(t)
 
 

@@ -61,8 +61,8 @@ def _copy(finished: Finished, tmp_path: Path) -> dict[str, str]:
 
 
 # --- a bad dataset: one line, exit 2, nothing stored -------------------------------------
-def _npz(path: Path, **arrays: np.ndarray) -> str:
-    np.savez(path, **arrays)
+def _npz(path: Path, x: np.ndarray, y: np.ndarray) -> str:
+    np.savez(path, x_train=x, y_train=y)
     return f"npz:{path}"
 
 
@@ -76,8 +76,8 @@ def test_search_refuses_a_bad_dataset_before_the_run_exists(pnas: Cli, tmp_path:
     x = np.zeros((20, 8, 8), np.float32)
     dataset, expect = {
         "missing": (f"npz:{tmp_path / 'nope.npz'}", "does not exist"),
-        "lengths": (_npz(tmp_path / "l.npz", x_train=x, y_train=np.zeros(19, int)), "has 20 images but y_train has 19 labels"),
-        "labels": (_npz(tmp_path / "y.npz", x_train=x, y_train=np.arange(20) - 1), "labels must be 0..K-1"),
+        "lengths": (_npz(tmp_path / "l.npz", x, np.zeros(19, int)), "has 20 images but y_train has 19 labels"),
+        "labels": (_npz(tmp_path / "y.npz", x, np.arange(20) - 1), "labels must be 0..K-1"),
         "offline-cifar10": ("cifar10", "is not in the cache"),
     }[case]
     db = tmp_path / "pnas.db"

@@ -53,7 +53,7 @@ def cost(space: SearchSpace, beam: int) -> None:
           f"candidates {t_ids * 1000:.0f} ms")  # fmt: skip
 
 
-def search(args, db: Path) -> float:  # noqa: ANN001
+def search(args, db: Path) -> float:
     cfg = db.with_suffix(".toml")
     cfg.write_text(
         f'blocks = {args.blocks}\nbeam = {args.beam}\npredictor = "{args.predictor}"\nensemble = {args.ensemble}\n'

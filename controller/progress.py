@@ -21,9 +21,29 @@ class LevelProgress:
         return self.counts["succeeded"] + self.counts["failed"] + self.counts["lost"]
 
 
+@dataclass
+class FitProgress:
+    """The predictor ensemble's fit after level ``b``: all members train together, one epoch
+    at a time over ``rows`` trained children."""
+
+    b: int
+    members: int
+    epoch: int
+    epochs: int
+    rows: int
+    loss: float
+    elapsed: float  # since the fit started (TensorFlow's start-up included)
+    since_first: float  # since epoch 1 ended: the ETA's base, start-up excluded
+
+    @property
+    def eta(self) -> float | None:
+        return self.since_first / (self.epoch - 1) * (self.epochs - self.epoch) if self.epoch > 1 else None
+
+
 class Reporter(Protocol):
     def level_started(self, b: int, *, total: int, candidates: int, resumed: bool) -> None: ...
     def progress(self, p: LevelProgress) -> None: ...
+    def fit_progress(self, p: FitProgress) -> None: ...
     def level_done(self, b: int, *, summary: dict) -> None: ...
     def message(self, text: str) -> None: ...
 
@@ -31,6 +51,7 @@ class Reporter(Protocol):
 class SilentReporter:
     def level_started(self, b: int, *, total: int, candidates: int, resumed: bool) -> None: ...
     def progress(self, p: LevelProgress) -> None: ...
+    def fit_progress(self, p: FitProgress) -> None: ...
     def level_done(self, b: int, *, summary: dict) -> None: ...
     def message(self, text: str) -> None: ...
 

@@ -21,7 +21,7 @@ import numpy as np
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from controller.executors import Executor
-from controller.progress import LevelClock, Reporter, SilentReporter
+from controller.progress import FitProgress, LevelClock, Reporter, SilentReporter
 from controller.run_lock import RunLock, new_owner
 from shared.config import SearchConfig
 from shared.errors import SearchAborted, SearchCancelled, UserError
@@ -320,6 +320,16 @@ class Controller:
             batches.append(space.batch(cells))
             rewards.append(np.array([r for _, r in by_level[lv]], dtype=np.float32))
         self.reporter.message(f"level {b}: fitting the {cfg.predictor} predictor ensemble on {len(rows)} children")
+        t0, first = time.monotonic(), [0.0]
+
+        def on_epoch(epoch: int, loss: float) -> None:
+            now = time.monotonic()
+            if epoch == 1:
+                first[0] = now
+            self.reporter.fit_progress(
+                FitProgress(b, cfg.ensemble, epoch, cfg.predictor_epochs, len(rows), loss, now - t0, now - first[0])
+            )
+
         ens = fit_ensemble(
             space,
             batches,
@@ -329,6 +339,7 @@ class Controller:
             epochs=cfg.predictor_epochs,
             seed=run.seed * 1000 + b,
             first_level=(b == 1),
+            on_epoch=on_epoch,
         )
         pred = np.concatenate([ens.predict(x) for x in batches])
         insample = finite_or_none(spearman(pred, np.concatenate(rewards))) if len(pred) >= 3 else None

@@ -2,7 +2,10 @@
 
 Each command lives in its own module under `pnas/commands/` with a `register(app)` function;
 every module there is registered, in name order.
-A `UserError` anywhere becomes one line on stderr and exit status 2, never a stack trace.
+A `UserError` anywhere becomes one line on stderr and exit status 2, never a stack trace;
+`NothingToShow` one line and exit status 1; a database role that lacks a privilege one line
+naming the role and what to grant. TensorFlow's start-up lines are dropped unless
+``--verbose`` is given (anywhere on the command line).
 """
 
 from __future__ import annotations
@@ -11,10 +14,16 @@ import importlib
 import os
 import pkgutil
 import sys
+from contextlib import nullcontext
 
 import typer
 
-from shared.errors import UserError
+from shared.errors import NothingToShow, UserError
+from shared.tf_noise import hush_tensorflow, quiet_stderr
+
+# Commands whose stderr is left alone: `worker` hands its process to Celery, and `search`
+# filters its own predictor fit and keeps its local workers' logs (TF errors there matter).
+LOUD_COMMANDS = frozenset({"worker", "search"})
 
 app = typer.Typer(
     add_completion=False,
@@ -24,7 +33,7 @@ app = typer.Typer(
     help="Progressive Neural Architecture Search (Liu et al., ECCV 2018) on local processes or Celery GPU workers.",
 )
 
-@app.callback()
+@app.callback(epilog="--verbose (anywhere): also show TensorFlow's own log lines.")
 def _root() -> None:
     """Progressive Neural Architecture Search (Liu et al., ECCV 2018)."""
 
@@ -39,13 +48,29 @@ def _register() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
+    args = list(sys.argv[1:] if argv is None else argv)
+    verbose = "--verbose" in args
+    args = [a for a in args if a != "--verbose"]
+    command = next((a for a in args if not a.startswith("-")), None)
+    hush = not verbose and command not in LOUD_COMMANDS
+    if hush:
+        hush_tensorflow()  # before anything imports TensorFlow
+    else:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
     _register()
+    with quiet_stderr() if hush else nullcontext():
+        _run(args)
+
+
+def _run(args: list[str]) -> None:
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=args, standalone_mode=False)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except NothingToShow as exc:
+        print(exc, file=sys.stderr)
+        sys.exit(1)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
@@ -59,7 +84,29 @@ def main(argv: list[str] | None = None) -> None:
         if type(exc).__name__ == "Abort":
             print("aborted", file=sys.stderr)
             sys.exit(130)
+        denied = _privilege_error(exc)
+        if denied:
+            print(f"error: {denied}", file=sys.stderr)
+            sys.exit(2)
         raise
+
+
+def _privilege_error(exc: BaseException) -> str | None:
+    """One line for PostgreSQL's "permission denied" (SQLSTATE 42501), else None."""
+    orig = getattr(exc, "orig", None)
+    if (getattr(orig, "pgcode", None) or getattr(orig, "sqlstate", None)) != "42501":  # psycopg2 / psycopg
+        return None
+    from sqlalchemy.engine import make_url
+
+    from shared.errors import first_line
+    from shared.settings import get_settings
+
+    role = make_url(get_settings().database_url).username or os.environ.get("PGUSER") or "(the connecting role)"
+    return (
+        f"the database role {role!r} lacks a privilege on the pnas tables ({first_line(exc)}); as their owner, run "
+        f"`GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}` (and USAGE on its sequences) "
+        f"to search, or `pnas db grant-readonly {role}` to read"
+    )
 
 
 if __name__ == "__main__":

@@ -65,13 +65,38 @@ def dumps(obj: object) -> str:
 
 
 def open_store():
-    """The store of PNAS_DATABASE_URL with its schema checked (SQLite is upgraded in place)."""
+    """The store of PNAS_DATABASE_URL with its schema checked (SQLite is upgraded in place).
+
+    For the commands that only look: an SQLite file that does not exist is `NothingToShow`
+    (saying where it looked), never a new empty database."""
     from shared.settings import get_settings
     from shared.store import Store
 
-    store = Store.from_settings(get_settings())
+    settings = get_settings()
+    require_database(settings.database_url)
+    store = Store.from_settings(settings)
     store.ensure_schema()
     return store
+
+
+def require_database(url: str) -> None:
+    """`NothingToShow` when ``url`` is an SQLite file that does not exist (nothing created)."""
+    from pathlib import Path
+
+    from sqlalchemy.engine import make_url
+
+    from shared.errors import NothingToShow
+
+    u = make_url(url)
+    if not u.drivername.startswith("sqlite") or u.database in (None, "", ":memory:"):
+        return
+    path = Path(u.database)
+    if not path.exists():
+        raise NothingToShow(
+            f"no database at {path.absolute()} (PNAS_DATABASE_URL={url}): no runs to show yet; "
+            "start one here with `pnas search`, or point PNAS_DATABASE_URL at your runs' database "
+            "(sqlite:////abs/path/pnas.db or postgresql://...)"
+        )
 
 
 def console():

@@ -18,6 +18,8 @@ stamp=".venv/.pnas-installed$extra"
 want=$(sha1sum pyproject.toml | cut -c1-40)
 if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e ".$extra"
+  # setuptools' "Editable installation." BuildBackendWarning (a flat layout's folders may
+  # shadow the package) gets past -q; PYTHONWARNINGS reaches the build backend's process.
+  PYTHONWARNINGS="ignore:Editable installation" .venv/bin/python -m pip install -q -e ".$extra"
   echo "$want" > "$stamp"
 fi

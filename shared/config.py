@@ -6,22 +6,41 @@ sees the settings it started with. `TrainConfig` is the part a worker needs to t
 
 from __future__ import annotations
 
+import difflib
 import json
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from shared.errors import UserError
 from shared.space import PAPER_OPS, SearchSpace, parse_ops
+
+
+# Datasets large enough for the paper's 5,000 held-out images; the others hold out a fraction.
+LARGE_DATASETS = ("cifar10", "cifar100", "mnist", "fashion_mnist")
+SMALL_VALIDATION_FRACTION = 0.1  # digits has 1,797 images: 5,000 would leave none to train on
+
+
+def default_validation_size(dataset: str) -> float:
+    """5,000 images for CIFAR-size datasets (the paper), else a tenth of the training data."""
+    return 5000 if dataset in LARGE_DATASETS else SMALL_VALIDATION_FRACTION
 
 
 class TrainConfig(BaseModel):
     """How one child network is built and trained (the paper's search recipe by default)."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _validation_default(cls, data: Any) -> Any:
+        """An unset validation size is the dataset's default, stored as a number with the run."""
+        if isinstance(data, dict) and data.get("validation_size") is None:
+            data = {**data, "validation_size": default_validation_size(str(data.get("dataset", "cifar10")))}
+        return data
 
     dataset: str = "cifar10"  # the paper searches on CIFAR-10
     epochs: int = Field(20, ge=0)  # paper: 20 epochs per child during the search
@@ -32,7 +51,8 @@ class TrainConfig(BaseModel):
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)  # L2 on conv kernels; 0 keeps the search cheap
     batch_size: int = Field(128, ge=1)
-    validation_size: float = Field(5000, gt=0)  # paper: 5,000 CIFAR-10 images; <1 = a fraction
+    # paper: 5,000 CIFAR-10 images; <1 = a fraction; unset = default_validation_size(dataset)
+    validation_size: float = Field(5000, gt=0)
     max_train_samples: int | None = Field(None, ge=1)  # cap for quick experiments
     drop_path_keep_prob: float = Field(1.0, gt=0, le=1)  # 1.0 = off, as during the search
     reward: Literal["best", "final"] = "best"  # which epoch's validation accuracy is the reward
@@ -182,7 +202,29 @@ def build_config(
         cfg = SearchConfig.model_validate(data)
         cfg.space()  # operator names, limits
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "config"
-        raise UserError(f"invalid setting {where}: {err['msg']}") from None
+        raise UserError(describe_errors(exc)) from None
     return cfg, extras
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """Every problem of a config in one line; a field written in the wrong section says where
+    it belongs (``learning_rate`` at the top level belongs under ``[train]``)."""
+    parts = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        where = ".".join(loc) or "config"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            name = loc[-1]
+            if len(loc) == 1 and name in TrainConfig.model_fields:
+                msg = f"not a top-level setting: it belongs under [train] (train.{name})"
+            elif loc[:1] == ["train"] and len(loc) == 2 and name in SearchConfig.model_fields:
+                msg = "not a [train] setting: it belongs at the top level"
+            else:
+                fields = SearchConfig.model_fields if len(loc) == 1 else TrainConfig.model_fields
+                close = difflib.get_close_matches(name, list(fields), n=1)
+                msg = "unknown setting" + (f" (did you mean {close[0]}?)" if close else "")
+        parts.append(f"{where}: {msg}")
+    if len(parts) == 1:
+        return f"invalid setting {parts[0]}"
+    return f"{len(parts)} invalid settings: " + "; ".join(parts)

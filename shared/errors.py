@@ -11,6 +11,10 @@ class UserError(ValueError):
     """Bad input from a person: one line saying what is wrong and how to fix it."""
 
 
+class NothingToShow(Exception):
+    """Nothing to show yet (no database, no runs, no succeeded child): one line, exit status 1."""
+
+
 class ChildFailed(Exception):
     """Final for this child: the architecture cannot be built, the loss went NaN."""
 

@@ -1,22 +1,26 @@
 """TensorFlow's C++ start-up chatter, which TF_CPP_MIN_LOG_LEVEL no longer silences.
 
 `is_noise(line)` tells such a line (absl ``I0000 ... port.cc:153] ...``, the pre-InitializeLog
-warning, the CPU-instructions notice) from output a person should see. `quiet_stderr()` runs a
-block with the process's stderr (file descriptor 2, where C++ writes) sent to a temporary file,
-then writes back every line that is not noise.
+warning, the CPU-instructions notice, ``E0000 ... failed call to cuInit``) from output a person
+should see. `quiet_stderr()` runs a block with the process's stderr (file descriptor 2, where
+C++ writes) sent through a pipe; a thread writes every line that is not noise on to the real
+stderr as it comes, so progress lines stay live. `hush_tensorflow()` sets what TensorFlow
+reads at import to log less (call it before TensorFlow is imported).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import select
 import sys
-import tempfile
+import threading
 from contextlib import contextmanager
 from typing import Iterator
 
 _NOISE = re.compile(
-    r"^(?:[IWE]\d{4} [\d:.]+\s+\d+ \S+\.cc:\d+\]|WARNING: All log messages before absl|To enable the following instructions)"
+    r"^(?:[IWE]\d{4} [\d:.]+\s+\d+ \S+\.cc:\d+\]|WARNING: All log messages before absl|To enable the following instructions"
+    r"|\d{4}-\d\d-\d\d [\d:.]+: [IWE] (?:tensorflow|external/local_xla|external/local_tsl)/)"
 )
 
 
@@ -24,21 +28,59 @@ def is_noise(line: str) -> bool:
     return bool(_NOISE.match(line))
 
 
+def hush_tensorflow() -> None:
+    """TensorFlow's C++ logs: fatal only; its Python absl logs: errors only. Lines printed
+    before absl is initialised (the cuInit error among them) are left to `quiet_stderr`."""
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    try:
+        from absl import logging as absl_logging
+    except ImportError:  # absl comes with TensorFlow; without it there is nothing to hush
+        return
+    absl_logging.set_verbosity(absl_logging.ERROR)
+
+
+def _pump(read_fd: int, out_fd: int, stop: threading.Event) -> None:
+    """Copy lines from ``read_fd`` to ``out_fd``, dropping noise, until ``stop`` and drained."""
+    buf = b""
+    while True:
+        ready, _, _ = select.select([read_fd], [], [], 0.05)
+        if not ready:
+            if stop.is_set():
+                break
+            continue
+        chunk = os.read(read_fd, 65536)
+        if not chunk:
+            break
+        buf += chunk
+        *lines, buf = buf.split(b"\n")
+        for raw in lines:
+            if not is_noise(raw.decode("utf-8", "replace")):
+                os.write(out_fd, raw + b"\n")
+    if buf and not is_noise(buf.decode("utf-8", "replace")):
+        os.write(out_fd, buf)
+
+
 @contextmanager
 def quiet_stderr() -> Iterator[None]:
+    """Filter TensorFlow's noise from file descriptor 2 while the block runs (lines pass live).
+
+    Processes started inside the block inherit the pipe; whatever they write after the block
+    ends is not read (start long-lived processes outside it)."""
     sys.stderr.flush()
     saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as tmp:
-        os.dup2(tmp.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            tmp.seek(0)
-            for raw in tmp:
-                line = raw.decode("utf-8", "replace")
-                if not is_noise(line):
-                    sys.stderr.write(line)
-            sys.stderr.flush()
+    read_fd, write_fd = os.pipe()
+    stop = threading.Event()
+    pump = threading.Thread(target=_pump, args=(read_fd, saved, stop), name="tf-noise", daemon=True)
+    pump.start()
+    os.dup2(write_fd, 2)
+    os.close(write_fd)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)  # closes this process's last write end of the pipe
+        stop.set()
+        pump.join(timeout=5)
+        os.close(read_fd)
+        os.close(saved)

@@ -86,6 +86,19 @@ def dataset_spec(name: str) -> tuple[tuple[int, int, int], int]:
     raise _unknown(name)
 
 
+def on_this_machine(name: str, cache_dir: str | Path) -> bool:
+    """Whether loading ``name`` here needs no download and no path this machine lacks
+    (embedded, a ``kind:PATH`` that exists, or in the cache). Unknown names: True (loading
+    them says what is wrong)."""
+    if name in _REMOTE:
+        cache = Path(cache_dir)
+        files = _REMOTE[name][2]
+        return (cache / f"{name}.npz").is_file() or all((cache / f).is_file() for _, f, _ in files)
+    if ":" in name:
+        return Path(name.split(":", 1)[1]).expanduser().exists()
+    return True
+
+
 def load_dataset(
     name: str,
     *,

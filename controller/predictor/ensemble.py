@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Callable, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -151,6 +151,7 @@ def fit_ensemble(
     seed: int = 0,
     first_level: bool = False,
     batch_size: int = BATCH_SIZE,
+    on_epoch: Callable[[int, float], None] | None = None,
 ) -> Ensemble:
     """Fit ``members`` predictors from scratch, member k on all rows but fold k; deterministic.
 
@@ -158,6 +159,7 @@ def fit_ensemble(
     and the models ignore padding); ``rewards`` (N,) validation accuracies in [0, 1], in the
     same order. ``first_level`` picks the paper's learning rate: 0.01 on b = 1 data, else 0.002.
     Same inputs and seed give identical weights (on the same machine and TensorFlow build).
+    ``on_epoch(epoch, loss)`` after each of the ``epochs`` (all members train together).
     """
     vocab = Vocab(space.num_input_tokens, len(space.ops))
     groups = [vocab.encode(g) for g in token_groups(cells)]
@@ -191,6 +193,7 @@ def fit_ensemble(
             batch_size=batch_size,
             learning_rate=lr,
             seed=seed,
+            on_epoch=on_epoch,
         )
     info = {"seed": seed, "epochs": epochs, "rows": n, "learning_rate": lr, "batch_size": batch_size}
     return Ensemble(kind, tuple(space.ops), space.blocks, vocab, weights, holdout, info)

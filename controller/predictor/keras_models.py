@@ -11,6 +11,8 @@ Keras' LSTM gate order is i, f, c, o.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import keras
 import numpy as np
 from keras import layers, ops
@@ -110,12 +112,14 @@ def fit_members(
     batch_size: int,
     learning_rate: float,
     seed: int,
+    on_epoch: Callable[[int, float], None] | None = None,
 ) -> list[dict[str, np.ndarray]]:
     """Train all members at once on padded model tokens; return each member's weights.
 
     ``tokens`` (N, T) int32, ``rewards`` (N,), ``train_mask`` (m, N) bool. The members share
     nothing but the batches: each has its own weights, and the loss of a member only sees
     its own rows, so this equals training them one by one (and is m times fewer steps).
+    ``on_epoch(epoch, loss)`` is called after each epoch (1-based), for progress.
     """
     keras.utils.set_random_seed(seed)
     m = len(train_mask)
@@ -127,5 +131,9 @@ def fit_members(
     trainer = keras.Model(inputs, layers.Concatenate()(outs) if m > 1 else outs[0])
     trainer.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=masked_l1)
     y = np.concatenate([np.repeat(rewards[:, None], m, 1), train_mask.T], axis=1).astype(np.float32)
-    trainer.fit(tokens, y, batch_size=batch_size, epochs=epochs, shuffle=True, verbose=0)
+    callbacks = []
+    if on_epoch is not None:
+        callbacks.append(keras.callbacks.LambdaCallback(
+            on_epoch_end=lambda epoch, logs: on_epoch(epoch + 1, float((logs or {}).get("loss", float("nan"))))))  # fmt: skip
+    trainer.fit(tokens, y, batch_size=batch_size, epochs=epochs, shuffle=True, verbose=0, callbacks=callbacks)
     return [get_member_weights(member, kind) for member in members]

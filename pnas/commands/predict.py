@@ -195,7 +195,10 @@ def register(app: typer.Typer) -> None:
         from shared.config import SearchConfig
         from shared.store import Store
 
+        from pnas.render import require_database
+
         cells = [c for arg in cell for c in read_cells(arg)]
+        require_database(get_settings().database_url)
         store = Store.from_settings(get_settings())
         store.ensure_schema()
         r = store.require_run(run)

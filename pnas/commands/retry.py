@@ -23,7 +23,10 @@ def register(app: typer.Typer) -> None:
         """Requeue failed/lost children (one more attempt each); a running search picks them up."""
         from shared.store import Store
 
+        from pnas.render import require_database
+
         settings = get_settings()
+        require_database(settings.database_url)
         store = Store.from_settings(settings)
         store.ensure_schema()
         r = store.require_run(run)

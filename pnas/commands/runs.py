@@ -1,4 +1,6 @@
-"""`pnas runs [--json]`: every run in the database with its state, level, children and best."""
+"""`pnas runs [--json]`: every run in the database with its state, level, children and best.
+
+Exit status 1 (nothing to show yet) when the database holds no run."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from pnas.render import console, dumps, iso, num, open_store
+from shared.errors import NothingToShow
 
 if TYPE_CHECKING:
     from shared.store import Store
@@ -47,9 +50,9 @@ def register(app: typer.Typer) -> None:
         rows = collect(store)
         if as_json:
             print(dumps(rows))
-            return
         if not rows:
-            print(f"no runs in {store.safe_url}; start one with `pnas search`")
+            raise NothingToShow(f"no runs in {store.safe_url} yet; start one with `pnas search`")
+        if as_json:
             return
         from rich.table import Table
 

@@ -24,10 +24,18 @@ if TYPE_CHECKING:
 console = Console(stderr=True, soft_wrap=True)
 
 
+def executor_kind(kind: str | None) -> str:
+    """local or celery: the flag, else celery when PNAS_BROKER_URL is set."""
+    kind = kind or ("celery" if get_settings().broker_url else "local")
+    if kind not in ("local", "celery"):
+        raise UserError(f"unknown executor {kind!r}; choose local or celery")
+    return kind
+
+
 def make_executor(kind: str | None, *, workers: int):
     """The composition root's one decision: which executor hands children out."""
     settings = get_settings()
-    kind = kind or ("celery" if settings.broker_url else "local")
+    kind = executor_kind(kind)
     if kind == "local":
         from controller.executors import LocalExecutor
 
@@ -77,6 +85,23 @@ class RichReporter:
         else:
             console.print(line, highlight=False)
 
+    def fit_progress(self, p) -> None:
+        """The predictor fit, like the training progress: live on a terminal, else every 15 s."""
+        now = time.monotonic()
+        finished = p.epoch == p.epochs
+        if not finished and now - self.last < (1.0 if console.is_terminal else 15.0):
+            return
+        self.last = now
+        eta = _dur(p.eta) if p.eta is not None else "?"
+        line = (
+            f"  level {p.b} predictor: {p.members} members, epoch {p.epoch}/{p.epochs} on {p.rows} children, "
+            f"loss {p.loss:.4f}, elapsed {_dur(p.elapsed)}, ETA {eta}"
+        )
+        if console.is_terminal and not finished:
+            console.print(line, end="\r", highlight=False, soft_wrap=True)
+        else:
+            console.print(line, highlight=False)
+
     def level_done(self, b: int, *, summary: dict) -> None:
         ex = summary["spearman_extrapolation"]
         ins = summary["spearman_insample"]
@@ -97,21 +122,6 @@ def _dur(s: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
-def _prepare_dataset(cfg: SearchConfig) -> None:
-    """Local workers share this machine's cache: load (download) the dataset once, here, so a
-    missing or bad dataset is one clear line now rather than a failed child per worker."""
-    from worker.datasets import load_dataset
-
-    t = cfg.train
-    load_dataset(
-        t.dataset,
-        validation_size=t.validation_size,
-        seed=t.data_seed,
-        cache_dir=get_settings().data_dir,
-        max_train_samples=t.max_train_samples,
-    )
-
-
 def _sigterm_is_ctrl_c() -> None:
     """SIGTERM (`kill`, `docker stop`, systemd, Kubernetes) stops the search as Ctrl-C does:
     the run is marked stopped, its lock released, exit 130, and the same command resumes."""
@@ -128,10 +138,10 @@ def print_top(store: Store, run: RunView, k: int = 5) -> None:
     t = Table(title=f"top {k} of run {run.name!r}")
     for col in ("rank", "job", "level", "accuracy", "params", "cell"):
         t.add_column(col, justify="right" if col != "cell" else "left")
-    from shared.space import Cell
+    from pnas.render import readable  # the stored form, as `pnas top` and the SQL views print it
 
     for i, j in enumerate(rows, 1):
-        t.add_row(str(i), str(j.id), str(j.level), f"{j.reward:.4f}", f"{j.params:,}" if j.params else "-", Cell.from_json(j.cell).readable())
+        t.add_row(str(i), str(j.id), str(j.level), f"{j.reward:.4f}", f"{j.params:,}" if j.params else "-", readable(j.cell))
     Console().print(t)
 
 
@@ -192,14 +202,18 @@ def register(app: typer.Typer) -> None:
             raise UserError("--workers must be at least 1")
 
         from controller.search import Controller
+        from pnas.dataset_check import check_dataset
         from shared.store import Store
 
+        kind = executor_kind(executor or extras.get("executor"))
+        # Before anything is stored: a bad dataset is one line, not a run of failing children.
+        note = check_dataset(cfg.train, executor=kind)
+        if note:
+            console.print(note, highlight=False)
         settings = get_settings()
         store = Store.from_settings(settings)
         store.ensure_schema()
-        ex = make_executor(executor or extras.get("executor"), workers=n_workers)
-        if ex.name == "local":
-            _prepare_dataset(cfg)
+        ex = make_executor(kind, workers=n_workers)
         hook = None
         if settings.controller_hook:
             from shared.plugins import load_callable

@@ -39,12 +39,15 @@ def collect(store: Store, job_id: int, *, with_equivalent: bool = False) -> dict
     seconds = None
     if j.started_at and j.finished_at:
         seconds = (j.finished_at - j.started_at).total_seconds()
+    level = next((lv for lv in store.levels(run.id) if lv.b == j.level), None)
     return {
         **job_dict(j),
         "run": run.name,
         "run_id": run.id,
-        "blocks": [b.readable() for b in cell_of(j.cell).blocks],
-        "predicted_rank": j.rank,
+        "blocks": cell_of(j.cell).readable().split(" | "),  # the cell's own form, one block each
+        "predicted_rank": j.rank,  # among the level's candidates, by the predictor fitted on level - 1
+        "candidates": level.candidates if level else None,
+        "predictor_level": j.level - 1 if j.rank is not None else None,
         "attempts": j.attempts,
         "max_attempts": j.max_attempts,
         "worker": j.worker,
@@ -82,14 +85,18 @@ def register(app: typer.Typer) -> None:
         from rich.table import Table
 
         c = console()
-        pred = f", predicted {num(d['predicted'])} (rank {d['predicted_rank']})" if d["predicted"] is not None else ""
+        pred = ""
+        if d["predicted"] is not None:
+            of = f" of {d['candidates']:,} candidates" if d["candidates"] else ""
+            pred = (f", predicted {num(d['predicted'])} (rank {d['predicted_rank']}{of}, "
+                    f"by the predictor fitted at level {d['predictor_level']})")  # fmt: skip
         c.print(f"[bold]job {d['id']}[/bold] of run {d['run']!r}: {d['kind']} child, level {d['level']}, "
                 f"[bold]{d['state']}[/bold], accuracy {num(d['accuracy'])}{pred}", highlight=False)  # fmt: skip
         c.print(f"  cell {d['arch_id']}: {d['cell']}", highlight=False)
         dup = f"; trained before as job {d['duplicate_of']} (a run made before network ids)" if d["duplicate_of"] else ""
         c.print(f"  network {d['network_id'] or '-'}{dup}", highlight=False)
-        for i, b in enumerate(d["blocks"], 1):
-            c.print(f"    block {i}: {b}", highlight=False)
+        for b in d["blocks"]:
+            c.print(f"    {b}", highlight=False)
         c.print(f"  attempts {d['attempts']} of {d['max_attempts']}; worker {d['worker'] or '-'} on {d['device'] or '-'}; "
                 f"params {d['params'] or '-'}; {duration(d['elapsed_seconds'])} (training {num(d['wall_seconds'], '.1f')}s)",
                 highlight=False)  # fmt: skip

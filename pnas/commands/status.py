@@ -4,13 +4,15 @@ their last heartbeat.
 
 One aggregate query for the counts, one for the level timings, one per level for its best
 reward; ``--json`` prints one object for scripts (its keys only grow). ``--watch`` redraws
-every ``--interval`` seconds until the run stops running (with ``--json``: one object per
-line).
+every ``--interval`` seconds until the run stops running (with ``--json``, or when stdout is
+not a terminal: one object or one line per refresh). A worker whose last heartbeat is older
+than the lease is listed as ``offline``, after the live ones.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import time
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -65,17 +67,8 @@ def collect(store, ref: str | None) -> dict:
             }
         )
     top = store.top(run.id, k=1)
-    workers = [
-        {
-            "name": w["name"],
-            "hostname": w["hostname"],
-            "device": w["device"],
-            "job_id": w["job_id"],
-            "last_seen": _iso(w["last_seen"]),
-            "seconds_ago": round(w["seconds_ago"], 1),
-        }
-        for w in store.workers()
-    ]
+    workers = sorted((_worker(w, lease=get_settings().lease_seconds) for w in store.workers()),
+                     key=lambda w: (w["state"] == "offline", w["seconds_ago"]))  # fmt: skip
     totals = {st: sum(lv["jobs"][st] for lv in out_levels) for st in ALL_STATES}
     progress = _progress(run, out_levels, totals, now)
     return {
@@ -92,6 +85,21 @@ def collect(store, ref: str | None) -> dict:
         "best": None if not top else {"job": top[0].id, "level": top[0].level, "arch_id": top[0].arch_id, "reward": top[0].reward},
         "workers": workers,
         **progress,
+    }
+
+
+def _worker(w: dict, *, lease: float) -> dict:
+    """One worker for the list: ``offline`` once its heartbeat is older than the lease (the
+    same rule that declares its child lost), else ``training`` or ``idle``."""
+    state = "offline" if w["seconds_ago"] > lease else ("training" if w["job_id"] else "idle")
+    return {
+        "name": w["name"],
+        "hostname": w["hostname"],
+        "device": w["device"],
+        "job_id": w["job_id"],
+        "last_seen": _iso(w["last_seen"]),
+        "seconds_ago": round(w["seconds_ago"], 1),
+        "state": state,
     }
 
 
@@ -137,6 +145,18 @@ def _f(x: float | None, fmt: str = ".4f") -> str:
     return "-" if x is None else format(x, fmt)
 
 
+def headline(st: dict) -> str:
+    """The run in one line: state, level, children trained, candidates scored, elapsed, ETA."""
+    from pnas.render import duration
+
+    return (
+        f"run {st['run']!r} (id {st['id']}, {st['strategy']} on {st['dataset']}): {st['state']}, level "
+        f"{st['level']}/{st['blocks']}; {st['children_trained']}/{st['children_expected']} children trained, "
+        f"{st['candidates_scored']:,} candidates scored; elapsed {duration(st['elapsed_seconds'])}, "
+        f"ETA {duration(st['eta_seconds']) if st['eta_seconds'] is not None else '?'}"
+    )
+
+
 def render(st: dict):
     """A rich renderable: a header, the per-level table and the workers."""
     from rich.console import Group
@@ -145,13 +165,7 @@ def render(st: dict):
 
     from pnas.render import duration
 
-    head = (
-        f"run {st['run']!r} (id {st['id']}, {st['strategy']} on {st['dataset']}): {st['state']}, level "
-        f"{st['level']}/{st['blocks']}; {st['children_trained']}/{st['children_expected']} children trained, "
-        f"{st['candidates_scored']:,} candidates scored; elapsed {duration(st['elapsed_seconds'])}, "
-        f"ETA {duration(st['eta_seconds']) if st['eta_seconds'] is not None else '?'}"
-    )
-    parts: list = [Text(head)]
+    parts: list = [Text(headline(st))]
     if st["message"]:
         parts.append(Text(f"  {st['message']}"))
     t = Table()
@@ -169,10 +183,11 @@ def render(st: dict):
     if st["best"]:
         b = st["best"]
         parts.append(Text(f"best: job {b['job']} (level {b['level']}, {b['arch_id']}) accuracy {b['reward']:.4f}"))
-    parts.append(Text(f"workers seen ({len(st['workers'])}):"))
+    live = sum(w["state"] != "offline" for w in st["workers"])
+    parts.append(Text(f"workers seen ({live} live, {len(st['workers']) - live} offline):"))
     for w in st["workers"]:
-        job = f"training job {w['job_id']}" if w["job_id"] else "idle"
-        parts.append(Text(f"  {w['name']:<40} {w['device'] or '?':<28} last heartbeat {w['seconds_ago']:.0f}s ago, {job}"))
+        job = f"training job {w['job_id']}" if w["state"] == "training" else w["state"]
+        parts.append(Text(f"  {w['name']:<40} {w['device'] or '?':<28} last heartbeat {duration(w['seconds_ago'])} ago, {job}"))
     return Group(*parts)
 
 
@@ -192,6 +207,9 @@ def register(app: typer.Typer) -> None:
 
         if interval <= 0:
             raise UserError(f"--interval must be positive, got {interval}")
+        from pnas.render import require_database
+
+        require_database(get_settings().database_url)
         store = Store.from_settings(get_settings())
         store.ensure_schema()
         st = collect(store, run)
@@ -206,6 +224,14 @@ def register(app: typer.Typer) -> None:
             if as_json:
                 while True:
                     print(json.dumps(st), flush=True)
+                    shown += 1
+                    if st["state"] != RunState.running.value or (count and shown >= count):
+                        return
+                    time.sleep(interval)
+                    st = collect(store, ref)
+            if not sys.stdout.isatty():  # a log or a pipe: one line per refresh, as it comes
+                while True:
+                    print(headline(st), flush=True)
                     shown += 1
                     if st["state"] != RunState.running.value or (count and shown >= count):
                         return

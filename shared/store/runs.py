@@ -7,7 +7,7 @@ from typing import Any, Sequence
 from sqlalchemy import delete, insert, or_, select, update
 
 from shared.db.models import Level, Prediction, Run
-from shared.errors import UserError
+from shared.errors import NothingToShow, UserError
 from shared.jobs import LevelState, LevelView, RunState, RunView
 from shared.store.engine import StoreBase
 from shared.store.rows import level_view, run_view
@@ -50,7 +50,7 @@ class Runs(StoreBase):
         run = self.get_run(ref)
         if run is None:
             if ref is None:
-                raise UserError(f"no runs in {self.safe_url}; start one with `pnas search`")
+                raise NothingToShow(f"no runs in {self.safe_url} yet; start one with `pnas search`")
             raise UserError(f"no run named {ref!r} in {self.safe_url}; `pnas runs` lists them")
         return run
 

@@ -63,7 +63,10 @@ def test_finds_the_planted_best_cell(db_url, tmp_path):
         refused = _search(tmp_path, _env(db_url, tmp_path), check=False)
         assert refused.returncode == 2 and "run `pnas db upgrade` first" in refused.stderr
         subprocess.run([sys.executable, "-m", "pnas.cli", "db", "upgrade"], cwd=ROOT, env=_env(db_url, tmp_path), check=True)
-    _search(tmp_path, _env(db_url, tmp_path))
+    first = _search(tmp_path, _env(db_url, tmp_path))
+    # the predictor fit after each level reports its members and epochs, like the training
+    for b in (1, 2):
+        assert f"level {b} predictor: 3 members, epoch 80/80 on " in first.stderr, first.stderr[-3000:]
     run, jobs, top, levels = _result(db_url)
     space = SearchSpace(ops=("sep3x3", "max3x3", "identity"), blocks=3)
     assert run.state == "finished"

@@ -84,3 +84,22 @@ def test_search_cli_reports_a_bad_value_without_a_traceback(tmp_path):
     assert p.stderr.strip().splitlines()[-1].startswith("error: invalid setting train.epochs")
     assert "Traceback" not in p.stderr
     assert not (tmp_path / "x.db").exists()  # rejected before anything is stored
+
+
+def test_every_problem_is_reported_and_misplaced_fields_say_where_they_belong():
+    with pytest.raises(UserError) as e:
+        build_config(file_data={"learning_rate": 0.1, "beam": 0, "train": {"beam": 3, "epocs": 2}})
+    msg = str(e.value)
+    assert msg.startswith("4 invalid settings: ") and "\n" not in msg
+    assert "learning_rate: not a top-level setting: it belongs under [train]" in msg
+    assert "train.beam: not a [train] setting: it belongs at the top level" in msg
+    assert "train.epocs: unknown setting (did you mean epochs?)" in msg
+    assert "beam: Input should be greater than or equal to 1" in msg
+
+
+@pytest.mark.parametrize("dataset, size", [("cifar10", 5000), ("cifar100", 5000), ("mnist", 5000), ("digits", 0.1), ("npz:/x.npz", 0.1)])
+def test_the_validation_size_defaults_per_dataset(dataset, size):
+    cfg, _ = build_config(preset="paper", overrides={"train": {"dataset": dataset}})
+    assert cfg.train.validation_size == size
+    cfg, _ = build_config(preset="paper", overrides={"train": {"dataset": dataset, "validation_size": 0.3}})
+    assert cfg.train.validation_size == 0.3  # a given size wins

@@ -1,0 +1,30 @@
+"""A search's dataset, checked before the run exists (the composition root knows the worker's loader).
+
+With the local executor the workers are this machine's processes: the dataset is loaded here
+(downloaded into the shared cache if needed), so a missing file, a bad npz or an empty offline
+cache is one line before anything is stored. With Celery the workers may mount data this
+machine lacks: what is on this machine is checked the same way; what is not is left to them.
+"""
+
+from __future__ import annotations
+
+from shared.config import TrainConfig
+from shared.settings import get_settings
+
+
+def check_dataset(t: TrainConfig, *, executor: str) -> str | None:
+    """Load ``t.dataset`` as a child would; `UserError` if it cannot be. Returns None when it
+    was checked, or a note saying why not (Celery, and the data is not on this machine)."""
+    from worker.datasets import load_dataset, on_this_machine
+
+    cache = get_settings().data_dir
+    if executor != "local" and not on_this_machine(t.dataset, cache):
+        return f"dataset {t.dataset} is not on this machine; the workers must have it"
+    load_dataset(
+        t.dataset,
+        validation_size=t.validation_size,
+        seed=t.data_seed,
+        cache_dir=cache,
+        max_train_samples=t.max_train_samples,
+    )
+    return None

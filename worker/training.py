@@ -81,6 +81,8 @@ def train_child(
             model.fit(train_ds, validation_data=val_ds, epochs=train.epochs, verbose=0,
                       shuffle=False, callbacks=[recorder])  # the pipeline shuffles
             fit_seconds = time.perf_counter() - t0
+            if recorder.stopped is not None:
+                raise recorder.stopped
             if recorder.failure:
                 raise ChildFailed(recorder.failure)
             history = recorder.history
@@ -189,11 +191,22 @@ class _EpochRecorder(keras.callbacks.Callback):
         self.on_epoch, self.say, self.check = on_epoch, say, check
         self.history: list[EpochMetrics] = []
         self.failure: str | None = None
+        self.stopped: BaseException | None = None  # what ``check`` raised: stop and re-raise
         self._t0 = 0.0
 
+    # The batch hook only calls ``check`` and may set a flag: Keras may run it off the training
+    # thread (asynchronously), so the training keeps its pace. A stop ends fit after the
+    # current step (Keras reads ``stop_training`` after every step); `train_child` re-raises.
+    async_safe = True
+
     def on_train_batch_end(self, batch, logs=None) -> None:
-        if self.check is not None:
-            self.check()  # raises to stop: the worker is shutting down, or a cancel
+        if self.check is None or self.stopped is not None:
+            return
+        try:
+            self.check()  # raises to stop: the worker is shutting down, a lost lease, a cancel
+        except BaseException as exc:  # noqa: BLE001 - re-raised by train_child after fit
+            self.stopped = exc
+            self.model.stop_training = True
 
     def on_epoch_begin(self, epoch, logs=None) -> None:
         self._t0 = time.perf_counter()

@@ -25,3 +25,7 @@ class ChildRetryable(Exception):
 
 class SearchAborted(RuntimeError):
     """Fatal for the whole search: too many consecutive failures, a broken configuration."""
+
+
+class ChildOutOfMemory(ChildRetryable):
+    """Retryable: the child ran out of (GPU) memory; its retry gets more room (worker/gpu_share.py)."""

@@ -199,3 +199,21 @@ def test_out_of_memory_is_retried_alone_through_real_workers(pg_url, redis_url, 
         beside = [(c, d) for c, d in everything if (c, d) != (a, b) and c < b and a < d]
         assert not beside, f"solo run {i} overlapped {beside}"
     assert not redis.Redis.from_url(redis_url).keys(f"pnas:gpu-need:{scope}:*"), "needs are forgotten on success"
+
+
+def test_status_counts_live_workers_per_gpu() -> None:
+    from pnas.commands.status import per_gpu
+    from pnas.commands.worker import gpu_label
+
+    def w(device, job=None, ago=1.0, host="h1"):  # noqa: ANN001, ANN202
+        return {"device": device, "job_id": job, "seconds_ago": ago, "hostname": host}
+
+    workers = [
+        w(gpu_label("0", 0, 2, "n1", "NVIDIA H200"), job=7), w(gpu_label("0", 1, 2, "n1", "NVIDIA H200"), host="h2"),
+        w(gpu_label("1", 0, 2, "n1", "NVIDIA H200"), ago=999),  # gone: not live
+        w("GPU 3: NVIDIA A100", job=8), w("cpu (--gpu none)"),
+    ]  # fmt: skip
+    assert per_gpu(workers, live_seconds=150) == [
+        {"node": "h1", "gpu": "3", "name": "NVIDIA A100", "slots": 1, "workers": 1, "training": 1},
+        {"node": "n1", "gpu": "0", "name": "NVIDIA H200", "slots": 2, "workers": 2, "training": 1},
+    ]

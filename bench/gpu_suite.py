@@ -57,14 +57,17 @@ def synthetic(n: int, seed: int = 0):  # noqa: ANN201
     return x, y
 
 
+SMOKE_CELL = [[-2, "max3x3", -1, "identity"]]  # one block: tracing pnasnet5 takes minutes on a busy CPU
+
+
 def throughput(*, n: int, filters: int, batch: int, mixed: bool, xla: bool, steps: int, warmup: int,
-               drop_path: float = 1.0, weight_decay: float = 0.0, go=None) -> dict:  # noqa: ANN001
+               drop_path: float = 1.0, weight_decay: float = 0.0, go=None, cell=None) -> dict:  # noqa: ANN001
     """Training images/s of the pnasnet5 cell network: ``warmup`` steps (trace, compile), then
     ``steps`` timed ones. ``go`` (a callable) is called between the two: a start barrier."""
     import keras
     import tensorflow as tf
 
-    from shared.space import BUILTIN_CELLS
+    from shared.space import BUILTIN_CELLS, Cell
     from worker.network import build_network
 
     keras.backend.clear_session()
@@ -72,10 +75,11 @@ def throughput(*, n: int, filters: int, batch: int, mixed: bool, xla: bool, step
     keras.config.set_dtype_policy("mixed_float16" if mixed else "float32")
     try:
         x, y = synthetic(batch * 8)
-        ds = tf.data.Dataset.from_tensor_slices((x, y)).cache().repeat().batch(batch, drop_remainder=True)
+        ds = tf.data.Dataset.from_tensor_slices((x, y)).repeat().batch(batch, drop_remainder=True)
         ds = ds.prefetch(tf.data.AUTOTUNE)
         total = warmup + steps
-        model = build_network(BUILTIN_CELLS["pnasnet5"], input_shape=(32, 32, 3), num_classes=10, cells_per_stage=n,
+        arch = Cell.from_json(cell) if cell is not None else BUILTIN_CELLS["pnasnet5"]
+        model = build_network(arch, input_shape=(32, 32, 3), num_classes=10, cells_per_stage=n,
                               filters=filters, drop_path_keep_prob=drop_path, total_training_steps=total,
                               weight_decay=weight_decay, seed=0)  # fmt: skip
         model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9), loss="sparse_categorical_crossentropy",
@@ -221,12 +225,13 @@ def part_child(smoke: bool) -> dict:
 
 # --- part 2: mixed precision and XLA ---------------------------------------------------------
 def part_train(smoke: bool) -> dict:
-    kw = dict(n=1, filters=8, batch=32, steps=3, warmup=1) if smoke else dict(n=2, filters=24, batch=128, steps=150, warmup=20)
+    kw = dict(n=1, filters=8, batch=32, steps=3, warmup=1, cell=SMOKE_CELL) if smoke else dict(n=2, filters=24, batch=128, steps=150, warmup=20)
     rows = {}
     for name, mixed, xla in (("fp32", False, False), ("mixed", True, False), ("mixed+xla", True, True)):
         rows[name] = throughput(mixed=mixed, xla=xla and not smoke, **kw)
     base = rows["fp32"]["images_per_second"]
     ratios = {k: v["images_per_second"] / base for k, v in rows.items()}
+    kw.pop("cell", None)
     return {"setting": kw, "rows": rows, "ratio_vs_fp32": ratios, "summary": (
         "search child images/s: " + ", ".join(f"{k} {v['images_per_second']:.0f}" for k, v in rows.items())
         + f"; mixed+xla / fp32 = {ratios['mixed+xla']:.2f}x (goal >= 2x)")}
@@ -250,7 +255,7 @@ def share_child(k: int, go_file: str, smoke: bool) -> None:
                 sys.exit(1)  # the part was stopped
             time.sleep(0.05)
 
-    kw = dict(n=1, filters=8, batch=32, steps=4, warmup=1) if smoke else dict(n=2, filters=24, batch=128, steps=120, warmup=20)
+    kw = dict(n=1, filters=8, batch=32, steps=4, warmup=1, cell=SMOKE_CELL) if smoke else dict(n=2, filters=24, batch=128, steps=120, warmup=20)
     row = throughput(mixed=True, xla=not smoke, go=go, **kw)
     row["memory_cap"] = cap
     print("RESULT " + json.dumps(row), flush=True)
@@ -355,8 +360,9 @@ def part_score(smoke: bool) -> dict:
 def part_final(smoke: bool) -> dict:
     # This tree's builder offers drop path and weight decay, no auxiliary head yet; switch to
     # the named final recipe when worker/ has one.
-    kw = dict(n=1, filters=8, batch=32, steps=3, warmup=1) if smoke else dict(n=3, filters=48, batch=128, steps=100, warmup=20)
+    kw = dict(n=1, filters=8, batch=32, steps=3, warmup=1, cell=SMOKE_CELL) if smoke else dict(n=3, filters=48, batch=128, steps=100, warmup=20)
     row = throughput(mixed=True, xla=not smoke, drop_path=0.6, weight_decay=5e-4, **kw)
+    kw.pop("cell", None)
     return {"setting": kw, "recipe": "drop path keep 0.6, weight decay 5e-4, mixed precision + XLA (no aux head)",
             **row, "summary": f"final model N={kw['n']} F={kw['filters']}: {row['images_per_second']:.0f} images/s"}
 

@@ -170,7 +170,7 @@ def part_child(smoke: bool) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="gpu-suite-"))
     epochs, samples = (1, 256) if smoke else (2, 5000)
     (tmp / "child.toml").write_text(
-        'strategy = "random"\nops = ["sep3x3"]\nblocks = 1\nbeam = 1\n\n[train]\n'
+        'strategy = "random"\nops = ["sep3x3"]\nblocks = 1\nbeam = 1\nlookback = 1  # one cell: one child\n\n[train]\n'
         f'dataset = "npz:{tmp / "data.npz"}"\nepochs = {epochs}\nfilters = {8 if smoke else 24}\n'
         f'cells_per_stage = {1 if smoke else 2}\nmax_train_samples = {samples}\nvalidation_size = 128\n'
         f'mixed_precision = "on"\njit_compile = "{"off" if smoke else "on"}"\n'

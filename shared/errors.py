@@ -47,3 +47,5 @@ def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (the driver's own, for a wrapped DB error)."""
     text = str(getattr(exc, "orig", None) or exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+class ChildOutOfMemory(ChildRetryable):
+    """Retryable: the child ran out of (GPU) memory; its retry gets more room (worker/gpu_share.py)."""

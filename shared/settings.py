@@ -50,6 +50,13 @@ class Settings(BaseSettings):
     # a count ("4") or device ids ("0,2,3"); unset = no leasing (compose replicas set it).
     gpu_slots: str | None = None
     gpu_slot_ttl: float = Field(60.0, gt=0)  # a dead replica's slot frees itself after this
+    # Workers (children trained at once) per GPU: 1 keeps the old behaviour, one child owning
+    # a GPU; a search child uses a small part of a modern GPU, so a farm sets this to the k
+    # bench/gpu_suite.py recommends. Each worker then caps its TensorFlow memory at 1/k.
+    children_per_gpu: int = Field(1, ge=1)
+    # GPU memory (MiB) a process needs outside TensorFlow's allocator (CUDA context, cuDNN and
+    # cuBLAS handles, XLA's autotuning scratch): taken off the device before it is split by k.
+    gpu_overhead_mb: int = Field(1024, ge=0)
     node: str = "default"  # one value per host when several hosts share one Redis
     # The function that trains one child, as "module:function"; swap in your own trainer
     # (tests use an instant deterministic one).

@@ -103,3 +103,22 @@ def fake_search_env(db_url: str, **extra) -> dict:
     )
     env.update({k: str(v) for k, v in extra.items()})
     return env
+
+
+def oom_unless_alone(cell, train, *, seed=0, on_epoch=None, log=None, **kw):
+    """`instant_trainer` that runs out of memory unless its worker has the whole GPU share.
+
+    Reads what worker/gpu_share.py admitted this process with; appends ``start end shares k``
+    (monotonic-free wall clock) to PNAS_FAKE_SHARES_LOG, so a test can check who ran beside whom.
+    """
+    from shared.errors import ChildOutOfMemory
+    from worker.gpu_share import current_allowance
+
+    got = current_allowance()
+    start = time.time()
+    time.sleep(float(os.environ.get("PNAS_FAKE_SLEEP", "0")))
+    with open(os.environ["PNAS_FAKE_SHARES_LOG"], "a") as f:
+        f.write(f"{cell.arch_id} {start} {time.time()} {got.get('shares')} {got.get('k')}\n")
+    if not got or got["shares"] < got["k"]:
+        raise ChildOutOfMemory(f"fake out of memory for {cell.arch_id} with {got}")
+    return instant_trainer(cell, train, seed=seed, on_epoch=on_epoch, log=log, **kw)

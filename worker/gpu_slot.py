@@ -5,8 +5,12 @@
 compose file reserves all GPUs for every replica, and each replica leases one slot here
 and sets ``CUDA_VISIBLE_DEVICES`` to it.
 
-A slot is a Redis key ``pnas:gpu-slot:<scope>:<device>`` set with NX and an expiry; its
-value is this replica's token. A small thread renews the expiry; the lease is released on
+Each device has ``per_device`` slots (PNAS_CHILDREN_PER_GPU, default 1): k workers share
+one GPU, each limiting its TensorFlow memory to its share (worker/gpu_share.py). A slot is a
+Redis key ``pnas:gpu-slot:<scope>:<device>`` (slot 0) or ``...:<device>:<j>`` (slot j > 0)
+set with NX and an expiry; its value is this replica's token. `acquire` takes a free slot on
+the least crowded device, in one Lua script (atomic), so 8 replicas on 8 GPUs with k = 4
+get one GPU each rather than two GPUs four times. A small thread renews the expiry; the lease is released on
 exit. A replica that dies without releasing (SIGKILL, power) frees its slot when the key
 expires, ``ttl`` seconds later. ``scope`` names the machine whose GPUs are shared: set
 PNAS_NODE to a different value on each host when several hosts share one Redis.
@@ -54,6 +58,22 @@ if redis.call('get', KEYS[1]) == ARGV[1] then
   return redis.call('pexpire', KEYS[1], ARGV[2])
 end
 return 0
+"""
+# KEYS: the slot keys, device by device (ARGV[3] per device); ARGV: token, px, per_device.
+# Sets the first free slot of the device with the fewest taken; returns its 1-based index
+# into KEYS, or 0 when every slot is taken.
+_ACQUIRE = """
+local k = tonumber(ARGV[3])
+local best, best_taken = 0, k
+for d = 0, #KEYS / k - 1 do
+  local taken, free = 0, 0
+  for j = 1, k do
+    if redis.call('exists', KEYS[d * k + j]) == 1 then taken = taken + 1 elseif free == 0 then free = d * k + j end
+  end
+  if free > 0 and taken < best_taken then best, best_taken = free, taken end
+end
+if best > 0 then redis.call('set', KEYS[best], ARGV[1], 'px', ARGV[2]) end
+return best
 """
 # Delete the key only if it still holds our token.
 _RELEASE = """
@@ -104,6 +124,9 @@ class Lease:
     device: str  # what CUDA_VISIBLE_DEVICES gets
     token: str
     ttl: float
+    slot: int = 0  # which of the device's slots (0 .. per_device - 1)
+    per_device: int = 1  # workers sharing this GPU when every slot is taken
+    scope: str = "default"
 
     def renew(self) -> bool:
         """Push the expiry ``ttl`` seconds out; False if another replica holds the slot now."""
@@ -120,31 +143,51 @@ class Lease:
 class GpuSlots:
     """The GPU slots of one machine (``scope``), leased through Redis."""
 
-    def __init__(self, client: redis.Redis, *, devices: list[str], scope: str = "default", ttl: float = 60.0) -> None:
+    def __init__(
+        self, client: redis.Redis, *, devices: list[str], scope: str = "default", ttl: float = 60.0, per_device: int = 1
+    ) -> None:
         if not devices:
             raise ValueError("no GPU slots to lease (PNAS_GPU_SLOTS found no GPU)")
+        if per_device < 1:
+            raise ValueError(f"PNAS_CHILDREN_PER_GPU must be at least 1 (got {per_device})")
         self.client, self.devices, self.scope, self.ttl = client, list(devices), scope, ttl
+        self.per_device = per_device
+        self._acquire = client.register_script(_ACQUIRE)
 
     @classmethod
     def from_url(cls, url: str, **kw) -> "GpuSlots":
         return cls(redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=10), **kw)
 
-    def key(self, device: str) -> str:
-        return f"{KEY_PREFIX}:{self.scope}:{device}"
+    def key(self, device: str, slot: int = 0) -> str:
+        return f"{KEY_PREFIX}:{self.scope}:{device}" + (f":{slot}" if slot else "")
+
+    def _slots(self) -> list[tuple[str, int]]:
+        return [(d, j) for d in self.devices for j in range(self.per_device)]
 
     def holders(self) -> dict[str, str | None]:
-        """device -> the token holding it (None when free); for status and tests."""
+        """device -> the token holding its slot 0 (None when free); see `taken` for k > 1."""
         values = self.client.mget([self.key(d) for d in self.devices])
         return {d: (v.decode() if isinstance(v, bytes) else v) for d, v in zip(self.devices, values)}
 
+    def taken(self) -> dict[str, list[str]]:
+        """device -> the tokens holding its slots (as many as workers leased on it)."""
+        slots = self._slots()
+        values = self.client.mget([self.key(d, j) for d, j in slots])
+        out: dict[str, list[str]] = {d: [] for d in self.devices}
+        for (d, _j), v in zip(slots, values):
+            if v:
+                out[d].append(v.decode() if isinstance(v, bytes) else str(v))
+        return out
+
     def acquire(self, *, owner: str | None = None) -> Lease | None:
-        """Take the first free slot; None when all are taken."""
+        """Take a free slot on the least crowded device; None when all are taken."""
         token = f"{owner or _default_owner()}:{uuid.uuid4().hex[:8]}"
-        for device in self.devices:
-            key = self.key(device)
-            if self.client.set(key, token, nx=True, px=int(self.ttl * 1000)):
-                return Lease(self.client, key, device, token, self.ttl)
-        return None
+        slots = self._slots()
+        index = int(self._acquire(keys=[self.key(d, j) for d, j in slots], args=[token, int(self.ttl * 1000), self.per_device]))
+        if not index:
+            return None
+        device, slot = slots[index - 1]
+        return Lease(self.client, self.key(device, slot), device, token, self.ttl, slot, self.per_device, self.scope)
 
     def wait(self, *, owner: str | None = None, poll: float = 5.0, timeout: float | None = None) -> Lease | None:
         """`acquire` until a slot is free (a replica that died frees its slot within ``ttl``)."""
@@ -159,8 +202,9 @@ class GpuSlots:
             if now - last_said >= 60:
                 last_said = now
                 log.warning(
-                    "all %d GPU slots of %r are taken (more worker replicas than GPUs?); waiting for one to free",
-                    len(self.devices),
+                    "all %d GPU slots of %r are taken (more worker replicas than GPUs x PNAS_CHILDREN_PER_GPU?); "
+                    "waiting for one to free",
+                    len(self.devices) * self.per_device,
                     self.scope,
                 )
             time.sleep(poll)
@@ -279,11 +323,16 @@ def hold_slot(settings: Settings) -> HeldSlot:
             "reservation, or run the worker with --gpu none"
         )
     scope = settings.node
-    slots = GpuSlots.from_url(broker_url, devices=devices, scope=scope, ttl=ttl)
+    slots = GpuSlots.from_url(broker_url, devices=devices, scope=scope, ttl=ttl, per_device=settings.children_per_gpu)
     try:
         lease = slots.wait()
     except redis.RedisError as exc:
         raise UserError(f"cannot lease a GPU slot in Redis at {broker_url.split('@')[-1]}: {exc}") from None
     assert lease is not None  # wait() without a timeout returns only with a lease
-    print(f"leased GPU slot {lease.device} of {','.join(devices)} on node {scope!r}", file=sys.stderr, flush=True)
+    print(
+        f"leased GPU slot {lease.device} of {','.join(devices)} on node {scope!r}"
+        f" (slot {lease.slot + 1} of {lease.per_device} on that GPU)",
+        file=sys.stderr,
+        flush=True,
+    )
     return HeldSlot(lease)

@@ -41,6 +41,23 @@ def _salvage_id(args: tuple, kwargs: dict) -> int | None:
     return None
 
 
+def _gpu_trainer(job_id: int):
+    """The trainer under this worker's GPU share (worker/gpu_share.py); None = the plain one."""
+    from worker.gpu_share import Share, guard
+
+    share = Share.from_env()
+    if share is None:
+        return None
+    import redis
+
+    from worker.runner import load_trainer
+
+    settings = get_settings()
+    assert settings.broker_url, "a GPU share is set only for Celery workers, which have a broker"
+    client = redis.Redis.from_url(settings.broker_url, socket_timeout=10, socket_connect_timeout=10)
+    return guard(load_trainer(settings.trainer), job_id, share, client, queue=settings.queue, ttl=settings.gpu_slot_ttl)
+
+
 @app.task(name=TASK_NAME, bind=True)
 def train_child(self: Any, *args: Any, **kwargs: Any) -> str:
     try:
@@ -54,10 +71,11 @@ def train_child(self: Any, *args: Any, **kwargs: Any) -> str:
         return "dropped"
     settings = get_settings()
     with training(job_id):
-        outcome = run_job(store(), job_id, settings=settings, worker=self.request.hostname)
-    if outcome.state == "handed_back":
+        outcome = run_job(store(), job_id, settings=settings, worker=self.request.hostname, trainer=_gpu_trainer(job_id))
+    if outcome.state in ("handed_back", "requeued"):
         # Back in the queue in the store; send it again at once rather than wait for the
-        # broker or the controller's reconcile (a duplicate is dropped by the claim).
+        # broker or the controller's reconcile (a duplicate is dropped by the claim). A child
+        # requeued after an out-of-memory then waits for more room on whichever GPU takes it.
         try:
             self.app.send_task(TASK_NAME, args=[job_id], retry=True, retry_policy={"max_retries": 2})
         except Exception as exc:

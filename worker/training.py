@@ -16,7 +16,7 @@ import keras
 import numpy as np
 
 from shared.config import TrainConfig
-from shared.errors import ChildFailed, ChildRetryable
+from shared.errors import ChildFailed, ChildOutOfMemory
 from shared.jobs import EpochMetrics, TrainResult
 from shared.space import Cell
 from worker.datasets import Dataset, load_for_child
@@ -93,7 +93,7 @@ def train_child(
             )
             reward = history[reward_epoch - 1].val_accuracy
     except tf.errors.ResourceExhaustedError as exc:
-        raise ChildRetryable(f"out of memory on {device.name}: {_first_line(exc)}") from None
+        raise ChildOutOfMemory(f"out of memory on {device.name}: {_first_line(exc)}") from None
     finally:
         keras.config.set_dtype_policy(previous_policy)
 

@@ -12,6 +12,7 @@ than the lease is listed as ``offline``, after the live ones.
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from datetime import datetime
@@ -71,6 +72,7 @@ def collect(store, ref: str | None) -> dict:
                      key=lambda w: (w["state"] == "offline", w["seconds_ago"]))  # fmt: skip
     totals = {st: sum(lv["jobs"][st] for lv in out_levels) for st in ALL_STATES}
     progress = _progress(run, out_levels, totals, now)
+    gpus = per_gpu(workers, live_seconds=get_settings().lease_seconds)
     return {
         "run": run.name,
         "id": run.id,
@@ -84,6 +86,7 @@ def collect(store, ref: str | None) -> dict:
         "levels": out_levels,
         "best": None if not top else {"job": top[0].id, "level": top[0].level, "arch_id": top[0].arch_id, "reward": top[0].reward},
         "workers": workers,
+        "gpus": gpus,
         **progress,
     }
 
@@ -137,6 +140,28 @@ def _progress(run: RunView, levels: list[dict], totals: dict, now: datetime) -> 
     }
 
 
+# `pnas worker`'s device labels: "GPU 0 slot 2/4 node n1: NVIDIA H200" on a leased slot,
+# "GPU 0: NVIDIA H200" without leasing (then the host names the machine).
+_GPU_LABEL = re.compile(r"^GPU (?P<gpu>[\w,]+)(?: slot (?P<slot>\d+)/(?P<k>\d+) node (?P<node>\S+))?: (?P<name>.*)$")
+
+
+def per_gpu(workers: list[dict], *, live_seconds: float) -> list[dict]:
+    """Live workers (heartbeat within ``live_seconds``) per GPU: how many, how many training."""
+    groups: dict[tuple[str, str], dict] = {}
+    for w in workers:
+        m = _GPU_LABEL.match(w["device"] or "")
+        if not m or w["seconds_ago"] > live_seconds:
+            continue
+        node = m["node"] or w["hostname"] or "?"
+        g = groups.setdefault(
+            (node, m["gpu"]),
+            {"node": node, "gpu": m["gpu"], "name": m["name"], "slots": int(m["k"] or 1), "workers": 0, "training": 0},
+        )
+        g["workers"] += 1
+        g["training"] += bool(w["job_id"])
+    return [groups[key] for key in sorted(groups)]
+
+
 def _iso(t: datetime | None) -> str | None:
     return t.isoformat() if t else None
 
@@ -183,6 +208,10 @@ def render(st: dict):
     if st["best"]:
         b = st["best"]
         parts.append(Text(f"best: job {b['job']} (level {b['level']}, {b['arch_id']}) accuracy {b['reward']:.4f}"))
+    if st.get("gpus"):
+        parts.append(Text("workers per GPU (live): " + "; ".join(
+            f"{g['node']} GPU {g['gpu']} ({g['name']}): {g['workers']} of {g['slots']} slots, {g['training']} training"
+            for g in st["gpus"])))  # fmt: skip
     live = sum(w["state"] != "offline" for w in st["workers"])
     parts.append(Text(f"workers seen ({live} live, {len(st['workers']) - live} offline):"))
     for w in st["workers"]:

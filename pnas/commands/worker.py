@@ -56,12 +56,17 @@ def device_plan(gpu: str, env: dict) -> tuple[bool, str]:
     return True, ""
 
 
+def gpu_label(device: str, slot: int, k: int, node: str, names: str) -> str:
+    """The workers table's device for a worker on a leased slot; `pnas status` groups by it."""
+    return f"GPU {device} slot {slot + 1}/{k} node {node}: {names}"
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def worker(
         gpu: str = typer.Option("auto", help="auto, none (CPU only) or a GPU index (sets CUDA_VISIBLE_DEVICES)."),
         queue: str = typer.Option(None, help="Queue to consume (default PNAS_QUEUE, 'pnas')."),
-        concurrency: int = typer.Option(1, help="Children trained at once; keep 1 per GPU."),
+        concurrency: int = typer.Option(1, help="Children trained at once; keep 1 (more per GPU: PNAS_CHILDREN_PER_GPU)."),
         name: str = typer.Option(None, help="Celery node name (default pnas-<device>-<pid>@<host>)."),
         loglevel: str = typer.Option("INFO", help="Celery log level."),
     ) -> None:
@@ -100,6 +105,15 @@ def register(app: typer.Typer) -> None:
                 gpus, device = [], f"cpu ({exc})"
             if gpus:
                 device = f"GPU {env.get('CUDA_VISIBLE_DEVICES', 'all')}: " + ", ".join(gpus)
+                if slot is not None:  # k workers per GPU: each caps its memory at its share
+                    from worker.gpu_share import ENV, Share, gpu_memory_mb
+
+                    lease = slot.lease
+                    env[ENV] = Share(
+                        scope=lease.scope, device=lease.device, slot=lease.slot, k=lease.per_device,
+                        total_mb=gpu_memory_mb(lease.device), overhead_mb=settings.gpu_overhead_mb,
+                    ).to_env()  # fmt: skip
+                    device = gpu_label(lease.device, lease.slot, lease.per_device, lease.scope, ", ".join(gpus))
             elif require:
                 raise UserError(
                     f"a GPU was asked for (--gpu {gpu}, CUDA_VISIBLE_DEVICES="

@@ -35,22 +35,30 @@ from shared.space.network import equivalent_cells  # noqa: E402
 
 
 def cost(space: SearchSpace, beam: int) -> None:
+    import numpy as np
+
     t = time.perf_counter()
     counts = space.distinct_counts(beam)
     total = time.perf_counter() - t
     print(f"distinct_counts(B={space.blocks}, K={beam}): {total:.3f} s  {counts}")
-    batch = space.one_block_cells()
-    for _ in range(space.blocks - 2):
-        batch = space.expand(batch)
-        batch = batch.take(range(min(beam, len(batch))))
-    t = time.perf_counter()
-    space.expand(batch)
-    t_expand = time.perf_counter() - t
-    t = time.perf_counter()
-    space.expand_networks(batch)
-    t_ids = time.perf_counter() - t
-    print(f"level {space.blocks}: expand {t_expand * 1000:.0f} ms, network ids of the same {len(batch) * space.count_new_blocks(space.blocks - 1):,} "
-          f"candidates {t_ids * 1000:.0f} ms")  # fmt: skip
+    # Level B's beam two ways: K random cells (any search's beam is spread like this) and the
+    # first K in enumeration order, crowded with repeated blocks that later blocks read (the
+    # worst case: most candidates need the exact twin path).
+    rng = np.random.default_rng(0)
+    for name in ("random", "crowded"):
+        batch = space.one_block_cells()
+        for _ in range(space.blocks - 2):
+            batch = space.expand(batch)
+            rows = rng.choice(len(batch), size=beam, replace=False) if name == "random" else np.arange(beam)
+            batch = batch.take(np.sort(rows))
+        t = time.perf_counter()
+        space.expand(batch)
+        t_expand = time.perf_counter() - t
+        t = time.perf_counter()
+        nets = space.expand_networks(batch)
+        t_ids = time.perf_counter() - t
+        print(f"level {space.blocks}, {name} beam: expand {t_expand * 1000:.0f} ms, network ids of the same "
+              f"{len(nets):,} candidates {t_ids * 1000:.0f} ms ({len(set(nets.tolist())):,} distinct)")  # fmt: skip
 
 
 def search(args, db: Path) -> float:

@@ -59,6 +59,7 @@ class TrainConfig(BaseModel):
     mixed_precision: Literal["auto", "on", "off"] = "auto"  # auto = on for GPUs that gain
     jit_compile: Literal["auto", "on", "off"] = "auto"  # XLA; auto = on GPU only
     data_seed: int = 0  # fixes the validation split: identical on every worker
+    deterministic: bool = False  # TensorFlow op determinism: repeatable on a GPU too, but slower
 
 
 class SearchConfig(BaseModel):

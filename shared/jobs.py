@@ -12,6 +12,17 @@ from enum import StrEnum
 from typing import Any
 
 
+def child_seed(run_seed: int, network_id: str) -> int:
+    """The seed a child trains with (weights, batch order): from the run's seed and the
+    child's network id only, so the same run in another database trains every child alike.
+    A 31-bit value (what Keras and TensorFlow accept everywhere)."""
+    import numpy as np
+
+    net = int(network_id, 16)
+    words = [run_seed % 2**32, run_seed // 2**32 % 2**32, net & 0xFFFFFFFF, net >> 32]
+    return int(np.random.SeedSequence(words).generate_state(1)[0]) & 0x7FFFFFFF
+
+
 class JobState(StrEnum):
     queued = "queued"
     running = "running"

@@ -34,10 +34,11 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from shared.config import SearchConfig, TrainConfig
 from shared.errors import ChildFailed, ChildRetryable, UserError
-from shared.jobs import EpochMetrics, Lease, TrainResult
+from shared.jobs import EpochMetrics, Lease, TrainResult, child_seed
 from shared.plugins import load_callable
 from shared.settings import Settings
 from shared.space import Cell
+from shared.space.network import network_id
 from shared.store import Store
 
 log = logging.getLogger("pnas.worker")
@@ -193,7 +194,7 @@ def run_job(
     heartbeat.start()
     root = logging.getLogger()
     root.addHandler(tail)
-    seed = int(run_cfg.get("seed", 0)) * 1_000_003 + int(job_id)
+    seed = child_seed(int(run_cfg.get("seed", 0)), job.network_id or network_id(cell))
     log.info("job %s attempt %s: training %s (level %s) on %s", job_id, attempt, cell.arch_id, job.level, worker)
 
     def check() -> None:

@@ -58,6 +58,10 @@ def train_child(
 
     keras.backend.clear_session()  # long-lived workers: drop the previous child's graph
     keras.utils.set_random_seed(seed)
+    if train.deterministic:
+        # Process-wide and one-way (TensorFlow has no switch back): a worker that trained a
+        # deterministic child stays deterministic, which changes no result, only speed.
+        tf.config.experimental.enable_op_determinism()
     previous_policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy("mixed_float16" if mixed else "float32")
     try:

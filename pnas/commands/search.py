@@ -168,6 +168,9 @@ def register(app: typer.Typer) -> None:
         lr: float = typer.Option(None, "--lr"),
         batch_size: int = typer.Option(None),
         keep_predictions: int = typer.Option(None, help="Also store the top N scored candidates per level."),
+        deterministic: bool = typer.Option(
+            None, "--deterministic", help="Children train with TensorFlow op determinism (repeatable on a GPU, slower)."
+        ),
     ) -> None:
         """Run a progressive search; the same command resumes it after a stop or crash."""
         _sigterm_is_ctrl_c()
@@ -178,7 +181,8 @@ def register(app: typer.Typer) -> None:
         train = {
             k: v
             for k, v in dict(
-                dataset=dataset, epochs=epochs, filters=filters, cells_per_stage=n, learning_rate=lr, batch_size=batch_size
+                dataset=dataset, epochs=epochs, filters=filters, cells_per_stage=n, learning_rate=lr, batch_size=batch_size,
+                deterministic=deterministic,
             ).items()
             if v is not None
         }

@@ -39,6 +39,7 @@ def register(app: typer.Typer) -> None:
         reward: str = typer.Option(None, "--reward", help="best or final epoch's validation accuracy."),
         seed: int = typer.Option(0, "--seed", help="Weights and batch order."),
         data_seed: int = typer.Option(None, "--data-seed", help="Validation split (default 0)."),
+        deterministic: bool = typer.Option(False, "--deterministic", help="TensorFlow op determinism: the same numbers on a GPU too (slower)."),
         as_json: bool = typer.Option(False, "--json", help="One JSON object instead of the table."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-epoch progress lines."),
     ) -> None:
@@ -46,7 +47,8 @@ def register(app: typer.Typer) -> None:
         c = parse_cell_arg(cell)
         cfg = _config(dataset=dataset, epochs=epochs, cells_per_stage=n, filters=filters, stem=stem,
                       learning_rate=lr, batch_size=batch_size, validation_size=validation_size,
-                      max_train_samples=max_train_samples, reward=reward, data_seed=data_seed)
+                      max_train_samples=max_train_samples, reward=reward, data_seed=data_seed,
+                      deterministic=deterministic or None)
 
         from shared.settings import get_settings
         from worker.datasets import load_dataset

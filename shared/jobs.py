@@ -71,6 +71,7 @@ class TrainResult:
     params: int
     wall_seconds: float
     device: str
+    test_accuracy: float | None = None  # on the test split, when asked; never the reward
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -103,6 +103,7 @@ def _prepare_dataset(cfg: SearchConfig) -> None:
         seed=t.data_seed,
         cache_dir=get_settings().data_dir,
         max_train_samples=t.max_train_samples,
+        image_size=t.image_size,
     )
 
 

@@ -103,6 +103,7 @@ class JobView:
     started_at: datetime | None
     finished_at: datetime | None
     lease_until: datetime | None
+    test_accuracy: float | None = None  # test split, when measured: reported, never the reward
 
 
 @dataclass(frozen=True)

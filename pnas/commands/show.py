@@ -56,8 +56,9 @@ def register(app: typer.Typer) -> None:
 
         c = console()
         pred = f", predicted {num(d['predicted'])} (rank {d['predicted_rank']})" if d["predicted"] is not None else ""
+        test = f", test accuracy {num(d['test_accuracy'])} (reported only)" if d["test_accuracy"] is not None else ""
         c.print(f"[bold]job {d['id']}[/bold] of run {d['run']!r}: {d['kind']} child, level {d['level']}, "
-                f"[bold]{d['state']}[/bold], accuracy {num(d['accuracy'])}{pred}", highlight=False)  # fmt: skip
+                f"[bold]{d['state']}[/bold], accuracy {num(d['accuracy'])}{test}{pred}", highlight=False)  # fmt: skip
         c.print(f"  cell {d['arch_id']}: {d['cell']}", highlight=False)
         for i, b in enumerate(d["blocks"], 1):
             c.print(f"    block {i}: {b}", highlight=False)

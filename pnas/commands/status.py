@@ -73,6 +73,7 @@ def collect(store, ref: str | None) -> dict:  # noqa: ANN001
         for w in store.workers()
     ]
     totals = {st: sum(lv["jobs"][st] for lv in out_levels) for st in ALL_STATES}
+    finals = final_progress(store, run)
     progress = _progress(run, out_levels, totals, now)
     return {
         "run": run.name,
@@ -87,8 +88,27 @@ def collect(store, ref: str | None) -> dict:  # noqa: ANN001
         "levels": out_levels,
         "best": None if not top else {"job": top[0].id, "level": top[0].level, "arch_id": top[0].arch_id, "reward": top[0].reward},
         "workers": workers,
+        "finals": finals,
         **progress,
     }
+
+
+def final_progress(store, run) -> list[dict]:  # noqa: ANN001
+    """The run's final trainings (`pnas final`): state and how far each is (epoch x of y)."""
+    from shared.config import SearchConfig
+
+    base = SearchConfig.from_json(run.config).train.model_dump()
+    out = []
+    for j in store.jobs(run.id, kind="final"):
+        epochs = [e for e in store.epochs(j.id) if e["attempt"] == j.attempts]
+        out.append({
+            "job": j.id, "arch_id": j.arch_id, "state": j.state, "recipe": j.train.get("recipe"),
+            "epoch": max((e["epoch"] for e in epochs), default=0),
+            "epochs": int({**base, **j.train}["epochs"]),
+            "val_accuracy": epochs[-1]["val_accuracy"] if epochs else None,
+            "accuracy": j.reward, "test_accuracy": j.test_accuracy,
+        })
+    return out
 
 
 def _progress(run, levels: list[dict], totals: dict, now: datetime) -> dict:  # noqa: ANN001
@@ -165,6 +185,11 @@ def render(st: dict):  # noqa: ANN201
     if st["best"]:
         b = st["best"]
         parts.append(Text(f"best: job {b['job']} (level {b['level']}, {b['arch_id']}) accuracy {b['reward']:.4f}"))
+    for f in st.get("finals", []):
+        recipe = f" ({f['recipe']})" if f["recipe"] else ""
+        test = f", test {f['test_accuracy']:.4f}" if f["test_accuracy"] is not None else ""
+        parts.append(Text(f"final training job {f['job']}{recipe}: {f['state']}, epoch {f['epoch']} of {f['epochs']}, "
+                          f"val accuracy {_f(f['val_accuracy'])}{test}"))
     parts.append(Text(f"workers seen ({len(st['workers'])}):"))
     for w in st["workers"]:
         job = f"training job {w['job_id']}" if w["job_id"] else "idle"

@@ -78,15 +78,6 @@ def test_out_of_memory_is_retryable(digits, monkeypatch):
         train_child(TINY, cfg(epochs=1), dataset=digits)
 
 
-def test_pipeline_shows_every_image_exactly_once_per_epoch_in_a_new_order():
-    ids = np.arange(203)
-    ds = training._train_pipeline(ids.astype(np.float32), ids, batch_size=16, seed=0)
-    epochs = [np.concatenate([y.numpy() for _, y in ds]) for _ in range(2)]
-    for order in epochs:
-        assert sorted(order.tolist()) == ids.tolist()
-    assert not np.array_equal(epochs[0], epochs[1])
-
-
 def test_the_worker_side_never_imports_the_controller():
     import subprocess
     import sys

@@ -63,10 +63,10 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     dialect = op.get_bind().dialect.name
-    for name in view_sql(dialect):
+    v0002 = _views_0002()
+    for name in v0002.VIEWS:  # all of them: SQLite rebuilds the table, views must not read it
         op.execute(f"DROP VIEW IF EXISTS {name}")
     with op.batch_alter_table("jobs") as batch:
         batch.drop_column("test_accuracy")
-    old = _views_0002().view_sql(dialect)
-    for name in view_sql(dialect):
-        op.execute(f"CREATE VIEW {name} AS {old[name]}")
+    for name, sql in v0002.view_sql(dialect).items():
+        op.execute(f"CREATE VIEW {name} AS {sql}")

@@ -7,6 +7,9 @@ Prepared to finish within a few minutes on one H100:
     .venv/bin/python bench/child_training_gpu.py                    # GPU, the search setting
     .venv/bin/python bench/child_training_gpu.py --smoke            # CPU, tiny: does it run?
     .venv/bin/python bench/child_training_gpu.py --json-out $OUT/gpu_bench.json
+    .venv/bin/python bench/child_training_gpu.py --recipe paper-cifar --n 3 --filters 48 \
+        --batch-size 128 --epochs 3 --train 10000      # the final recipe, short: aux head,
+                                                       # drop path, clipping, augmentation
 
 The last line is the summary: speed-up of mixed precision + XLA over float32.
 """
@@ -25,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.child_training import synthetic  # noqa: E402
 from shared.config import TrainConfig  # noqa: E402
+from shared.recipes import recipe  # noqa: E402
 from shared.space import BUILTIN_CELLS  # noqa: E402
 from worker.device import current_device  # noqa: E402
 from worker.training import train_child  # noqa: E402
@@ -39,9 +43,11 @@ VARIANTS = {  # name -> (mixed_precision, jit_compile)
 
 def run_variant(name: str, args, ds) -> dict:
     mp, jit = VARIANTS[name]
-    cfg = TrainConfig(dataset="synthetic", epochs=args.epochs, filters=args.filters,
-                      cells_per_stage=args.n, batch_size=args.batch_size, learning_rate=0.05,
-                      mixed_precision=mp, jit_compile=jit)
+    base = recipe(args.recipe) if args.recipe else {"learning_rate": 0.05}
+    cfg = TrainConfig(**{**base, "dataset": "synthetic", "epochs": args.epochs, "filters": args.filters,
+                         "cells_per_stage": args.n, "batch_size": args.batch_size,
+                         "mixed_precision": mp, "jit_compile": jit,
+                         "augment": base.get("augment", "none"), "evaluate_test": False})
     t0 = time.perf_counter()
     r = train_child(BUILTIN_CELLS[args.cell], cfg, dataset=ds, seed=0)
     secs = [m.seconds for m in r.history]
@@ -50,7 +56,9 @@ def run_variant(name: str, args, ds) -> dict:
     row = {"variant": name, "images_per_second": ips, "epoch_seconds": secs,
            "first_epoch_seconds": secs[0], "wall_seconds": time.perf_counter() - t0,
            "reward": r.reward, "params": r.params, "device": r.device,
-           "mixed_precision": r.extra["mixed_precision"], "jit_compile": r.extra["jit_compile"]}
+           "mixed_precision": r.extra["mixed_precision"], "jit_compile": r.extra["jit_compile"],
+           "recipe": args.recipe, "aux_head": cfg.aux_head, "drop_path_keep_prob": cfg.drop_path_keep_prob,
+           "augment": r.extra["augment"]}
     print(f"{name:10s} {ips:10.1f} images/s  first epoch {secs[0]:.1f}s  "
           f"epochs {', '.join(f'{s:.2f}' for s in secs)}  val acc {r.reward:.3f}", flush=True)
     return row
@@ -69,6 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--variants", default="fp32,mixed,mixed+xla",
                     help=f"comma-separated, from: {', '.join(VARIANTS)}")
     ap.add_argument("--json-out", default=None, help="also write the rows here")
+    ap.add_argument("--recipe", default=None, help="train with a `pnas final` recipe (paper-cifar)")
     args = ap.parse_args(argv)
     if args.smoke:
         args.train, args.val, args.epochs, args.n, args.filters, args.batch_size = 256, 64, 2, 1, 8, 64
@@ -80,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     dev = current_device()
     print(f"device: {dev.name} (compute capability {dev.compute_capability}); "
           f"{args.cell} N={args.n} F={args.filters}, {args.train} images, batch {args.batch_size}, "
-          f"{args.epochs} epochs", flush=True)
+          f"{args.epochs} epochs, recipe {args.recipe or 'none (the search setting)'}", flush=True)
     ds = synthetic(args.train, args.val)
     rows = [run_variant(v, args, ds) for v in names]
     base = next(r for r in rows if r["variant"] == "fp32")["images_per_second"]

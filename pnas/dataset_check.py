@@ -26,5 +26,6 @@ def check_dataset(t: TrainConfig, *, executor: str) -> str | None:
         seed=t.data_seed,
         cache_dir=cache,
         max_train_samples=t.max_train_samples,
+        image_size=t.image_size,
     )
     return None

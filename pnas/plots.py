@@ -111,6 +111,24 @@ def pnas_vs_random(runs: dict[str, tuple[list[float], dict[int, list[float]]]], 
     return fig
 
 
+def validation_vs_test(points: dict[str, list[tuple[float, float]]], *, title: str) -> Figure:
+    """Test accuracy against validation accuracy (the reward), one marker kind per job kind:
+    how well the reward the search chose by carries over to held-out test images."""
+    fig = Figure(figsize=(6, 5), dpi=DPI)
+    ax = fig.add_subplot(1, 1, 1)
+    lo = min(min(v, t) for pts in points.values() for v, t in pts)
+    for (label, pts), marker in zip(points.items(), ("o", "*")):
+        ax.scatter([v for v, _ in pts], [t for _, t in pts], marker=marker, s=40 if marker == "o" else 120,
+                   alpha=0.7, label=f"{label} ({len(pts)})")  # fmt: skip
+    ax.plot([lo, 1], [lo, 1], color="grey", lw=0.8, ls="--")
+    ax.set_xlabel("validation accuracy (the reward)")
+    ax.set_ylabel("test accuracy (reported only)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    return fig
+
+
 def save(fig: Figure, path: Path, *, name: str, title: str) -> PlotFile:
     panels = len(fig.axes)
     fig.savefig(path, dpi=DPI, metadata={"Title": title, "Description": f"pnas plot {name}; panels={panels}"})
@@ -177,6 +195,18 @@ def write_plots(store, run: RunView, out: Path, *, compare: RunView | None = Non
     t = f"best so far: {name}"
     files.append(save(best_so_far({run.name: [j.reward for j in trained]}, title=t), out / "best_so_far.png",
                       name="best_so_far", title=t))  # fmt: skip
+
+    with_test = {
+        kind: [(j.reward, j.test_accuracy) for j in jobs if j.test_accuracy is not None]
+        for kind, jobs in (("search children", trained), ("final trainings", store.trained_children(run.id, kind="final")))
+    }
+    with_test = {k: v for k, v in with_test.items() if v}
+    if with_test:
+        t = f"validation vs test accuracy: {name}"
+        files.append(save(validation_vs_test(with_test, title=t), out / "validation_vs_test.png",
+                          name="validation_vs_test", title=t))  # fmt: skip
+    else:
+        skipped.append("validation_vs_test: no job has a test accuracy (evaluate_test = true, or `pnas final`)")
 
     other = compare or comparison_run(store, run)
     if other is None:

@@ -27,6 +27,7 @@ def job_dict(j: JobView, *, rank: int | None = None) -> dict:
         "level": j.level,
         "accuracy": j.reward,
         "cell": readable(j.cell),
+        "test_accuracy": j.test_accuracy,  # reported only: cells are chosen by accuracy
         "arch_id": j.arch_id,
         "network_id": j.network_id,
         "params": j.params,

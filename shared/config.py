@@ -49,7 +49,25 @@ class TrainConfig(BaseModel):
     stem: Literal["cifar", "imagenet"] = "cifar"
     learning_rate: float = Field(0.01, gt=0)  # paper: 0.01 with cosine decay
     momentum: float = Field(0.9, ge=0, lt=1)
-    weight_decay: float = Field(0.0, ge=0)  # L2 on conv kernels; 0 keeps the search cheap
+    # TF-slim's CIFAR set-up (nasnet_cifar_arg_scope): L2 5e-4 on every conv and the classifier
+    weight_decay: float = Field(5e-4, ge=0)
+    bn_momentum: float = Field(0.9, gt=0, lt=1)  # slim CIFAR batch_norm_decay: short trainings
+    bn_epsilon: float = Field(1e-5, gt=0)  # slim CIFAR batch_norm_epsilon
+    init: Literal["slim", "keras"] = "slim"  # slim: variance scaling, fan-out; keras: glorot
+    # "standard": mean/std normalisation, 4-px pad + random crop, flip; "auto" = standard for
+    # the CIFAR family (as the paper trained), none (pixels in [0, 1]) for the others
+    augment: Literal["auto", "standard", "none"] = "auto"
+    flip: Literal["auto", "on", "off"] = "auto"  # auto: never for digits/MNIST-like/npz sets
+    cutout: int = Field(0, ge=0)  # side in pixels (16 for CIFAR, DeVries 2017); 0: the paper had none
+    # Test accuracy after training (datasets with a test split): reported, never the reward
+    evaluate_test: bool = False
+    aux_head: bool = False  # slim's auxiliary classifier: final trainings (the search has none)
+    aux_weight: float = Field(0.4, ge=0)  # slim: the auxiliary loss weighs 0.4
+    label_smoothing: float = Field(0.0, ge=0, lt=1)  # slim: 0.1 on ImageNet, none on CIFAR
+    clip_norm: float | None = Field(None, gt=0)  # global gradient-norm clip; None = off
+    dropout: float = Field(0.0, ge=0, lt=1)  # before the classifier; slim CIFAR: none
+    image_size: int | None = Field(None, ge=8)  # folder: datasets are resized to this; None = 32
+    recipe: str | None = None  # the named recipe these settings came from (pnas final)
     batch_size: int = Field(128, ge=1)
     # paper: 5,000 CIFAR-10 images; <1 = a fraction; unset = default_validation_size(dataset)
     validation_size: float = Field(5000, gt=0)

@@ -101,6 +101,7 @@ class TrainResult:
     params: int
     wall_seconds: float
     device: str
+    test_accuracy: float | None = None  # on the test split, when asked; never the reward
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -135,6 +136,7 @@ class JobView:
     stop_requested: bool = False  # `pnas cancel` asked the worker running it to stop
     network_id: str | None = None  # shared by the cells that are the same network
     duplicate_of: int | None = None  # a run made before network ids trained this network first as that job
+    test_accuracy: float | None = None  # test split, when measured: reported, never the reward
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,7 @@ def instant_trainer(cell, train, *, seed=0, on_epoch=None, log=None, check=None,
         params=1000 * len(cell.blocks),
         wall_seconds=time.perf_counter() - t0,
         device="fake",
+        test_accuracy=r - 0.01 if train.evaluate_test else None,  # "test" a little below "validation"
     )
 
 

@@ -2,8 +2,9 @@
 
 Names: ``cifar10``, ``cifar100``, ``mnist``, ``fashion_mnist`` (downloaded once into the
 shared cache directory, then read from there by every worker), ``digits`` (scikit-learn's
-8x8 digits, embedded: works offline) and ``npz:PATH`` (arrays ``x_train``, ``y_train`` and
-optionally ``x_test``, ``y_test``).
+8x8 digits, embedded: works offline; a fixed seeded fifth is its test split), ``npz:PATH``
+(arrays ``x_train``, ``y_train`` and optionally ``x_test``, ``y_test``) and ``folder:PATH``
+(one sub-folder per class, optional ``test/``; streamed from disk, see `worker.folder`).
 
 Images come out as float32 in [0, 1], shape (N, H, W, C); labels as int32 class indices.
 The validation split depends only on the data and the seed, so every worker that loads the
@@ -21,7 +22,7 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,19 @@ from shared.errors import DatasetError, UserError
 
 OFFLINE_ENV = "PNAS_OFFLINE"  # set to 1: never download, use the cache or fail clearly
 _KERAS_DATA = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
+
+
+# The CIFAR family is augmented by default (the paper's training); others on request.
+AUGMENTED_BY_DEFAULT = frozenset({"cifar10", "cifar100"})
+# A mirrored digit or letter is another symbol; npz content is unknown: no flip by default.
+_NO_FLIP = frozenset({"digits", "mnist", "fashion_mnist"})
+DIGITS_TEST_SIZE = 360  # about a fifth of the 1,797 digits, the same images on every machine
+DIGITS_TEST_SEED = 2018  # fixed, never the run's data seed: the test split never moves
+
+
+def flips_by_default(name: str) -> bool:
+    """May a random horizontal flip be used on this dataset unless told otherwise?"""
+    return name not in _NO_FLIP and not name.startswith("npz:")
 
 
 @dataclass(frozen=True)
@@ -45,8 +59,42 @@ class Dataset:
     num_classes: int
     name: str
 
+    streamed = False  # held in memory: pipelines may cache it
+
+    @property
+    def n_train(self) -> int:
+        return len(self.x_train)
+
+    @property
+    def n_val(self) -> int:
+        return len(self.x_val)
+
+    @property
+    def n_test(self) -> int:
+        return 0 if self.x_test is None else len(self.x_test)
+
+    def source(self, part: str):
+        """A tf.data.Dataset of single (image, label) pairs of ``part`` (train, val or test)."""
+        import tensorflow as tf
+
+        x, y = {"train": (self.x_train, self.y_train), "val": (self.x_val, self.y_val),
+                "test": (self.x_test, self.y_test)}[part]
+        return tf.data.Dataset.from_tensor_slices((x, y))
+
+    def channel_stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Per-channel mean and std of the training part (for normalisation)."""
+        from worker.augment import channel_stats
+
+        return channel_stats(self.x_train)
+
+    def capped(self, n: int) -> "Dataset":
+        """The same dataset with at most ``n`` training images (the first ``n``)."""
+        if n >= self.n_train:
+            return self
+        return replace(self, x_train=self.x_train[:n], y_train=self.y_train[:n])
+
     def __repr__(self) -> str:
-        test = 0 if self.x_test is None else len(self.x_test)
+        test = self.n_test
         return (
             f"Dataset({self.name}: {len(self.x_train)} train, {len(self.x_val)} val, {test} test, "
             f"{self.input_shape}, {self.num_classes} classes)"
@@ -69,10 +117,10 @@ _REMOTE: dict[str, tuple[tuple[int, int, int], int, list[tuple[str, str, str | N
         for f in ("train-labels-idx1-ubyte.gz", "train-images-idx3-ubyte.gz",
                   "t10k-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz")]),
 }
-NAMES = ("cifar10", "cifar100", "mnist", "fashion_mnist", "digits", "npz:PATH")
+NAMES = ("cifar10", "cifar100", "mnist", "fashion_mnist", "digits", "npz:PATH", "folder:PATH")
 
 
-def dataset_spec(name: str) -> tuple[tuple[int, int, int], int]:
+def dataset_spec(name: str, *, image_size: int | None = None) -> tuple[tuple[int, int, int], int]:
     """(input shape, number of classes) without downloading anything (npz files are read)."""
     if name == "digits":
         return (8, 8, 1), 10
@@ -83,6 +131,10 @@ def dataset_spec(name: str) -> tuple[tuple[int, int, int], int]:
         x, y, _, yt = _read_npz(name[4:])
         shape = x.shape[1:] if x.ndim == 4 else (*x.shape[1:], 1)
         return tuple(int(d) for d in shape), _num_classes(y if yt is None else np.concatenate([y, yt]))
+    if name.startswith("folder:"):
+        from worker.folder import folder_spec
+
+        return folder_spec(name[7:], image_size=image_size)
     raise _unknown(name)
 
 
@@ -102,17 +154,20 @@ def on_this_machine(name: str, cache_dir: str | Path) -> bool:
 def load_dataset(
     name: str,
     *,
-    validation_size: float,
+    validation_size: float | None,
     seed: int,
     cache_dir: str | Path,
     max_train_samples: int | None = None,
     allow_download: bool | None = None,
+    image_size: int | None = None,
 ) -> Dataset:
     """Load ``name`` and hold out a seeded validation split from its training data.
 
-    ``validation_size`` >= 1 is a count, < 1 a fraction of the training data.
+    ``validation_size`` >= 1 is a count, < 1 a fraction of the training data, None the
+    default of `split_indices`.
     ``max_train_samples`` caps the training part after the split (the split never changes).
     ``allow_download`` None = unless the settings say offline (PNAS_OFFLINE=1).
+    ``image_size`` resizes ``folder:`` images (square); the other datasets keep their size.
     Raises `UserError` for an unknown name, a bad npz file or a missing offline cache.
     """
     if allow_download is None:
@@ -125,6 +180,11 @@ def load_dataset(
         x, y, xt, yt = _remote(name, Path(cache_dir), allow_download)
     elif name.startswith("npz:"):
         x, y, xt, yt = _read_npz(name[4:])
+    elif name.startswith("folder:"):
+        from worker.folder import load_folder
+
+        d = load_folder(name[7:], validation_size=validation_size, seed=seed, image_size=image_size)
+        return d if max_train_samples is None else d.capped(max_train_samples)
     else:
         raise _unknown(name)
     num_classes = _num_classes(y if yt is None else np.concatenate([y, yt]))
@@ -153,13 +213,22 @@ def load_for_child(train: Any, cache_dir: Path) -> Dataset:
             seed=train.data_seed,
             cache_dir=cache_dir,
             max_train_samples=train.max_train_samples,
+            image_size=train.image_size,
         )
     except (UserError, OSError) as exc:
         raise DatasetError(f"dataset {train.dataset!r} cannot be loaded on this worker: {exc}") from None
 
 
-def split_indices(n: int, *, validation_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train, validation) row indices: a seeded permutation, the same on every machine."""
+PAPER_VALIDATION = 5000  # the paper holds out 5,000 CIFAR-10 training images
+
+
+def split_indices(n: int, *, validation_size: float | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) row indices: a seeded permutation, the same on every machine.
+
+    ``validation_size`` None: the paper's 5,000 where the data has at least 25,000 images
+    (CIFAR, MNIST), else a fifth (digits, small npz or folder sets)."""
+    if validation_size is None:
+        validation_size = PAPER_VALIDATION if n >= 5 * PAPER_VALIDATION else 0.2
     if validation_size <= 0:
         raise UserError(f"validation size must be > 0, got {validation_size}")
     n_val = int(validation_size) if validation_size >= 1 else int(round(validation_size * n))
@@ -203,7 +272,8 @@ def _digits():
 
     d = load_digits()
     x = (d.images / 16.0).astype(np.float32)  # pixel values 0..16
-    return x, d.target, None, None
+    rest, test = split_indices(len(x), validation_size=DIGITS_TEST_SIZE, seed=DIGITS_TEST_SEED)
+    return x[rest], d.target[rest], x[test], d.target[test]
 
 
 # --- npz ----------------------------------------------------------------------------------

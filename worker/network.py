@@ -29,7 +29,7 @@ from keras import layers
 
 from shared.errors import ChildFailed
 from shared.space import KNOWN_OPS, PREV2, Cell
-from worker.ops import OPS, Ctx, DropPath, channels, factorized_reduction, spatial
+from worker.ops import BN_EPSILON, BN_MOMENTUM, OPS, Ctx, DropPath, channels, factorized_reduction, spatial
 
 STEM_MULTIPLIER = {"cifar": 3.0, "imagenet": 1.0}  # slim: NASNet CIFAR 3.0, PNASNet mobile 1.0
 
@@ -53,6 +53,10 @@ def build_network(
     total_training_steps: int | None = None,
     dropout: float = 0.0,
     weight_decay: float = 0.0,
+    bn_momentum: float = BN_MOMENTUM,
+    bn_epsilon: float = BN_EPSILON,
+    init: str = "slim",
+    aux_head: bool = False,
     seed: int | None = None,
     name: str = "pnas_child",
 ) -> keras.Model:
@@ -61,6 +65,8 @@ def build_network(
     ``cells_per_stage`` is N, ``filters`` is F (the first stage's per-block width).
     ``drop_path_keep_prob < 1`` adds drop path after every non-identity op, its drop rate
     scaled by cell depth and (with ``total_training_steps``) by training progress.
+    ``aux_head`` adds slim's auxiliary classifier before the second reduction: the model then
+    has two outputs, ``logits`` and ``aux_logits`` (both softmax probabilities).
     """
     _check(cell, input_shape=input_shape, num_classes=num_classes, stem=stem,
            cells_per_stage=cells_per_stage, filters=filters)
@@ -68,12 +74,26 @@ def build_network(
     try:
         return _build(cell, tuple(int(d) for d in input_shape), int(num_classes), stem,
                       cells_per_stage, filters, mult, drop_path_keep_prob,
-                      total_training_steps, dropout, weight_decay, seed, name)
+                      total_training_steps, dropout, weight_decay, seed, name,
+                      Ctx(weight_decay, bn_momentum=bn_momentum, bn_epsilon=bn_epsilon, init=init,
+                          seed=seed), aux_head)
     except ChildFailed:
         raise
     except (ValueError, TypeError) as exc:  # Keras refusing a shape, most likely
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ChildFailed(f"cannot build the network for cell {cell.readable()}: {first}") from exc
+
+
+def network_for(cell: Cell, train, *, input_shape, num_classes: int, total_steps: int | None = None,
+                seed: int | None = None, name: str = "pnas_child") -> keras.Model:
+    """The network a `TrainConfig` describes (training, export and benchmarks build the same)."""
+    return build_network(
+        cell, input_shape=input_shape, num_classes=num_classes, stem=train.stem,
+        cells_per_stage=train.cells_per_stage, filters=train.filters,
+        drop_path_keep_prob=train.drop_path_keep_prob, total_training_steps=total_steps,
+        dropout=train.dropout, weight_decay=train.weight_decay, bn_momentum=train.bn_momentum,
+        bn_epsilon=train.bn_epsilon, init=train.init, aux_head=train.aux_head, seed=seed, name=name,
+    )
 
 
 def _check(cell: Cell, *, input_shape, num_classes, stem, cells_per_stage, filters) -> None:
@@ -101,8 +121,7 @@ def _check(cell: Cell, *, input_shape, num_classes, stem, cells_per_stage, filte
 
 
 def _build(cell, input_shape, num_classes, stem, n, filters, mult, keep_prob,
-           total_steps, dropout, weight_decay, seed, name) -> keras.Model:
-    ctx = Ctx(weight_decay)
+           total_steps, dropout, weight_decay, seed, name, ctx, aux_head) -> keras.Model:
     plan = stage_plan(n)
     stem_cells = 2 if stem == "imagenet" else 0
     total_cells = len(plan) + stem_cells  # for the depth scaling of drop path
@@ -114,7 +133,7 @@ def _build(cell, input_shape, num_classes, stem, n, filters, mult, keep_prob,
         x = ctx.bn(x, "stem")
     else:
         x = layers.Conv2D(int(32 * mult), 3, strides=2, padding="valid", use_bias=False,
-                          kernel_regularizer=ctx.reg, name=ctx.name("stem/conv"))(inputs)
+                          kernel_initializer=ctx.initializer(), kernel_regularizer=ctx.reg, name=ctx.name("stem/conv"))(inputs)
         x = ctx.bn(x, "stem")
     prev, cur = None, x  # H[c-2], H[c-1]
 
@@ -127,6 +146,8 @@ def _build(cell, input_shape, num_classes, stem, n, filters, mult, keep_prob,
         scaling *= 2
         depth += 1
     scaling = 1.0
+    aux = None
+    aux_at = [i for i, r in enumerate(plan) if r][1] - 1 if sum(plan) >= 2 else None
     for i, reduction in enumerate(plan):
         if reduction:
             scaling *= 2
@@ -134,14 +155,39 @@ def _build(cell, input_shape, num_classes, stem, n, filters, mult, keep_prob,
                          stride=2 if reduction else 1, prefix=f"cell{i}", drop=drop.at(depth))
         prev, cur = cur, out
         depth += 1
+        if aux_head and i == aux_at:  # slim: the cell before the second reduction
+            aux = _aux_head(ctx, cur, num_classes)
 
     x = layers.ReLU(name="head.relu")(cur)
     x = layers.GlobalAveragePooling2D(name="head.pool")(x)
     if dropout > 0:
         x = layers.Dropout(dropout, seed=seed, name="head.dropout")(x)
     # float32 even under mixed precision: softmax and loss stay accurate
-    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="head.logits")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32",
+                           kernel_initializer=ctx.initializer(), kernel_regularizer=ctx.reg,
+                           name="logits")(x)
+    if aux_head:
+        if aux is None:
+            raise ChildFailed("the auxiliary head needs two reduction cells (N >= 1, the cifar layout)")
+        return keras.Model(inputs, {"logits": outputs, "aux_logits": aux}, name=name)
     return keras.Model(inputs, outputs, name=name)
+
+
+def _aux_head(ctx: Ctx, x, num_classes: int):
+    """slim's ``_build_aux_head``: ReLU, 5x5/3 average pool, 1x1 conv 128, BN, ReLU, a conv
+    over the whole remaining map to 768, BN, ReLU, classifier. Only in training's loss."""
+    x = ctx.relu(x, "aux")
+    if min(spatial(x)) >= 5:
+        x = layers.AveragePooling2D(5, strides=3, padding="valid", name=ctx.name("aux/pool"))(x)
+    x = ctx.relu(ctx.bn(ctx.conv(x, 128, 1, "aux/proj"), "aux/proj"), "aux/proj")
+    x = layers.Conv2D(768, spatial(x), padding="valid", use_bias=False,
+                      kernel_initializer=ctx.initializer(), kernel_regularizer=ctx.reg,
+                      name=ctx.name("aux/full/conv"))(x)
+    x = ctx.relu(ctx.bn(x, "aux/full"), "aux/full")
+    x = layers.Flatten(name=ctx.name("aux/flatten"))(x)
+    return layers.Dense(num_classes, activation="softmax", dtype="float32",
+                        kernel_initializer=ctx.initializer(), kernel_regularizer=ctx.reg,
+                        name="aux_logits")(x)
 
 
 class _DropPathFactory:
@@ -167,11 +213,13 @@ class _DropPathFactory:
 def build_cell(ctx: Ctx, cell: Cell, h1, h2, *, filters: int, stride: int, prefix: str, drop=None):
     """One cell: ``h1`` is H[c-1], ``h2`` is H[c-2] (None in the first cell).
 
-    Returns B*F channels at H[c-1]'s resolution divided by ``stride``.
+    Returns B*F channels at H[c-1]'s resolution divided by ``stride``. The first cell reads
+    the raw stem output as H[c-2], unprojected, as slim's ``_reduce_prev_layer`` does.
     """
-    h2 = h1 if h2 is None else h2
+    first = h2 is None
+    h2 = h1 if first else h2
     # A cell that never reads H[c-2] (any cell of a lookback-1 space) gets no layers for it.
-    if any(PREV2 in (b.in1, b.in2) for b in cell.blocks):
+    if not first and any(PREV2 in (b.in1, b.in2) for b in cell.blocks):
         if spatial(h2) != spatial(h1):
             h2 = factorized_reduction(ctx, ctx.relu(h2, f"{prefix}/prev"), filters, f"{prefix}/prev")
         elif channels(h2) != filters:

@@ -14,8 +14,17 @@ from typing import Callable
 import keras
 from keras import layers, ops
 
-BN_MOMENTUM = 0.9  # fast-moving averages: search children train for few epochs
-BN_EPSILON = 1e-3  # safe in float16
+# TF-slim's CIFAR set-up (``nasnet_cifar_arg_scope``); `TrainConfig` carries the same
+# values as settings, so that a recipe (the mobile one) can change them.
+BN_MOMENTUM = 0.9  # slim CIFAR: batch_norm_decay 0.9 (fast averages suit short trainings)
+BN_EPSILON = 1e-5  # slim CIFAR: batch_norm_epsilon 1e-5 (Keras computes BN in float32 under mixed precision)
+
+
+def slim_initializer(seed=None):
+    """slim's ``variance_scaling_initializer(mode='FAN_OUT')``: factor 2, truncated normal."""
+    return keras.initializers.VarianceScaling(
+        scale=2.0, mode="fan_out", distribution="truncated_normal", seed=seed
+    )
 
 
 class Names:
@@ -37,17 +46,35 @@ class Names:
 class Ctx:
     """What every op needs besides its input: names and the kernel regulariser."""
 
-    def __init__(self, weight_decay: float = 0.0) -> None:
+    def __init__(
+        self,
+        weight_decay: float = 0.0,
+        *,
+        bn_momentum: float = BN_MOMENTUM,
+        bn_epsilon: float = BN_EPSILON,
+        init: str = "slim",
+        seed: int | None = None,
+    ) -> None:
         self.name = Names()
         # as slim's l2_regularizer: wd * sum(w^2) / 2
         self.reg = keras.regularizers.L2(weight_decay / 2) if weight_decay > 0 else None
+        self.bn_momentum, self.bn_epsilon = bn_momentum, bn_epsilon
+        self.init, self._seed, self._count = init, seed, 0
+
+    def initializer(self):
+        """A fresh kernel initialiser ("slim": fan-out variance scaling; "keras": glorot)."""
+        self._count += 1
+        seed = None if self._seed is None else self._seed * 7919 + self._count
+        if self.init == "slim":
+            return slim_initializer(seed)
+        return keras.initializers.GlorotUniform(seed)
 
     def relu(self, x, p: str):
         return layers.ReLU(name=self.name(f"{p}/relu"))(x)
 
     def bn(self, x, p: str):
         return layers.BatchNormalization(
-            momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=self.name(f"{p}/bn")
+            momentum=self.bn_momentum, epsilon=self.bn_epsilon, name=self.name(f"{p}/bn")
         )(x)
 
     def conv(self, x, filters: int, kernel, p: str, *, strides=1, dilation=1):
@@ -58,6 +85,7 @@ class Ctx:
             dilation_rate=dilation,
             padding="same",
             use_bias=False,
+            kernel_initializer=self.initializer(),
             kernel_regularizer=self.reg,
             name=self.name(f"{p}/conv"),
         )(x)
@@ -69,6 +97,8 @@ class Ctx:
             strides=strides,
             padding="same",
             use_bias=False,
+            depthwise_initializer=self.initializer(),
+            pointwise_initializer=self.initializer(),
             depthwise_regularizer=self.reg,
             pointwise_regularizer=self.reg,
             name=self.name(f"{p}/sepconv"),

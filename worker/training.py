@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import keras
 import numpy as np
@@ -19,7 +19,8 @@ from shared.config import TrainConfig
 from shared.errors import ChildFailed, ChildOutOfMemory
 from shared.jobs import EpochMetrics, TrainResult
 from shared.space import Cell
-from worker.datasets import Dataset, load_for_child
+from worker.augment import Augment, eval_pipeline, train_pipeline
+from worker.datasets import AUGMENTED_BY_DEFAULT, Dataset, flips_by_default, load_for_child
 from worker.device import current_device, use_jit_compile, use_mixed_precision
 
 
@@ -35,10 +36,12 @@ def train_child(
 ) -> TrainResult:
     """Build the child for ``cell``, train it as ``train`` says and return its reward.
 
-    The dataset is loaded from the shared cache unless given. ``seed`` fixes the weights
-    and the batch order; the validation split is fixed by ``train.data_seed``.
-    ``epochs == 0`` trains nothing and evaluates the fresh network once. ``check`` is called
-    after every batch; it raises to stop the training (a shutdown, a lost lease, a cancel).
+    The dataset is loaded from the shared cache unless given. ``seed`` fixes the weights,
+    the batch order and the augmentation; the validation split is fixed by ``train.data_seed``.
+    ``epochs == 0`` trains nothing and evaluates the fresh network once. With
+    ``train.evaluate_test`` and a test split, the trained network's test accuracy is
+    measured once at the end: reported beside the reward, never part of it. ``check`` is
+    called after every batch; it raises to stop the training (a shutdown, a lost lease, a cancel).
     """
     import tensorflow as tf
 
@@ -46,15 +49,16 @@ def train_child(
     say = log or (lambda _msg: None)
     if dataset is None:
         dataset = _dataset_for(train)
-    x_train, y_train = dataset.x_train, dataset.y_train
     if train.max_train_samples is not None:
-        x_train, y_train = x_train[: train.max_train_samples], y_train[: train.max_train_samples]
+        dataset = dataset.capped(train.max_train_samples)
+    n_train = dataset.n_train
 
     device = current_device()
     mixed = use_mixed_precision(train.mixed_precision, device)
     jit = use_jit_compile(train.jit_compile, device)
-    steps_per_epoch = math.ceil(len(x_train) / train.batch_size)
+    steps_per_epoch = math.ceil(n_train / train.batch_size)
     total_steps = max(1, steps_per_epoch * train.epochs)
+    aug = augment_for(train, dataset)
 
     keras.backend.clear_session()  # long-lived workers: drop the previous child's graph
     keras.utils.set_random_seed(seed)
@@ -69,14 +73,18 @@ def train_child(
         params = int(model.count_params())  # BN moving statistics included
         trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
         say(f"child {cell.arch_id}: {params:,} parameters on {device.name}"
-            f" (mixed precision {'on' if mixed else 'off'}, XLA {'on' if jit else 'off'})")
-        train_ds = _train_pipeline(x_train, y_train, train.batch_size, seed)
-        val_ds = _eval_pipeline(dataset.x_val, dataset.y_val, train.batch_size)
+            f" (mixed precision {'on' if mixed else 'off'}, XLA {'on' if jit else 'off'},"
+            f" augmentation {aug.name})")
+        targets = _targets(train)
+        cache = not dataset.streamed
+        train_ds = train_pipeline(dataset.source("train"), n_train, train.batch_size, seed, aug,
+                                  cache=cache).map(targets)
+        val_ds = eval_pipeline(dataset.source("val"), train.batch_size, aug, cache=cache).map(targets)
 
         history: list[EpochMetrics] = []
         fit_seconds = 0.0
         if train.epochs == 0:
-            val_loss, val_acc = model.evaluate(val_ds, verbose=0)
+            val_loss, val_acc = _evaluate(model, val_ds)
             _check_finite(val_loss, 0, "validation loss")
             reward, reward_epoch = float(val_acc), 0
         else:
@@ -96,12 +104,17 @@ def train_child(
                 else history[-1].epoch
             )
             reward = history[reward_epoch - 1].val_accuracy
+        test_accuracy = None
+        if train.evaluate_test and dataset.n_test:
+            test_ds = eval_pipeline(dataset.source("test"), train.batch_size, aug, cache=False)
+            _, test_accuracy = _evaluate(model, test_ds.map(targets))
+            say(f"test accuracy {test_accuracy:.4f} on {dataset.n_test} images (not the reward)")
     except tf.errors.ResourceExhaustedError as exc:
         raise ChildOutOfMemory(f"out of memory on {device.name}: {_first_line(exc)}") from None
     finally:
         keras.config.set_dtype_policy(previous_policy)
 
-    seen = len(x_train) * len(history)
+    seen = n_train * len(history)
     return TrainResult(
         reward=float(reward),
         reward_epoch=int(reward_epoch),
@@ -109,16 +122,33 @@ def train_child(
         params=params,
         wall_seconds=time.perf_counter() - started,
         device=device.name,
+        test_accuracy=None if test_accuracy is None else float(test_accuracy),
         extra={
             "mixed_precision": mixed,
             "jit_compile": jit,
+            "augment": aug.name,
+            "flip": aug.flip,
+            "cutout": aug.cutout,
             "trainable_params": trainable,
-            "train_samples": int(len(x_train)),
-            "val_samples": int(len(dataset.x_val)),
+            "train_samples": int(n_train),
+            "val_samples": int(dataset.n_val),
+            "test_samples": int(dataset.n_test),
             "fit_seconds": fit_seconds,
             "images_per_second": seen / fit_seconds if fit_seconds else None,
         },
     )
+
+
+def augment_for(train: TrainConfig, dataset: Dataset) -> Augment:
+    """The pipeline ``train.augment`` and ``train.flip`` ask for on this dataset."""
+    kind = train.augment
+    if kind == "auto":
+        kind = "standard" if dataset.name in AUGMENTED_BY_DEFAULT else "none"
+    if kind == "none":
+        return Augment(cutout=train.cutout)
+    flip = train.flip == "on" or (train.flip == "auto" and flips_by_default(dataset.name))
+    mean, std = dataset.channel_stats()
+    return Augment(mean=mean, std=std, crop=True, flip=flip, cutout=train.cutout)
 
 
 _LAST_DATASET: dict[tuple, Dataset] = {}  # a local worker trains many children on one dataset
@@ -129,7 +159,7 @@ def _dataset_for(train: TrainConfig) -> Dataset:
     from shared.settings import get_settings
 
     cache_dir = get_settings().data_dir
-    key = (train.dataset, train.validation_size, train.data_seed, str(cache_dir), train.max_train_samples)
+    key = (train.dataset, train.validation_size, train.data_seed, str(cache_dir), train.image_size)
     if key not in _LAST_DATASET:
         _LAST_DATASET.clear()
         _LAST_DATASET[key] = load_for_child(train, cache_dir)
@@ -137,44 +167,63 @@ def _dataset_for(train: TrainConfig) -> Dataset:
 
 
 def _compile(cell: Cell, train: TrainConfig, dataset: Dataset, total_steps: int, jit: bool, seed: int):
-    from worker.network import build_network
+    from worker.network import network_for
 
-    model = build_network(
-        cell,
-        input_shape=dataset.input_shape,
-        num_classes=dataset.num_classes,
-        stem=train.stem,
-        cells_per_stage=train.cells_per_stage,
-        filters=train.filters,
-        drop_path_keep_prob=train.drop_path_keep_prob,
-        total_training_steps=total_steps,
-        weight_decay=train.weight_decay,
-        seed=seed,
-    )
+    model = network_for(cell, train, input_shape=dataset.input_shape, num_classes=dataset.num_classes,
+                        total_steps=total_steps, seed=seed)
     schedule = keras.optimizers.schedules.CosineDecay(train.learning_rate, decay_steps=total_steps)
+    loss = _loss(train.label_smoothing)
+    losses: Any
+    weights: dict[str, float] | None
+    metrics: Any
+    if train.aux_head:
+        losses = {"logits": loss, "aux_logits": loss}
+        weights = {"logits": 1.0, "aux_logits": train.aux_weight}
+        metrics = {"logits": ["accuracy"]}
+    else:
+        losses, weights, metrics = loss, None, ["accuracy"]
     model.compile(
-        optimizer=keras.optimizers.SGD(learning_rate=schedule, momentum=train.momentum),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
+        optimizer=keras.optimizers.SGD(learning_rate=schedule, momentum=train.momentum,
+                                       global_clipnorm=train.clip_norm),
+        loss=losses,
+        loss_weights=weights,
+        metrics=metrics,
         jit_compile=jit,
     )
     return model
 
 
-def _train_pipeline(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int):
-    """Every image exactly once per epoch, in a new seeded order each epoch (no repeat())."""
-    import tensorflow as tf
+def _loss(smoothing: float):
+    """Sparse cross-entropy on softmax outputs, with label smoothing when asked for."""
+    if smoothing <= 0:
+        return "sparse_categorical_crossentropy"
 
-    ds = tf.data.Dataset.from_tensor_slices((x, y)).cache()
-    ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    def smoothed(y_true, y_pred):
+        ce = keras.losses.sparse_categorical_crossentropy(y_true, y_pred)
+        uniform = -keras.ops.mean(keras.ops.log(keras.ops.clip(y_pred, 1e-7, 1.0)), axis=-1)
+        return (1.0 - smoothing) * ce + smoothing * uniform  # = CE against smoothed one-hot
+
+    return smoothed
 
 
-def _eval_pipeline(x: np.ndarray, y: np.ndarray, batch_size: int):
-    import tensorflow as tf
+def _targets(train: TrainConfig):
+    """The label structure the model's outputs want (one per head)."""
+    if train.aux_head:
+        return lambda x, y: (x, {"logits": y, "aux_logits": y})
+    return lambda x, y: (x, y)
 
-    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).cache()
-    return ds.prefetch(tf.data.AUTOTUNE)
+
+def _evaluate(model, ds) -> tuple[float, float]:
+    """(loss, accuracy) of the main classifier."""
+    logs = model.evaluate(ds, verbose=0, return_dict=True)
+    return float(logs["loss"]), float(_accuracy(logs))
+
+
+def _accuracy(logs: dict, prefix: str = "") -> float:
+    for key in (f"{prefix}accuracy", f"{prefix}logits_accuracy"):
+        if key in logs:
+            return float(logs[key])
+    return float("nan")
 
 
 def _check_finite(value: float, epoch: int, what: str) -> None:
@@ -220,9 +269,9 @@ class _EpochRecorder(keras.callbacks.Callback):
         m = EpochMetrics(
             epoch=epoch + 1,
             loss=float(logs.get("loss", float("nan"))),
-            accuracy=float(logs.get("accuracy", float("nan"))),
+            accuracy=_accuracy(logs),
             val_loss=float(logs.get("val_loss", float("nan"))),
-            val_accuracy=float(logs.get("val_accuracy", float("nan"))),
+            val_accuracy=_accuracy(logs, "val_"),
             seconds=time.perf_counter() - self._t0,
         )
         for what, v in (("loss", m.loss), ("validation loss", m.val_loss)):

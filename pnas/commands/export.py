@@ -70,14 +70,11 @@ def register(app: typer.Typer) -> None:
         draw_cell(cell, title=title).savefig(out / "cell.png", metadata={"Title": f"cell {cell.arch_id}"})
 
         from worker.datasets import dataset_spec
-        from worker.network import build_network
+        from worker.network import network_for
 
         shape, classes = dataset_spec(train.dataset)
         try:
-            net = build_network(cell, input_shape=shape, num_classes=classes, stem=train.stem,
-                                cells_per_stage=train.cells_per_stage, filters=train.filters,
-                                drop_path_keep_prob=train.drop_path_keep_prob, weight_decay=train.weight_decay,
-                                name=f"pnas_{cell.arch_id}")  # fmt: skip
+            net = network_for(cell, train, input_shape=shape, num_classes=classes, name=f"pnas_{cell.arch_id}")
         except ChildFailed as exc:
             raise UserError(f"cannot build the network of job {j.id}: {exc}") from None
         net.save(out / "model.keras")

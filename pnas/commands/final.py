@@ -1,5 +1,8 @@
-"""`pnas final RUN [--rank 1] [--epochs 600] [--n 3] [--filters 48] [--run-now]`: train a
+"""`pnas final RUN [--rank 1] [--recipe paper-cifar] [--epochs 600] [--run-now]`: train a
 chosen cell at full size, as a job like any other.
+
+``--recipe`` lays a named recipe (`shared.recipes`) over the run's training settings; every
+flag overrides it again. The recipe's name is stored with the job's settings.
 
 The job (kind ``final``, level 0, the overrides in its ``train``) goes into the same table
 as the search's children, so it is claimed, leased, retried and recorded the same way, and
@@ -21,16 +24,15 @@ from pnas.commands.export import ranked_child
 from pnas.render import dumps, job_dict, open_store
 from shared.errors import UserError
 from shared.jobs import JobState
-
-# PNASNet-5 on CIFAR-10 in the paper: N = 3, F = 48, 600 epochs.
-PAPER_FINAL = {"epochs": 600, "cells_per_stage": 3, "filters": 48}
+from shared.recipes import RECIPES, recipe, recipes_help
 
 
-def final_overrides(run_config: dict, **flags) -> dict:
-    """The TrainConfig overrides of a final training, checked against the run's settings."""
+def final_overrides(run_config: dict, *, recipe_name: str | None = None, **flags) -> dict:
+    """The TrainConfig overrides of a final training (recipe, then flags), checked against
+    the run's settings."""
     from shared.config import SearchConfig, TrainConfig
 
-    overrides = {**PAPER_FINAL, **{k: v for k, v in flags.items() if v is not None}}
+    overrides = {**recipe(recipe_name), **{k: v for k, v in flags.items() if v is not None}}
     base = SearchConfig.from_json(run_config).train.model_dump()
     try:
         TrainConfig.model_validate({**base, **overrides})
@@ -65,6 +67,7 @@ def register(app: typer.Typer) -> None:
     def final(
         run: str = typer.Argument(..., help="Run name or id."),
         rank: int = typer.Option(1, "--rank", "-r", help="Leaderboard position of the cell (1 = best)."),
+        recipe_name: str = typer.Option(None, "--recipe", help=f"A named recipe ({', '.join(RECIPES)}); {recipes_help()}. Default: N=3 F=48 600 epochs over the run's settings."),
         epochs: int = typer.Option(None, "--epochs", help="Training epochs (default 600, the paper's)."),
         n: int = typer.Option(None, "--n", "-N", help="Cells per stage (default 3, PNASNet-5 on CIFAR)."),
         filters: int = typer.Option(None, "--filters", "-F", help="F (default 48, PNASNet-5 on CIFAR)."),
@@ -72,6 +75,21 @@ def register(app: typer.Typer) -> None:
         batch_size: int = typer.Option(None, "--batch-size", help="Default: the run's."),
         drop_path_keep_prob: float = typer.Option(None, "--drop-path-keep-prob", help="e.g. 0.6 as slim's CIFAR training (default: the run's)."),
         validation_size: float = typer.Option(None, "--validation-size", help=">= 1 images held out, < 1 a fraction (default: the run's)."),
+        stem: str = typer.Option(None, "--stem", help="cifar or imagenet."),
+        momentum: float = typer.Option(None, "--momentum", help="SGD momentum."),
+        weight_decay: float = typer.Option(None, "--weight-decay", help="L2 on convolutions and the classifier."),
+        aux_head: bool = typer.Option(None, "--aux-head/--no-aux-head", help="slim's auxiliary classifier."),
+        aux_weight: float = typer.Option(None, "--aux-weight", help="Weight of the auxiliary loss (slim 0.4)."),
+        label_smoothing: float = typer.Option(None, "--label-smoothing", help="e.g. 0.1 (slim's ImageNet)."),
+        clip_norm: float = typer.Option(None, "--clip-norm", help="Clip the global gradient norm to this."),
+        dropout: float = typer.Option(None, "--dropout", help="Dropout before the classifier."),
+        augment: str = typer.Option(None, "--augment", help="standard, none or auto."),
+        cutout: int = typer.Option(None, "--cutout", help="Cutout square side in pixels (0 = off)."),
+        image_size: int = typer.Option(None, "--image-size", help="folder: datasets are resized to this."),
+        bn_momentum: float = typer.Option(None, "--bn-momentum", help="Batch-norm moving-average decay."),
+        bn_epsilon: float = typer.Option(None, "--bn-epsilon", help="Batch-norm epsilon."),
+        reward: str = typer.Option(None, "--reward", help="best or final epoch's validation accuracy."),
+        evaluate_test: bool = typer.Option(None, "--evaluate-test/--no-evaluate-test", help="Measure test accuracy at the end (default on)."),
         run_now: bool = typer.Option(False, "--run-now", help="Train it in this process now (the embedded default has no other worker)."),
         as_json: bool = typer.Option(False, "--json", help="One JSON object."),
     ) -> None:
@@ -82,9 +100,13 @@ def register(app: typer.Typer) -> None:
         store = open_store()
         r = store.require_run(run)
         child = ranked_child(store, r, rank)
-        overrides = final_overrides(r.config, epochs=epochs, cells_per_stage=n, filters=filters, learning_rate=lr,
-                                    batch_size=batch_size, drop_path_keep_prob=drop_path_keep_prob,
-                                    validation_size=validation_size)  # fmt: skip
+        overrides = final_overrides(r.config, recipe_name=recipe_name, epochs=epochs, cells_per_stage=n, filters=filters,
+                                    learning_rate=lr, batch_size=batch_size, drop_path_keep_prob=drop_path_keep_prob,
+                                    validation_size=validation_size, stem=stem, momentum=momentum,
+                                    weight_decay=weight_decay, aux_head=aux_head, aux_weight=aux_weight,
+                                    label_smoothing=label_smoothing, clip_norm=clip_norm, dropout=dropout,
+                                    augment=augment, cutout=cutout, image_size=image_size, bn_momentum=bn_momentum,
+                                    bn_epsilon=bn_epsilon, reward=reward, evaluate_test=evaluate_test)  # fmt: skip
         (job_id,) = store.add_jobs(r.id, level=0, children=[(child.arch_id, child.cell, None, None)],
                                    max_attempts=settings.max_attempts, kind="final", train=overrides)  # fmt: skip
         job = store.job(job_id)
@@ -116,6 +138,8 @@ def register(app: typer.Typer) -> None:
                   f"job {job_id}, {job.state}; {action}")  # fmt: skip
             print(f"  settings: {dumps(job.train)}")
             if job.state == JobState.succeeded.value:
+                if job.test_accuracy is not None:
+                    print(f"  test accuracy {job.test_accuracy:.4f} (error {100 * (1 - job.test_accuracy):.2f} %)")
                 print(f"  accuracy {job.reward:.4f}; details: `pnas show {job_id}`; all final trainings: `pnas top {r.name} --final`")
             elif job.state == JobState.queued.value and action == "queued":
                 print("  no broker is configured (PNAS_BROKER_URL): add --run-now to train it in this process")

@@ -90,8 +90,9 @@ def register(app: typer.Typer) -> None:
             of = f" of {d['candidates']:,} candidates" if d["candidates"] else ""
             pred = (f", predicted {num(d['predicted'])} (rank {d['predicted_rank']}{of}, "
                     f"by the predictor fitted at level {d['predictor_level']})")  # fmt: skip
+        test = f", test accuracy {num(d['test_accuracy'])} (reported only)" if d["test_accuracy"] is not None else ""
         c.print(f"[bold]job {d['id']}[/bold] of run {d['run']!r}: {d['kind']} child, level {d['level']}, "
-                f"[bold]{d['state']}[/bold], accuracy {num(d['accuracy'])}{pred}", highlight=False)  # fmt: skip
+                f"[bold]{d['state']}[/bold], accuracy {num(d['accuracy'])}{test}{pred}", highlight=False)  # fmt: skip
         c.print(f"  cell {d['arch_id']}: {d['cell']}", highlight=False)
         dup = f"; trained before as job {d['duplicate_of']} (a run made before network ids)" if d["duplicate_of"] else ""
         c.print(f"  network {d['network_id'] or '-'}{dup}", highlight=False)

@@ -25,6 +25,7 @@ from shared.settings import get_settings
 
 if TYPE_CHECKING:
     from shared.jobs import RunView
+    from shared.store import Store
 
 
 def collect(store, ref: str | None) -> dict:
@@ -71,6 +72,7 @@ def collect(store, ref: str | None) -> dict:
     workers = sorted((_worker(w, lease=get_settings().lease_seconds) for w in store.workers()),
                      key=lambda w: (w["state"] == "offline", w["seconds_ago"]))  # fmt: skip
     totals = {st: sum(lv["jobs"][st] for lv in out_levels) for st in ALL_STATES}
+    finals = final_progress(store, run)
     progress = _progress(run, out_levels, totals, now)
     gpus = per_gpu(workers, live_seconds=get_settings().lease_seconds)
     return {
@@ -87,6 +89,7 @@ def collect(store, ref: str | None) -> dict:
         "best": None if not top else {"job": top[0].id, "level": top[0].level, "arch_id": top[0].arch_id, "reward": top[0].reward},
         "workers": workers,
         "gpus": gpus,
+        "finals": finals,
         **progress,
     }
 
@@ -104,6 +107,24 @@ def _worker(w: dict, *, lease: float) -> dict:
         "seconds_ago": round(w["seconds_ago"], 1),
         "state": state,
     }
+
+
+def final_progress(store: Store, run: RunView) -> list[dict]:
+    """The run's final trainings (`pnas final`): state and how far each is (epoch x of y)."""
+    from shared.config import SearchConfig
+
+    base = SearchConfig.from_json(run.config).train.model_dump()
+    out = []
+    for j in store.jobs(run.id, kind="final"):
+        epochs = [e for e in store.epochs(j.id) if e["attempt"] == j.attempts]
+        out.append({
+            "job": j.id, "arch_id": j.arch_id, "state": j.state, "recipe": j.train.get("recipe"),
+            "epoch": max((e["epoch"] for e in epochs), default=0),
+            "epochs": int({**base, **j.train}["epochs"]),
+            "val_accuracy": epochs[-1]["val_accuracy"] if epochs else None,
+            "accuracy": j.reward, "test_accuracy": j.test_accuracy,
+        })  # fmt: skip
+    return out
 
 
 def _progress(run: RunView, levels: list[dict], totals: dict, now: datetime) -> dict:
@@ -208,6 +229,11 @@ def render(st: dict):
     if st["best"]:
         b = st["best"]
         parts.append(Text(f"best: job {b['job']} (level {b['level']}, {b['arch_id']}) accuracy {b['reward']:.4f}"))
+    for f in st.get("finals", []):
+        recipe = f" ({f['recipe']})" if f["recipe"] else ""
+        test = f", test {f['test_accuracy']:.4f}" if f["test_accuracy"] is not None else ""
+        parts.append(Text(f"final training job {f['job']}{recipe}: {f['state']}, epoch {f['epoch']} of {f['epochs']}, "
+                          f"val accuracy {_f(f['val_accuracy'])}{test}"))
     if st.get("gpus"):
         parts.append(Text("workers per GPU (live): " + "; ".join(
             f"{g['node']} GPU {g['gpu']} ({g['name']}): {g['workers']} of {g['slots']} slots, {g['training']} training"

@@ -27,7 +27,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def train(
         cell: str = typer.Option(..., "--cell", help=CELL_HELP),
-        dataset: str = typer.Option(None, "--dataset", help="cifar10, cifar100, mnist, fashion_mnist, digits or npz:PATH (default cifar10)."),
+        dataset: str = typer.Option(None, "--dataset", help="cifar10, cifar100, mnist, fashion_mnist, digits, npz:PATH or folder:PATH (default cifar10)."),
         epochs: int = typer.Option(None, "--epochs", help="Training epochs (default 20; 0 = evaluate the untrained network)."),
         n: int = typer.Option(None, "--n", "-N", help="N: cells per stage (default 2)."),
         filters: int = typer.Option(None, "--filters", "-F", help="F: filters per block (default 24)."),
@@ -40,6 +40,10 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed", help="Weights and batch order."),
         data_seed: int = typer.Option(None, "--data-seed", help="Validation split (default 0)."),
         deterministic: bool = typer.Option(False, "--deterministic", help="TensorFlow op determinism: the same numbers on a GPU too (slower)."),
+        augment: str = typer.Option(None, "--augment", help="standard (normalise, pad+crop, flip), none, or auto (default: standard for CIFAR, none otherwise)."),
+        cutout: int = typer.Option(None, "--cutout", help="Cutout square side in pixels (default 0 = off)."),
+        image_size: int = typer.Option(None, "--image-size", help="folder: datasets are resized to this square size."),
+        evaluate_test: bool = typer.Option(True, "--evaluate-test/--no-evaluate-test", help="Also measure test accuracy where the dataset has a test split (never the reward)."),
         as_json: bool = typer.Option(False, "--json", help="One JSON object instead of the table."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-epoch progress lines."),
     ) -> None:
@@ -48,14 +52,16 @@ def register(app: typer.Typer) -> None:
         cfg = _config(dataset=dataset, epochs=epochs, cells_per_stage=n, filters=filters, stem=stem,
                       learning_rate=lr, batch_size=batch_size, validation_size=validation_size,
                       max_train_samples=max_train_samples, reward=reward, data_seed=data_seed,
-                      deterministic=deterministic or None)
+                      deterministic=deterministic or None,
+                      augment=augment, cutout=cutout, image_size=image_size, evaluate_test=evaluate_test)
 
         from shared.settings import get_settings
         from worker.datasets import load_dataset
         from worker.training import train_child
 
         data = load_dataset(cfg.dataset, validation_size=cfg.validation_size, seed=cfg.data_seed,
-                            cache_dir=get_settings().data_dir, max_train_samples=cfg.max_train_samples)
+                            cache_dir=get_settings().data_dir, max_train_samples=cfg.max_train_samples,
+                            image_size=cfg.image_size)
         log = None if (quiet or as_json) else (lambda m: print(m, file=sys.stderr, flush=True))
         try:
             result = train_child(c, cfg, dataset=data, seed=seed, log=log)
@@ -63,9 +69,14 @@ def register(app: typer.Typer) -> None:
             print(f"error: child {c.arch_id} failed: {exc}", file=sys.stderr)
             sys.exit(1)  # the CLI runs click with standalone_mode=False: typer.Exit would be lost
 
+        best = result.history[result.reward_epoch - 1] if result.reward_epoch else None
+        val_accuracy = best.val_accuracy if best else result.reward
         if as_json:
             out = {"arch_id": c.arch_id, "cell": c.to_list(), "readable": c.readable(),
-                   "config": cfg.model_dump(), "seed": seed, **asdict(result)}
+                   "config": cfg.model_dump(), "seed": seed, **asdict(result),
+                   "val_accuracy": val_accuracy,
+                   "images_per_second": result.extra.get("images_per_second"),
+                   "augment": result.extra.get("augment")}
             print(json.dumps(out))
             return
         from rich.console import Console
@@ -79,6 +90,8 @@ def register(app: typer.Typer) -> None:
                       f"{m.val_accuracy:.4f}", f"{m.seconds:.1f}")
         if result.history:
             Console().print(t)
-        print(f"reward {result.reward:.4f} (validation accuracy, epoch {result.reward_epoch}); "
+        test = "" if result.test_accuracy is None else f"; test accuracy {result.test_accuracy:.4f} (not the reward)"
+        print(f"reward {result.reward:.4f} (validation accuracy, epoch {result.reward_epoch}){test}; "
               f"{result.params:,} parameters; {result.wall_seconds:.1f}s on {result.device}; "
-              f"{data.name}: {len(data.x_train)} train / {len(data.x_val)} validation images")
+              f"augmentation {result.extra.get('augment')}; "
+              f"{data.name}: {data.n_train} train / {data.n_val} validation / {data.n_test} test images")

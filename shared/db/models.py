@@ -122,6 +122,8 @@ class ChildJob(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
     reward: Mapped[float | None] = mapped_column(Float)
     reward_epoch: Mapped[int | None] = mapped_column(Integer)
+    # on the dataset's test split, when measured; shown, never used to choose cells
+    test_accuracy: Mapped[float | None] = mapped_column(Float)
     params: Mapped[int | None] = mapped_column(Integer)
     wall_seconds: Mapped[float | None] = mapped_column(Float)
     device: Mapped[str | None] = mapped_column(String(200))

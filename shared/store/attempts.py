@@ -135,6 +135,7 @@ class Attempts(WorkerRegistry):
                     state=JobState.succeeded.value,
                     reward=float(result.reward),
                     reward_epoch=result.reward_epoch,
+                    test_accuracy=None if result.test_accuracy is None else float(result.test_accuracy),
                     params=int(result.params),
                     wall_seconds=float(result.wall_seconds),
                     device=result.device[:200],

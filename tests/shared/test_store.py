@@ -101,6 +101,24 @@ def test_fenced_writes_reject_a_stale_attempt(store):
     j = store.job(job)
     assert (j.state, j.attempts, j.reward, j.params, j.worker) == ("succeeded", 2, 0.9, 123, "new")
     assert [e["attempt"] for e in store.epochs(job)] == [2]
+    assert j.test_accuracy is None  # not measured
+
+
+def test_test_accuracy_is_stored_with_the_result_and_shown_by_the_views(store):
+    from sqlalchemy import text
+
+    run = _run(store)
+    a, b = _jobs(store, run, 2)
+    for job, test in ((a, 0.875), (b, None)):
+        att = store.claim(job, worker="w", lease_seconds=60)
+        result = TrainResult(reward=0.9, reward_epoch=1, history=[], params=1, wall_seconds=1.0, device="cpu",
+                             test_accuracy=test)
+        assert store.finish(job, attempt=att, result=result)
+    assert (store.job(a).test_accuracy, store.job(b).test_accuracy) == (0.875, None)
+    with store.engine.connect() as c:
+        board = dict(c.execute(text("SELECT job_id, test_accuracy FROM leaderboard")).all())
+        status = dict(c.execute(text("SELECT job_id, test_accuracy FROM job_status")).all())
+    assert board == status == {a: 0.875, b: None}
 
 
 def test_retryable_failures_requeue_until_attempts_run_out(store):

@@ -206,6 +206,11 @@ def test_plot_figures_have_their_panels():
     assert len(fig.axes) == 2 and "Spearman 1.000" in fig.axes[0].get_title() and "n/a" in fig.axes[1].get_title()
     fig = pnas_vs_random({"a": ([0.1, 0.3, 0.2], {1: [0.1, 0.3], 2: [0.2]}), "b": ([0.2, 0.1], {1: [0.2, 0.1]})}, title="y")
     assert len(fig.axes) == 2 and len(fig.axes[0].get_legend().get_texts()) == 2
+    from pnas.plots import validation_vs_test
+
+    fig = validation_vs_test({"search children": [(0.8, 0.78), (0.7, 0.71)], "final trainings": [(0.9, 0.88)]}, title="z")
+    assert len(fig.axes) == 1 and [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == [
+        "search children (2)", "final trainings (1)"]
 
 
 def test_export_writes_cell_model_and_diagram(cli, store, finished):
@@ -236,7 +241,7 @@ def test_export_writes_cell_model_and_diagram(cli, store, finished):
     assert cli("export", "t", "--rank", "999", "--out", str(out))[0] == 2
 
 
-def test_final_enqueues_then_runs_now_and_lands_in_the_same_table(cli, store):
+def test_final_enqueues_then_runs_now_and_lands_in_the_same_table(cli, store, finished):
     run = store.require_run("t")
     best = store.top(run.id, k=1)[0]
     args = ("final", "t", "--epochs", "2", "--n", "1", "--filters", "8", "--json")
@@ -244,7 +249,7 @@ def test_final_enqueues_then_runs_now_and_lands_in_the_same_table(cli, store):
     assert code == 0
     queued = json.loads(out)
     assert (queued["state"], queued["action"], queued["kind"], queued["level"]) == ("queued", "queued", "final", 0)
-    assert queued["train"] == {"epochs": 2, "cells_per_stage": 1, "filters": 8}
+    assert queued["train"] == {"epochs": 2, "cells_per_stage": 1, "filters": 8, "evaluate_test": True}
     assert queued["arch_id"] == best.arch_id and queued["from_job"] == best.id
     assert json.loads(cli(*args)[1])["id"] == queued["id"], "the same request finds the same job"
 
@@ -253,11 +258,32 @@ def test_final_enqueues_then_runs_now_and_lands_in_the_same_table(cli, store):
     done = json.loads(out)
     assert (done["id"], done["state"], done["action"]) == (queued["id"], "succeeded", "ran: succeeded")
     assert done["accuracy"] == pytest.approx(best.reward)  # the fake trainer is deterministic
+    assert done["test_accuracy"] == pytest.approx(best.reward - 0.01)  # reported beside the accuracy
     code, out, _ = cli("top", "t", "--final", "--json")
     assert code == 0 and [r["id"] for r in json.loads(out)] == [queued["id"]]
+    assert json.loads(out)[0]["test_accuracy"] == pytest.approx(best.reward - 0.01)
+    code, out, _ = cli("top", "t", "--final")
+    assert code == 0 and "test accuracy" in out
+    assert "test accuracy" in cli("show", str(queued["id"]))[1]
     # the search's numbers do not change
     st = json.loads(cli("status", "t", "--json")[1])
     assert st["children_trained"] == 29 and st["best"]["job"] == best.id
+    (fin,) = st["finals"]
+    assert (fin["job"], fin["state"], fin["epoch"], fin["epochs"]) == (queued["id"], "succeeded", 2, 2)
+    assert "epoch 2 of 2" in cli("status", "t")[1]
+
+    # a named recipe, stored with the job; flags override its fields
+    code, out, _ = cli("final", "t", "--recipe", "paper-cifar", "--epochs", "1", "--n", "1", "--filters", "8",
+                       "--batch-size", "64", "--json")
+    assert code == 0
+    rec = json.loads(out)
+    assert rec["id"] != queued["id"] and rec["train"]["recipe"] == "paper-cifar"
+    assert (rec["train"]["epochs"], rec["train"]["aux_head"], rec["train"]["drop_path_keep_prob"]) == (1, True, 0.6)
+    assert cli("final", "t", "--recipe", "paper-imagenet")[0] == 2
+    # the final training's test accuracy gets its figure
+    code, text, _ = cli("plot", "t", "--out", str(finished.dir / "plots-final"), "--json")
+    files = {f["name"]: f for f in json.loads(text)["files"]}
+    assert code == 0 and files["validation_vs_test"]["panels"] == 1
 
     assert cli("final", "t", "--epochs", "-1")[0] == 2
     assert cli("final", "t", "--rank", "0")[0] == 2

@@ -98,6 +98,19 @@ def test_pnas_train_on_digits_prints_the_epochs_and_the_reward(capsys):
                        "--n", "1", "--filters", "8", "--lr", "0.05", "--batch-size", "64",
                        "--validation-size", "0.2")
     assert code == 0 and "reward " in out and "val accuracy" in out
+    assert "test accuracy " in out and "(not the reward)" in out and "augmentation none" in out
+
+
+def test_pnas_train_json_as_the_issue_asks_it(capsys):
+    # the exact command of issue 14, with no --validation-size: digits holds out a fifth
+    code, out, _ = run(capsys, "train", "--cell", "pnasnet5", "--dataset", "digits", "--epochs", "1",
+                       "--n", "1", "--filters", "8", "--json")
+    r = json.loads(out)
+    assert code == 0 and out.count("\n") == 1
+    for key in ("reward", "val_accuracy", "test_accuracy", "params", "images_per_second", "augment"):
+        assert r[key] is not None, key
+    assert r["augment"] == "none" and r["val_accuracy"] == r["reward"] and 0 <= r["test_accuracy"] <= 1
+    assert r["extra"]["test_samples"] == 360 and r["extra"]["val_samples"] == round(0.2 * 1437)
 
 
 def test_pnas_train_json_and_a_failing_child(capsys):

@@ -32,8 +32,8 @@ def test_digits_are_float_images_in_unit_range_with_a_channel_axis(tmp_path):
     assert d.x_train.dtype == np.float32 and d.x_train.shape[1:] == (8, 8, 1)
     assert 0.0 <= d.x_train.min() and d.x_train.max() == 1.0
     assert d.y_train.dtype == np.int32
-    assert len(d.x_val) == round(0.2 * 1797) and len(d.x_train) + len(d.x_val) == 1797
-    assert d.x_test is None
+    assert len(d.x_test) == 360 and len(d.x_val) == round(0.2 * 1437)
+    assert len(d.x_train) + len(d.x_val) + len(d.x_test) == 1797
 
 
 def test_validation_split_is_the_same_for_the_same_seed_and_disjoint_from_train(tmp_path):

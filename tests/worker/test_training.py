@@ -78,15 +78,6 @@ def test_out_of_memory_is_retryable(digits, monkeypatch):
         train_child(TINY, cfg(epochs=1), dataset=digits)
 
 
-def test_pipeline_shows_every_image_exactly_once_per_epoch_in_a_new_order():
-    ids = np.arange(203)
-    ds = training._train_pipeline(ids.astype(np.float32), ids, batch_size=16, seed=0)
-    epochs = [np.concatenate([y.numpy() for _, y in ds]) for _ in range(2)]
-    for order in epochs:
-        assert sorted(order.tolist()) == ids.tolist()
-    assert not np.array_equal(epochs[0], epochs[1])
-
-
 def test_the_worker_side_never_imports_the_controller():
     import subprocess
     import sys
@@ -109,3 +100,24 @@ def test_without_a_dataset_it_loads_the_configured_one(monkeypatch, tmp_path):
     finally:
         get_settings.cache_clear()
     assert r.extra["val_samples"] == 300 and r.extra["train_samples"] == 1797 - 300
+
+
+def test_test_accuracy_is_measured_only_when_asked_and_never_is_the_reward(digits):
+    r = train_child(TINY, cfg(epochs=1, evaluate_test=True), dataset=digits)
+    assert r.test_accuracy is not None and 0.0 <= r.test_accuracy <= 1.0
+    assert r.reward == r.history[0].val_accuracy and r.extra["test_samples"] == len(digits.x_test)
+    assert train_child(TINY, cfg(epochs=1), dataset=digits).test_accuracy is None
+    no_test = Dataset(**{**digits.__dict__, "x_test": None, "y_test": None})
+    assert train_child(TINY, cfg(epochs=1, evaluate_test=True), dataset=no_test).test_accuracy is None
+
+
+def test_the_final_recipe_parts_train_together(digits):
+    # aux head (needs two reductions: 8x8 digits are 2x2 there), drop path, smoothing, clipping
+    r = train_child(PNASNET5, cfg(epochs=2, aux_head=True, drop_path_keep_prob=0.6, label_smoothing=0.1,
+                                  clip_norm=5.0, augment="standard", cutout=4, evaluate_test=True),
+                    dataset=digits, seed=1)
+    assert len(r.history) == 2 and all(np.isfinite(m.loss) and 0 <= m.val_accuracy <= 1 for m in r.history)
+    assert r.reward > 0.15 and r.test_accuracy is not None  # chance is 0.1
+    assert r.extra["augment"] == "standard" and not r.extra["flip"]  # digits never flip
+    plain = train_child(PNASNET5, cfg(epochs=0), dataset=digits)
+    assert r.params > plain.params + 768 * 10  # the auxiliary classifier's weights

@@ -1,0 +1,119 @@
+"""The input pipelines of child training: shuffling, normalisation and augmentation in tf.data.
+
+The standard CIFAR pipeline (as the NASNet/PNASNet CIFAR trainings used it): per-channel
+mean/std normalisation with the training split's statistics, then a 4-pixel zero pad and a
+random crop back to the original size, then a random horizontal flip (off for digits and
+MNIST-like sets, where a mirrored 2 is no 2), and optionally cutout. Padding after
+normalisation makes the padded pixels the mean colour, as the reference code did.
+
+Augmentation works on whole batches with vectorised ops (one gather per axis, no per-image
+Python), so on a CPU it costs little next to the network. It runs in tf.data, i.e. on the
+host CPU beside an accelerator, overlapped with training by prefetch.
+
+Determinism: the batch order comes from a seeded shuffle that changes every epoch; the
+augmentation's randomness from ``tf.data.Dataset.random(seed)`` zipped with the batches, one
+draw per batch, re-drawn every epoch: the same seed gives the same epochs on every machine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+PAD = 4  # pixels of zero padding before the random crop: the CIFAR standard
+STREAM_SHUFFLE_BUFFER = 10_000  # file names, not images, when streaming: a few MB at most
+
+
+@dataclass(frozen=True)
+class Augment:
+    """What the training pipeline does to each batch (resolved from `TrainConfig`)."""
+
+    mean: tuple[float, ...] | None = None  # per channel; None = no normalisation
+    std: tuple[float, ...] | None = None
+    crop: bool = False  # 4-px zero pad + random crop
+    flip: bool = False  # random horizontal flip
+    cutout: int = 0  # side of the square zeroed at a random place; 0 = off
+
+    @property
+    def name(self) -> str:
+        return "standard" if self.crop else "none"
+
+
+def channel_stats(x: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of images (N, H, W, C), in float64 for accuracy."""
+    flat = x.reshape(-1, x.shape[-1]).astype(np.float64)
+    std = flat.std(axis=0)
+    return tuple(float(v) for v in flat.mean(axis=0)), tuple(float(max(v, 1e-6)) for v in std)
+
+
+def train_pipeline(source, n: int, batch_size: int, seed: int, aug: Augment, *, cache: bool = True):
+    """Batches of (image, label), every image exactly once per epoch, in a new seeded order
+    each epoch (no repeat()). ``source`` yields single (image float32 [0, 1], label) pairs."""
+    import tensorflow as tf
+
+    ds = source.cache() if cache else source
+    # in memory: one buffer over everything (a full shuffle); streamed from disk: a window
+    buffer = n if cache else min(n, STREAM_SHUFFLE_BUFFER)
+    ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+    if aug.mean is not None or aug.crop or aug.flip or aug.cutout:
+        noise = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        ds = tf.data.Dataset.zip(ds, noise).map(
+            lambda batch, s: _augment_batch(batch, s, aug), num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def eval_pipeline(source, batch_size: int, aug: Augment, *, cache: bool = True):
+    """Batches for evaluation: normalised as training is, never augmented."""
+    import tensorflow as tf
+
+    ds = source.batch(batch_size)
+    if aug.mean is not None:
+        ds = ds.map(lambda x, y: (_normalise(x, aug), y), num_parallel_calls=tf.data.AUTOTUNE)
+    if cache:
+        ds = ds.cache()
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _normalise(x, aug: Augment):
+    import tensorflow as tf
+
+    if aug.mean is None:
+        return x
+    return (x - tf.constant(aug.mean, tf.float32)) / tf.constant(aug.std, tf.float32)
+
+
+def _augment_batch(batch, s, aug: Augment):
+    """One batch (B, H, W, C): normalise, pad + crop, flip, cutout; ``s`` seeds the draws."""
+    import tensorflow as tf
+
+    x, y = batch
+    x = _normalise(x, aug)
+    b, h, w = tf.shape(x)[0], tf.shape(x)[1], tf.shape(x)[2]
+
+    def draw(k: int, shape, maxval):
+        return tf.random.stateless_uniform(shape, seed=tf.stack([s, tf.constant(k, tf.int64)]),
+                                           minval=0, maxval=maxval, dtype=tf.int32)
+
+    if aug.crop:
+        padded = tf.pad(x, [[0, 0], [PAD, PAD], [PAD, PAD], [0, 0]])  # zeros = the mean colour
+        oy, ox = draw(1, [b], 2 * PAD + 1), draw(2, [b], 2 * PAD + 1)
+        rows = oy[:, None] + tf.range(h)[None, :]  # (B, H)
+        cols = ox[:, None] + tf.range(w)[None, :]  # (B, W)
+        x = tf.gather(padded, rows, axis=1, batch_dims=1)  # (B, H, W + 2 PAD, C)
+        x = tf.gather(x, cols, axis=2, batch_dims=1)  # (B, H, W, C)
+    if aug.flip:
+        mirror = draw(3, [b], 2) > 0
+        x = tf.where(mirror[:, None, None, None], tf.reverse(x, axis=[2]), x)
+    if aug.cutout:
+        cy, cx = draw(4, [b], h), draw(5, [b], w)  # the centre may lie anywhere (DeVries 2017)
+        half = aug.cutout // 2
+        r, c = tf.range(h)[None, :], tf.range(w)[None, :]
+        in_r = (r >= cy[:, None] - half) & (r < cy[:, None] - half + aug.cutout)  # (B, H)
+        in_c = (c >= cx[:, None] - half) & (c < cx[:, None] - half + aug.cutout)  # (B, W)
+        hole = in_r[:, :, None] & in_c[:, None, :]  # (B, H, W)
+        x = tf.where(hole[..., None], tf.zeros_like(x), x)
+    return x, y

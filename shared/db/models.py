@@ -81,6 +81,8 @@ class ChildJob(Base):
         UniqueConstraint("run_id", "key", name="uq_jobs_run_key"),
         Index("ix_jobs_run_state", "run_id", "state"),
         Index("ix_jobs_run_level", "run_id", "level"),
+        Index("ix_jobs_run_finished", "run_id", "finished_at"),  # the dashboard's charts
+        Index("ix_jobs_run_reward", "run_id", "reward"),  # the dashboard's table by accuracy
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

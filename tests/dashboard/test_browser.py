@@ -75,19 +75,22 @@ def world(tmp_path_factory) -> Iterator[World]:  # noqa: ANN001
                                 stdout=subprocess.DEVNULL, stderr=open(d / f"{name}.log", "w"))  # fmt: skip
 
     done = search("done", {}, "--workers", "2")
-    # The live run: one worker, each child six seconds (its 10 children of level 1 take a
-    # minute), so that children finish while we watch.
-    live = search("live", {"PNAS_FAKE_SLEEP": "6", "PNAS_FAKE_FAIL": ""}, "--workers", "1")
     ro, ro_url = start_dashboard(env, log=d / "readonly.log")
     act, act_url = start_dashboard({**env, "PNAS_DASHBOARD_TOKEN": TOKEN}, "--allow-actions", log=d / "actions.log")
     store = Store(url)
+    live = None
     try:
         assert done.wait(timeout=600) == 0, (d / "done.log").read_text()[-3000:]
+        # The live run, started once the other is done (its pace then does not depend on
+        # how busy the machine was): one worker, each child six seconds, its 10 children of
+        # level 1 a minute, so that children finish while we watch.
+        live = search("live", {"PNAS_FAKE_SLEEP": "6", "PNAS_FAKE_FAIL": ""}, "--workers", "1")
+        wait_for("the live run to start", lambda: store.get_run("live") is not None, timeout=120)
         yield World(store, env, ro_url, act_url, live)
     finally:
-        for p in (live, ro, act, done):
+        for p in [q for q in (live, ro, act, done) if q is not None]:
             p.terminate()
-        for p in (live, ro, act, done):
+        for p in [q for q in (live, ro, act, done) if q is not None]:
             try:
                 p.wait(timeout=20)
             except subprocess.TimeoutExpired:

@@ -73,10 +73,10 @@ class TokenAuth:
             return
         request = Request(scope)
         if not self._ok(request):
-            resp: Response = PlainTextResponse(
-                "this dashboard needs its token (PNAS_DASHBOARD_TOKEN): Bearer, basic auth password, or ?token=",
-                status_code=401, headers={"WWW-Authenticate": 'Basic realm="pnas dashboard"'},
-            )  # fmt: skip
+            why = "this dashboard needs its token (PNAS_DASHBOARD_TOKEN): Bearer, basic auth password, or ?token="
+            headers = {"WWW-Authenticate": 'Basic realm="pnas dashboard"'}
+            resp: Response = (JSON({"error": why}, status_code=401, headers=headers) if request.url.path.startswith("/api/")
+                              else PlainTextResponse(why, status_code=401, headers=headers))  # fmt: skip
         elif request.query_params.get("token") and request.method == "GET":
             # Trade the token in the address for a cookie, so that it leaves the address bar.
             rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
@@ -156,7 +156,8 @@ def create_app(store: Any, settings: Settings, *, allow_actions: bool = False, t
         return page(request, "_children.html", d={"run": {"id": rid}}, kids=kids)
 
     def child_part(request: Request) -> Response:
-        return page(request, "_child.html", c=data.child_data(store, int(request.path_params["id"])))
+        name = "_child_attempts.html" if request.query_params.get("section") == "attempts" else "_child.html"
+        return page(request, name, c=data.child_data(store, int(request.path_params["id"])))
 
     def workers_part(request: Request) -> Response:
         return page(request, "_workers.html", w=data.workers_data(store, settings))

@@ -43,11 +43,19 @@ def test_api_answers_for_every_page(seeded: tuple[Any, int, list[int]]) -> None:
     c = client(store)
     runs = c.get("/api/runs").json()["runs"]
     assert [(r["name"], r["children_done"], r["children_total"], r["best"]) for r in runs] == [("r", 4, 4, 0.9)]
+    assert c.get("/api/runs/r").json()["run"]["id"] == rid  # by name too
     run = c.get(f"/api/runs/{rid}").json()
     (lv,) = run["levels"]
     assert (lv["level"], lv["states"]["succeeded"], lv["states"]["failed"], lv["best"]) == (1, 3, 1, 0.9)
     assert lv["mean"] == pytest.approx(0.8)
     assert run["charts"]["best_so_far"] == [0.7, 0.9, 0.9]
+    assert run["charts"]["baseline"] is None  # no run of the other strategy on digits yet
+    other, _ = store.create_run(name="rnd", config={"strategy": "random", "train": {"dataset": "digits"}}, seed=0)
+    (jid,) = store.add_jobs(other.id, level=1, children=[("b0", CELLS[0], None, None)], max_attempts=1)
+    a = store.claim(jid, worker="w1", lease_seconds=60)
+    store.finish(jid, attempt=a, result=TrainResult(reward=0.6, reward_epoch=1, history=[], params=10, wall_seconds=1.0, device="cpu"))
+    base = c.get(f"/api/runs/{rid}").json()["charts"]["baseline"]
+    assert (base["name"], base["strategy"], base["best_so_far"]) == ("rnd", "random", [0.6])
     child = c.get(f"/api/children/{ids[1]}").json()
     assert [len(a["epochs"]) for a in child["curves"]] == [2] and child["accuracy"] == 0.9
     assert c.get(f"/api/children/{ids[1]}/diagram.svg").text.count("<svg") == 1

@@ -140,7 +140,7 @@
       if (old && old._shape === shape) { old.setData(spec.data); continue; }
       if (old) old.destroy();
       el.innerHTML = "";
-      if (spec.data[0].length === 0) { el.textContent = "no trained child yet"; delete window.pnasCharts[key]; continue; }
+      if (spec.data[0].length === 0) { el.textContent = el.dataset.empty || "no trained child yet"; delete window.pnasCharts[key]; continue; }
       const xaxis = { label: spec.xlabel };
       if (spec.xincr) xaxis.incrs = spec.xincr;
       const axes = [xaxis, { label: spec.ylabel, scale: spec.series[1].scale || "y" }];

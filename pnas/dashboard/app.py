@@ -15,6 +15,7 @@ from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Awaitable, Callable
+from urllib.parse import urlencode
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -80,7 +81,7 @@ class TokenAuth:
         elif request.query_params.get("token") and request.method == "GET":
             # Trade the token in the address for a cookie, so that it leaves the address bar.
             rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
-            target = request.url.path + ("?" + "&".join(f"{k}={v}" for k, v in rest) if rest else "")
+            target = request.url.path + ("?" + urlencode(rest) if rest else "")
             resp = RedirectResponse(target, status_code=303)
             resp.set_cookie(COOKIE, self.token, httponly=True, samesite="strict")
         else:
@@ -211,7 +212,14 @@ def create_app(store: Any, settings: Settings, *, allow_actions: bool = False, t
 
     async def retry_run(request: Request) -> Response:
         rid = run_id_of(request.path_params["ref"])
-        return await _action(request, lambda b: _retry(rid, None, b.get("level")))
+
+        def do(body: dict) -> dict:
+            level = body.get("level")
+            if level is not None and (isinstance(level, bool) or not isinstance(level, int)):
+                raise UserError(f"level must be a whole number, not {level!r}")
+            return _retry(rid, None, level)
+
+        return await _action(request, do)
 
     async def retry_child(request: Request) -> Response:
         j = store.job(int(request.path_params["id"]))

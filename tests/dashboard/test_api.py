@@ -141,3 +141,14 @@ def test_the_read_only_url_is_used_for_reads(seeded: tuple[Any, int, list[int]])
     c = client(Refuses(), allow_actions=True, token="t", action_store=store)
     r = c.post(f"/api/children/{ids[3]}/retry", json={}, headers={"Authorization": "Bearer t"})
     assert r.status_code == 200 and store.job(ids[3]).state == "queued"
+
+
+def test_retry_a_whole_run_by_level(seeded: tuple[Any, int, list[int]]) -> None:
+    store, rid, ids = seeded
+    c = client(store, allow_actions=True, token="t")
+    auth = {"Authorization": "Bearer t"}
+    r = c.post(f"/api/runs/{rid}/retry", json={"level": "one"}, headers=auth)
+    assert r.status_code == 400 and r.json()["error"] == "level must be a whole number, not 'one'"
+    assert c.post(f"/api/runs/{rid}/retry", json={"level": 2}, headers=auth).json()["requeued"] == []
+    assert c.post(f"/api/runs/{rid}/retry", json={"level": 1}, headers=auth).json()["requeued"] == [ids[3]]
+    assert store.job(ids[3]).state == "queued"

@@ -201,6 +201,8 @@ def test_without_actions_no_button_and_the_api_refuses(world: World, browser: An
     status, body = _post(f"{world.readonly}/api/children/{jid}/retry")
     assert status == 403 and "--allow-actions" in body["error"]
     assert world.store.job(jid).state == "failed"
+    wait_for("the diagram to load", lambda: browser.execute_script(
+        "const i = document.getElementById('diagram'); return i.complete && i.naturalWidth;"), timeout=60)  # fmt: skip
     shot(browser, "child-failed")
     browser.get(f"{world.readonly}/workers")
     shot(browser, "workers")
@@ -226,5 +228,6 @@ def test_retry_with_actions_requeues_the_child(world: World, browser: Any) -> No
     j = world.store.job(jid)
     assert j.max_attempts == j.attempts + 1
     assert world.store.get_run("done").state == "stopped"  # what `pnas retry` does to a finished run
-    time.sleep(0.5)  # the toast
+    wait_for("the diagram to load", lambda: browser.execute_script(
+        "const i = document.getElementById('diagram'); return i.complete && i.naturalWidth;"), timeout=60)  # fmt: skip
     shot(browser, "child-retried")

@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 from shared.jobs import TrainResult  # noqa: E402
 
 
-def zero_epoch_trainer(cell, train, *, seed=0, on_epoch=None, log=None, **_):  # noqa: ANN001, ANN201
+def zero_epoch_trainer(cell, train, *, seed=0, on_epoch=None, log=None, **_):
     """Loaded in the workers through PNAS_TRAINER=bench.queue_overhead:zero_epoch_trainer."""
     return TrainResult(reward=0.5, reward_epoch=0, history=[], params=0, wall_seconds=0.0, device="bench")
 
@@ -66,7 +66,7 @@ def stop_workers(procs: list[subprocess.Popen]) -> None:
         p.wait()
 
 
-def measure(store, executor, run_id: int, job_ids: list[int], *, in_flight: int = 2) -> list[float]:  # noqa: ANN001
+def measure(store, executor, run_id: int, job_ids: list[int], *, in_flight: int = 2) -> list[float]:
     """Enqueue-to-seen seconds per child, keeping ``in_flight`` children outstanding."""
     pending, sent, out = list(job_ids), {}, []
     while pending or sent:
@@ -94,10 +94,10 @@ def main() -> None:
 
     from controller.celery_executor import CeleryExecutor
     from shared.config import build_config
-    from shared.settings import Settings
+    from shared.settings import get_settings
     from shared.store import Store
 
-    settings = Settings()
+    settings = get_settings()
     if not settings.broker_url or not settings.database_url.startswith("postgres"):
         sys.exit("set PNAS_DATABASE_URL (PostgreSQL) and PNAS_BROKER_URL (Redis)")
     redis.Redis.from_url(settings.broker_url).flushdb()

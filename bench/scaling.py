@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._common import ROOT, fresh_pg_database, machine, start_pnas_workers, stop_workers, wait_ready  # noqa: E402
 
 
-def one(store, settings, cfg, jobs, n_workers: int, *, sleep: float, env: dict, logdir: Path, tag: str) -> dict:  # noqa: ANN001
+def one(store, settings, cfg, jobs, n_workers: int, *, sleep: float, env: dict, logdir: Path, tag: str) -> dict:
     """Time ``jobs`` (cells) through ``n_workers`` fresh workers; returns the figures."""
     import redis
 

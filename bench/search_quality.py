@@ -47,7 +47,7 @@ from bench._common import ROOT, machine  # noqa: E402
 STRATEGIES = ("pnas", "random")
 
 
-def search_cmd(args, strategy: str, seed: int) -> list[str]:  # noqa: ANN001
+def search_cmd(args, strategy: str, seed: int) -> list[str]:
     return [
         sys.executable, "-m", "pnas.cli", "search", "--preset", "quick", "--executor", "local",
         "--name", f"{strategy}-s{seed}", "--strategy", strategy, "--seed", str(seed),
@@ -57,7 +57,7 @@ def search_cmd(args, strategy: str, seed: int) -> list[str]:  # noqa: ANN001
     ]  # fmt: skip
 
 
-def run_search(args, strategy: str, seed: int, out: Path) -> Path:  # noqa: ANN001
+def run_search(args, strategy: str, seed: int, out: Path) -> Path:
     """One `pnas search` subprocess into ``out/<strategy>-s<seed>.db``; returns the file."""
     db = out / f"{strategy}-s{seed}.db"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PNAS_")}  # default trainer, no broker

@@ -39,6 +39,8 @@ class CeleryExecutor:
         self.settings = settings
         self.app = Celery("pnas-controller")
         self.app.conf.update(celery_config(settings))
+        assert settings.broker_url  # celery_config refuses a settings object without one
+        self.broker_url: str = settings.broker_url
         self.queue = settings.queue
         self.run_id: int | None = None
         self.unsent: set[int] = set()  # submitted while the broker was away
@@ -50,7 +52,7 @@ class CeleryExecutor:
     def safe_broker_url(self) -> str:
         from kombu.utils.url import maybe_sanitize_url
 
-        return maybe_sanitize_url(self.settings.broker_url)
+        return maybe_sanitize_url(self.broker_url)
 
     # --- Executor ------------------------------------------------------------------------
     def start(self, run_id: int) -> None:
@@ -129,7 +131,7 @@ class CeleryExecutor:
         self.down_since = None
 
     def _missing(self, queued: set[int]) -> set[int]:
-        if self.settings.broker_url.startswith(("redis://", "rediss://", "unix://")):
+        if self.broker_url.startswith(("redis://", "rediss://", "unix://")):
             return queued - self._redis_job_ids()
         # Another broker (RabbitMQ keeps persistent messages): only when its queue is empty,
         # a job sent long ago and still queued has lost its message.
@@ -144,7 +146,7 @@ class CeleryExecutor:
         """Job ids of every message in the queue or delivered and not yet acknowledged."""
         import redis
 
-        client = redis.Redis.from_url(self.settings.broker_url, socket_timeout=5, socket_connect_timeout=5)
+        client = redis.Redis.from_url(self.broker_url, socket_timeout=5, socket_connect_timeout=5)
         try:
             sep = "\x06\x16"  # kombu's priority-queue separator
             keys = [self.queue] + [f"{self.queue}{sep}{p}" for p in (3, 6, 9)]
@@ -162,7 +164,7 @@ class CeleryExecutor:
         return ids
 
 
-def _job_id_of(message) -> int | None:  # noqa: ANN001
+def _job_id_of(message) -> int | None:
     """The job id in a kombu message as stored in Redis (JSON, body base64), or None."""
     try:
         m = json.loads(message) if isinstance(message, (str, bytes)) else message

@@ -38,7 +38,7 @@ class Executor(Protocol):
     def stop(self) -> None: ...
 
 
-def _relay(stream) -> None:  # noqa: ANN001
+def _relay(stream) -> None:
     """Pass a worker's stderr on to ours, without TensorFlow's start-up chatter."""
     for line in stream:
         if not is_noise(line):

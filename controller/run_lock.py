@@ -97,9 +97,23 @@ def _pid_namespace() -> str:
         return "-"
 
 
+def _is_zombie(pid: int) -> bool:
+    """Whether ``pid`` has exited but not been reaped yet (``os.kill(pid, 0)`` still succeeds
+    on it): the state letter in /proc/PID/stat is Z (zombie) or X (dead)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    # "pid (comm) S ...": comm may hold spaces and parentheses, so split after the last ")".
+    rest = stat[stat.rfind(b")") + 1 :].split()
+    return bool(rest) and rest[0] in (b"Z", b"X")
+
+
 def _stale_here(holder: str) -> bool:
-    """A lock held by a process of this host and pid namespace that no longer exists (or is
-    this very pid). Anything else is left to the lock's expiry."""
+    """A lock held by a process of this host and pid namespace that no longer exists, or is
+    a zombie (killed, not reaped yet), or is this very pid. Anything else is left to the
+    lock's expiry."""
     parts = holder.split(":")
     if len(parts) < 4 or parts[0] != socket.gethostname() or parts[2] != _pid_namespace():
         return False
@@ -114,5 +128,5 @@ def _stale_here(holder: str) -> bool:
     except ProcessLookupError:
         return True
     except PermissionError:
-        return False
-    return False
+        return _is_zombie(pid)
+    return _is_zombie(pid)

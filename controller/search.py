@@ -24,10 +24,11 @@ from controller.executors import Executor
 from controller.progress import LevelClock, Reporter, SilentReporter
 from controller.run_lock import RunLock, new_owner
 from shared.config import SearchConfig
-from shared.errors import SearchAborted, UserError
-from shared.jobs import JobState, LevelState, LevelView, RunState, RunView, finite_or_none
+from shared.errors import SearchAborted, SearchCancelled, UserError
+from shared.jobs import JobState, JobView, LevelState, LevelView, RunState, RunView, finite_or_none
 from shared.settings import Settings
 from shared.space import Cell, CellBatch, SearchSpace
+from shared.space.network import distinct_rows
 from shared.store import Store
 
 if TYPE_CHECKING:
@@ -65,6 +66,10 @@ class Controller:
         self._lock.acquire()
         self.store.set_run_state(run.id, RunState.running, message="")
         try:
+            # A resume after `pnas cancel` (or an abort): what was cancelled is trained after all.
+            requeued = self.store.requeue_cancelled(run.id, max_attempts=self.settings.max_attempts)
+            if requeued:
+                self.reporter.message(f"requeued {len(requeued)} cancelled child(ren)")
             self.executor.start(run.id)
             self._search(run)
             # `pnas retry` may have requeued children of a level this loop had passed.
@@ -73,8 +78,17 @@ class Controller:
         except KeyboardInterrupt:
             self.store.set_run_state(run.id, RunState.stopped, message="interrupted; run the same command to resume")
             raise
+        except SearchCancelled as exc:
+            self.store.set_run_state(run.id, RunState.stopped, message=str(exc))
+            raise
         except SearchAborted as exc:
-            self.store.set_run_state(run.id, RunState.aborted, message=str(exc))
+            # In one step: no child of an aborted run trains any more (queued ones are
+            # cancelled, running ones asked to stop); a resume requeues them.
+            stopped = self.store.abort_run(run.id, message=str(exc))
+            if stopped.cancelled or stopped.stopping:
+                self.reporter.message(
+                    f"cancelled {len(stopped.cancelled)} queued child(ren); asked {len(stopped.stopping)} running to stop"
+                )
             raise
         except BaseException as exc:
             try:
@@ -126,39 +140,46 @@ class Controller:
         )
 
     def _choose(self, run: RunView, cfg: SearchConfig, space: SearchSpace, b: int) -> tuple[list[int], int]:
-        """Pick the children of level b and insert their jobs (idempotent). Returns (ids, scored)."""
+        """Pick the children of level b and insert their jobs (idempotent). Returns (ids, scored).
+
+        Candidates are distinct networks: of the cells that are one network (blocks in another
+        order) only the first is scored, and networks the run already has are left out.
+        """
         if b == 1:
-            batch = space.one_block_cells()
-            rows = np.arange(len(batch))
-            predicted = None
-            candidates = len(batch)
+            expanded = space.one_block_cells()
+            nets = space.networks(expanded)
         else:
             beam = self._beam(run, space, b - 1)
-            batch = space.expand(beam)
-            candidates = len(batch)
-            k = min(cfg.beam, len(batch))
-            ens = self._predictor(run, b - 1) if cfg.strategy == "pnas" else None
-            if ens is not None:
-                self.reporter.message(f"level {b}: scoring {len(batch):,} candidates")
-                t0 = time.perf_counter()
-                scores = ens.predict(batch)
-                self.reporter.message(f"level {b}: scored in {time.perf_counter() - t0:.1f}s")
-                rows = np.argsort(-scores, kind="stable")[:k]
-                predicted = scores
-                if cfg.keep_predictions:
-                    top = np.argsort(-scores, kind="stable")[: cfg.keep_predictions]
-                    self.store.start_level(run.id, b, candidates=candidates)
-                    self.store.save_predictions(
-                        run.id,
-                        b,
-                        [(batch.ids([r])[0], batch.cell(r).to_list(), float(scores[r]), i + 1) for i, r in enumerate(top)],
-                    )
-            else:
-                rng = np.random.default_rng([run.seed, b])
-                rows = np.sort(rng.choice(len(batch), size=k, replace=False))
-                predicted = None
+            expanded = space.expand(beam)
+            nets = space.expand_networks(beam)
+        distinct = distinct_rows(nets, exclude=self.store.network_ids(run.id))
+        batch = expanded.take(distinct)
+        candidates = len(expanded)
+        k = len(batch) if b == 1 else min(cfg.beam, len(batch))
+        predicted = None
+        ens = self._predictor(run, b - 1) if b > 1 and cfg.strategy == "pnas" else None
+        if b == 1:
+            rows = np.arange(len(batch))
+        elif ens is not None:
+            self.reporter.message(f"level {b}: scoring {len(batch):,} distinct networks of {candidates:,} candidates")
+            t0 = time.perf_counter()
+            scores = ens.predict(batch)
+            self.reporter.message(f"level {b}: scored in {time.perf_counter() - t0:.1f}s")
+            rows = np.argsort(-scores, kind="stable")[:k]
+            predicted = scores
+            if cfg.keep_predictions:
+                top = np.argsort(-scores, kind="stable")[: cfg.keep_predictions]
+                self.store.start_level(run.id, b, candidates=candidates, distinct=len(batch))
+                self.store.save_predictions(
+                    run.id,
+                    b,
+                    [(batch.ids([r])[0], batch.cell(r).to_list(), float(scores[r]), i + 1) for i, r in enumerate(top)],
+                )
+        else:
+            rng = np.random.default_rng([run.seed, b])
+            rows = np.sort(rng.choice(len(batch), size=k, replace=False))
         self._step("scored", b)
-        self.store.start_level(run.id, b, candidates=candidates)
+        self.store.start_level(run.id, b, candidates=candidates, distinct=len(batch))
         children = [
             (
                 batch.ids([r])[0],
@@ -166,7 +187,7 @@ class Controller:
                 None if predicted is None else float(predicted[r]),
                 i + 1 if predicted is not None else None,
             )
-            for i, r in enumerate(rows)
+            for i, r in enumerate(map(int, rows))
         ]
         ids = self.store.add_jobs(run.id, level=b, children=children, max_attempts=self.settings.max_attempts)
         return ids, candidates
@@ -209,16 +230,13 @@ class Controller:
                 p = self.store.level_progress(run.id, b)
                 counts = p["counts"]
                 self.reporter.progress(clock.progress(p))
-                fails = self.store.consecutive_failures(run.id)
-                if fails >= self.settings.max_consecutive_failures:
-                    last = self.store.jobs(run.id, states=[JobState.failed], kind=None)
-                    last = max(last, key=lambda j: (j.finished_at is not None, j.finished_at or 0, j.id), default=None)
-                    raise SearchAborted(
-                        f"{fails} children failed in a row; the training code or the configuration is probably broken"
-                        + (f" (last: job {last.id}: {last.error_message})" if last else "")
-                        + ". See `pnas status` and `pnas show ID`; fix it, then `pnas retry` and run the search again."
-                    )
+                self._check_failures(run)
                 if counts["queued"] == 0 and counts["running"] == 0 and p["requeueable"] == 0:
+                    if counts["cancelled"]:
+                        raise SearchCancelled(
+                            f"{counts['cancelled']} child(ren) of level {b} were cancelled; "
+                            "run the same command to resume (it requeues them)"
+                        )
                     return
                 if time.monotonic() - last_reconcile > self.settings.reconcile_seconds:
                     last_reconcile = time.monotonic()
@@ -236,6 +254,30 @@ class Controller:
             time.sleep(delay)
             delay = min(delay * 1.5, self.settings.poll_seconds)
 
+    def _check_failures(self, run: RunView) -> None:
+        """SearchAborted after too many failures in a row (fewer when workers cannot load the
+        dataset: every child would fail the same way)."""
+        data_fails = self.store.consecutive_failures(run.id, error_class="dataset")
+        if data_fails >= self.settings.max_dataset_failures:
+            last = self._last_failure(run)
+            raise SearchAborted(
+                f"{data_fails} children in a row could not load the dataset on their workers"
+                + (f" (last: job {last.id}: {last.error_message})" if last else "")
+                + ". Make the dataset readable on every worker (PNAS_DATA_DIR, the npz path), then run the search again."
+            )
+        fails = self.store.consecutive_failures(run.id)
+        if fails >= self.settings.max_consecutive_failures:
+            last = self._last_failure(run)
+            raise SearchAborted(
+                f"{fails} children failed in a row; the training code or the configuration is probably broken"
+                + (f" (last: job {last.id}: {last.error_message})" if last else "")
+                + ". See `pnas status` and `pnas show ID`; fix it, then `pnas retry` and run the search again."
+            )
+
+    def _last_failure(self, run: RunView) -> JobView | None:
+        failed = self.store.jobs(run.id, states=[JobState.failed], kind=None)
+        return max(failed, key=lambda j: (j.finished_at is not None, j.finished_at or 0, j.id), default=None)
+
     def _finish_level(self, run: RunView, cfg: SearchConfig, space: SearchSpace, b: int) -> dict:
         from controller.predictor import spearman
 
@@ -245,7 +287,9 @@ class Controller:
         if not ok:
             raise SearchAborted(f"no child of level {b} succeeded ({len(failed)} failed); see `pnas status`")
         extrap = None
-        pairs = [(j.predicted, j.reward) for j in ok if j.predicted is not None]
+        # a succeeded child always has its reward (the store writes them in one update)
+        rewards = [j.reward for j in ok if j.reward is not None]
+        pairs = [(j.predicted, j.reward) for j in ok if j.predicted is not None and j.reward is not None]
         if len(pairs) >= 3:
             extrap = finite_or_none(spearman([p for p, _ in pairs], [r for _, r in pairs]))
         blob, insample = None, None
@@ -257,8 +301,8 @@ class Controller:
         return {
             "succeeded": len(ok),
             "failed": len(failed),
-            "best": max(j.reward for j in ok),
-            "mean": float(np.mean([j.reward for j in ok])),
+            "best": max(rewards),
+            "mean": float(np.mean(rewards)),
             "spearman_extrapolation": extrap,
             "spearman_insample": insample,
         }

@@ -118,7 +118,7 @@ def save(fig: Figure, path: Path, *, name: str, title: str) -> PlotFile:
     return PlotFile(name=name, path=path, panels=panels, width=int(round(w)), height=int(round(h)))
 
 
-def comparison_run(store, run: RunView) -> RunView | None:  # noqa: ANN001
+def comparison_run(store, run: RunView) -> RunView | None:
     """The most recent run on the same dataset with the other strategy (pnas <-> random)
     that has succeeded children; None if there is none."""
     def key(r: RunView) -> tuple:
@@ -133,17 +133,18 @@ def comparison_run(store, run: RunView) -> RunView | None:  # noqa: ANN001
     return max(other, key=lambda r: (r.updated_at, r.id)) if other else None
 
 
-def _by_level(jobs) -> dict[int, list[float]]:  # noqa: ANN001
+def _by_level(jobs) -> dict[int, list[float]]:
     out: dict[int, list[float]] = {}
     for j in jobs:
         out.setdefault(j.level, []).append(j.reward)
     return out
 
 
-def write_plots(store, run: RunView, out: Path, *, compare: RunView | None = None) -> tuple[list[PlotFile], list[str]]:  # noqa: ANN001
+def write_plots(store, run: RunView, out: Path, *, compare: RunView | None = None) -> tuple[list[PlotFile], list[str]]:
     """Draw every figure the run has data for into ``out``. Returns (files, skipped reasons)."""
     out.mkdir(parents=True, exist_ok=True)
-    files, skipped = [], []
+    files: list[PlotFile] = []
+    skipped: list[str] = []
     trained = store.trained_children(run.id)
     if not trained:
         return files, [f"run {run.name!r} has no succeeded child yet"]

@@ -28,6 +28,7 @@ def job_dict(j: JobView, *, rank: int | None = None) -> dict:
         "accuracy": j.reward,
         "cell": readable(j.cell),
         "arch_id": j.arch_id,
+        "network_id": j.network_id,
         "params": j.params,
         "cell_json": j.cell,
         "predicted": j.predicted,
@@ -63,7 +64,7 @@ def dumps(obj: object) -> str:
     return json.dumps(obj, default=lambda o: o.isoformat() if isinstance(o, datetime) else str(o))
 
 
-def open_store():  # noqa: ANN201
+def open_store():
     """The store of PNAS_DATABASE_URL with its schema checked (SQLite is upgraded in place)."""
     from shared.settings import get_settings
     from shared.store import Store
@@ -73,7 +74,7 @@ def open_store():  # noqa: ANN201
     return store
 
 
-def console():  # noqa: ANN201
+def console():
     """A rich console for stdout; wide when piped, so a table in a log is not squeezed to 80."""
     import sys
 

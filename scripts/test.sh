@@ -10,4 +10,6 @@ export PNAS_TEST_PG_URL
 export PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2
 # pyflakes' checks (undefined names, unused imports): cheap, and they catch real bugs
 .venv/bin/ruff check --no-cache --quiet --select F shared controller worker pnas migrations tests bench
+# the type checker (config and cache dir in pyproject.toml [tool.mypy]): wrong Optional, wrong argument types
+.venv/bin/mypy shared controller worker pnas
 exec .venv/bin/python -m pytest "$@"

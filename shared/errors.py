@@ -17,6 +17,13 @@ class ChildFailed(Exception):
     error_class = "final"
 
 
+class DatasetError(ChildFailed):
+    """The worker could not load the run's dataset (missing, unreadable, malformed): every
+    child on that worker would fail the same way, so the search stops after a few."""
+
+    error_class = "dataset"
+
+
 class ChildRetryable(Exception):
     """Worth another attempt: a lost worker, an out-of-memory at a bad moment, a DB hiccup."""
 
@@ -25,6 +32,11 @@ class ChildRetryable(Exception):
 
 class SearchAborted(RuntimeError):
     """Fatal for the whole search: too many consecutive failures, a broken configuration."""
+
+
+class SearchCancelled(RuntimeError):
+    """Children of the level were cancelled (`pnas cancel`): the run stops; the same
+    `pnas search` resumes it and requeues them."""
 
 
 def first_line(exc: BaseException) -> str:

@@ -18,9 +18,28 @@ class JobState(StrEnum):
     succeeded = "succeeded"
     failed = "failed"  # the training code raised, or attempts ran out
     lost = "lost"  # the worker vanished (its lease expired); requeued while attempts remain
+    cancelled = "cancelled"  # `pnas cancel` or an abort; the same `pnas search` requeues it
 
 
 ALL_STATES = tuple(s.value for s in JobState)
+# Children that are over (for counts of "done"); cancelled ones wait for a resume.
+ENDED_STATES = (JobState.succeeded.value, JobState.failed.value, JobState.lost.value, JobState.cancelled.value)
+
+
+class Lease(StrEnum):
+    """What a heartbeat tells the worker about its attempt."""
+
+    ours = "ours"  # renewed: carry on
+    stop = "stop"  # renewed, but `pnas cancel` asked for it to stop: end it as cancelled
+    gone = "gone"  # no longer ours (declared lost, re-run elsewhere): abandon without writing
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    """What `Store.cancel` did (or would do, on a dry run)."""
+
+    cancelled: list[int]  # queued (or lost, awaiting a requeue) children now cancelled
+    stopping: list[int]  # running children whose workers were asked to stop them
 
 
 class RunState(StrEnum):
@@ -102,6 +121,9 @@ class JobView:
     started_at: datetime | None
     finished_at: datetime | None
     lease_until: datetime | None
+    stop_requested: bool = False  # `pnas cancel` asked the worker running it to stop
+    network_id: str | None = None  # shared by the cells that are the same network
+    duplicate_of: int | None = None  # a run made before network ids trained this network first as that job
 
 
 @dataclass(frozen=True)
@@ -129,3 +151,4 @@ class LevelView:
     spearman_insample: float | None  # after refitting on everything so far
     started_at: datetime
     finished_at: datetime | None
+    distinct_candidates: int | None = None  # of the candidates, networks new to the run (None: before network ids)

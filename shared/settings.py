@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(30.0, gt=0)  # 30-60 s: shorter ones hurt (Optuna #5470)
     max_attempts: int = Field(3, ge=1)  # lost/retryable children are tried this often in all
     max_consecutive_failures: int = Field(10, ge=1)  # then the search stops: broken code
+    # Children in a row whose worker could not load the dataset: then the search stops. Not 1:
+    # one worker without the dataset mounted should not stop a run the others can serve.
+    max_dataset_failures: int = Field(3, ge=1)
     task_time_limit: int | None = None  # per child, seconds: a soft limit (clean failure), hard kill 60 s on
     # SIGTERM to a Celery worker: let a child this close to done finish, then hand it back.
     soft_shutdown_seconds: float = Field(10.0, ge=0)

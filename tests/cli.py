@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:  # noqa: ANN001
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
     """(exit status, stdout, stderr) of ``pnas ARGV...``; output captured so far is dropped."""
     from pnas.cli import main
 

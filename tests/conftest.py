@@ -43,7 +43,7 @@ def fresh_pg_database() -> str:
 _CREATED: list[str] = []
 
 
-def pytest_sessionfinish(session, exitstatus):  # noqa: ANN001
+def pytest_sessionfinish(session, exitstatus):
     if not _CREATED:
         return
     admin = create_engine(_pg_admin_url(), isolation_level="AUTOCOMMIT")
@@ -54,7 +54,7 @@ def pytest_sessionfinish(session, exitstatus):  # noqa: ANN001
 
 
 @pytest.fixture
-def sqlite_url(tmp_path) -> str:  # noqa: ANN001
+def sqlite_url(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'pnas.db'}"
 
 
@@ -64,7 +64,7 @@ def pg_url() -> str:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path) -> str:  # noqa: ANN001
+def db_url(request, tmp_path) -> str:
     """Run the test once on SQLite and once on PostgreSQL: one contract, two backends."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'pnas.db'}"
@@ -72,7 +72,7 @@ def db_url(request, tmp_path) -> str:  # noqa: ANN001
 
 
 @pytest.fixture
-def store(db_url):  # noqa: ANN001, ANN201
+def store(db_url):
     from shared.store import Store
 
     s = Store(db_url)

@@ -4,10 +4,13 @@ Loaded by worker processes through ``PNAS_TRAINER=tests.fakes:instant_trainer``.
 The reward is an additive function of the cell's (input, operator) pairs, so the best cell
 is known: every block reads ``H[c-1]`` through ``PLANTED_OP`` twice.
 Environment knobs:
-- ``PNAS_FAKE_SLEEP``: seconds each child takes (for kill and resume tests);
+- ``PNAS_FAKE_SLEEP``: seconds each child takes (for kill and resume tests), spread over its
+  epochs and slept in slices of at most 0.1 s with the runner's ``check`` between them (as
+  the real trainer checks after every batch);
 - ``PNAS_FAKE_FAIL``: comma-separated arch ids that raise (final failures);
 - ``PNAS_FAKE_FAIL_ALL=1``: every child raises;
-- ``PNAS_FAKE_LOG``: append one line per trained child to this file (to count trainings).
+- ``PNAS_FAKE_LOG``: append one line per trained child to this file (to count trainings);
+- ``PNAS_FAKE_LOAD_DATASET=1``: load the run's dataset first, as the real trainer does.
 """
 
 from __future__ import annotations
@@ -27,23 +30,31 @@ def pair_value(inp: int, op: str) -> float:
     return 0.9 * op_part + (0.1 if inp == -1 else 0.0)
 
 
-def true_reward(cell) -> float:  # noqa: ANN001
+def true_reward(cell) -> float:
     vals = [(pair_value(b.in1, b.op1) + pair_value(b.in2, b.op2)) / 2 for b in cell.blocks]
     return 0.2 + 0.7 * sum(vals) / len(vals) + 0.01 * len(cell.blocks)
 
 
-def instant_trainer(cell, train, *, seed=0, on_epoch=None, log=None, **_):  # noqa: ANN001, ANN201
+def instant_trainer(cell, train, *, seed=0, on_epoch=None, log=None, check=None, **_):
     sleep = float(os.environ.get("PNAS_FAKE_SLEEP", "0"))
     if log:
         log(f"fake training {cell.arch_id}")
+    if os.environ.get("PNAS_FAKE_LOAD_DATASET") == "1":
+        from shared.settings import get_settings
+        from worker.datasets import load_for_child
+
+        load_for_child(train, get_settings().data_dir)
     if os.environ.get("PNAS_FAKE_FAIL_ALL") == "1" or cell.arch_id in os.environ.get("PNAS_FAKE_FAIL", "").split(","):
         raise RuntimeError(f"planted failure for {cell.arch_id}")
     t0 = time.perf_counter()
     r = true_reward(cell)
     history = []
     for e in range(1, max(1, train.epochs) + 1):
-        if sleep:
-            time.sleep(sleep / max(1, train.epochs))
+        end = time.monotonic() + sleep / max(1, train.epochs)
+        while time.monotonic() < end:
+            time.sleep(min(0.1, max(0.0, end - time.monotonic())))
+            if check:
+                check()
         m = EpochMetrics(epoch=e, loss=1 - r, accuracy=r, val_loss=1 - r, val_accuracy=r, seconds=0.0)
         history.append(m)
         if on_epoch:
@@ -62,7 +73,7 @@ def instant_trainer(cell, train, *, seed=0, on_epoch=None, log=None, **_):  # no
     )
 
 
-def planted_best(space):  # noqa: ANN001, ANN201
+def planted_best(space):
     from shared.space import Cell
 
     return Cell.of([[-1, PLANTED_OP, -1, PLANTED_OP]] * space.blocks, space.ops)

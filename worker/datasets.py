@@ -23,10 +23,11 @@ import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from shared.errors import UserError
+from shared.errors import DatasetError, UserError
 
 OFFLINE_ENV = "PNAS_OFFLINE"  # set to 1: never download, use the cache or fail clearly
 _KERAS_DATA = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
@@ -126,6 +127,22 @@ def load_dataset(
         x_test=xt, y_test=yt, input_shape=tuple(int(d) for d in x.shape[1:]),
         num_classes=num_classes, name=name,
     )
+
+
+def load_for_child(train: Any, cache_dir: Path) -> Dataset:
+    """A child's dataset (``train`` is its TrainConfig), as a worker loads it: a dataset this
+    worker cannot load is a `DatasetError` whose message starts with "dataset", so that the
+    first failed child says plainly what is wrong, and the controller stops the run soon."""
+    try:
+        return load_dataset(
+            train.dataset,
+            validation_size=train.validation_size,
+            seed=train.data_seed,
+            cache_dir=cache_dir,
+            max_train_samples=train.max_train_samples,
+        )
+    except (UserError, OSError) as exc:
+        raise DatasetError(f"dataset {train.dataset!r} cannot be loaded on this worker: {exc}") from None
 
 
 def split_indices(n: int, *, validation_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -126,7 +126,7 @@ class GpuSlots:
         self.client, self.devices, self.scope, self.ttl = client, list(devices), scope, ttl
 
     @classmethod
-    def from_url(cls, url: str, **kw) -> "GpuSlots":  # noqa: ANN003
+    def from_url(cls, url: str, **kw) -> "GpuSlots":
         return cls(redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=10), **kw)
 
     def key(self, device: str) -> str:
@@ -135,7 +135,7 @@ class GpuSlots:
     def holders(self) -> dict[str, str | None]:
         """device -> the token holding it (None when free); for status and tests."""
         values = self.client.mget([self.key(d) for d in self.devices])
-        return {d: (v.decode() if v else None) for d, v in zip(self.devices, values)}
+        return {d: (v.decode() if isinstance(v, bytes) else v) for d, v in zip(self.devices, values)}
 
     def acquire(self, *, owner: str | None = None) -> Lease | None:
         """Take the first free slot; None when all are taken."""
@@ -221,7 +221,7 @@ class HeldSlot:
         self.lost.set()
         self._signal(signal.SIGTERM, None)  # hand the running child back, then restart
 
-    def _signal(self, signum: int, _frame) -> None:  # noqa: ANN001
+    def _signal(self, signum: int, _frame) -> None:
         if self._proc is not None:
             try:
                 self._proc.send_signal(signum)

@@ -39,26 +39,14 @@ def serve(run_id: int, *, max_children: int | None = None, parent_pid: int | Non
     name = worker_name()
     retry_db(lambda: store.register_worker(name, hostname=os.uname().nodename, device="cpu (local)"), what="register")
     done, idle = 0, 0.05
-    stopping = threading.Event()
-    training = threading.Event()  # set while the trainer runs: the only place to interrupt
+    stopping = threading.Event()  # the training sees it at its next check and hands back
 
-    def _stop(signum, _frame):  # noqa: ANN001
-        # Once: a second signal must not interrupt the hand-back the first one started.
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    def _stop(signum: int, _frame: object) -> None:
+        # Only a flag: an exception raised from a signal handler lands wherever the main
+        # thread happens to be (a __del__, a finally) and is printed as "Exception ignored".
+        # The trainer stops at its next check (after a batch) and the child is handed back;
+        # anywhere else (a claim, a result being written) the loop finishes the write and exits.
         stopping.set()
-        if training.is_set():  # interrupt the child's training; it is handed back
-            raise Shutdown(signal.Signals(signum).name)
-        # elsewhere (a claim, a result being written) the loop finishes the write and exits
-
-    def guarded(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        training.set()
-        try:
-            if stopping.is_set():
-                raise Shutdown("stopping")
-            return trainer(*args, **kwargs)
-        finally:
-            training.clear()
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
@@ -78,7 +66,7 @@ def serve(run_id: int, *, max_children: int | None = None, parent_pid: int | Non
                 continue
             idle = 0.05
             job_id, attempt = claimed
-            outcome = run_job(store, job_id, settings=settings, worker=name, attempt=attempt, trainer=guarded)
+            outcome = run_job(store, job_id, settings=settings, worker=name, attempt=attempt, trainer=trainer, stop=stopping)
             if outcome.state == "handed_back":
                 break
             done += 1

@@ -8,11 +8,17 @@ Outcomes:
 - `ChildFailed`, or any other exception of the training code: a final failure with the
   error text and the tail of the child's log;
 - `ChildRetryable`: back to the queue while attempts remain;
-- `Shutdown` (SIGTERM/SIGINT while training): the child is handed back, not counted.
+- `Shutdown` (SIGTERM/SIGINT while training): the child is handed back, not counted;
+- `pnas cancel` (seen at a heartbeat): training stops and the child is recorded cancelled.
+
+The trainer is asked to stop through ``check``, a callable it calls between steps (the real
+trainer: after every batch) that raises to stop it: `Shutdown`, `_NotOurs` (the lease was
+lost) or `_Cancelled`. A trainer that does not take ``check`` is stopped at its next epoch.
 """
 
 from __future__ import annotations
 
+import inspect
 import io
 import logging
 import os
@@ -28,7 +34,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from shared.config import SearchConfig, TrainConfig
 from shared.errors import ChildFailed, ChildRetryable, UserError
-from shared.jobs import EpochMetrics, TrainResult
+from shared.jobs import EpochMetrics, Lease, TrainResult
 from shared.plugins import load_callable
 from shared.settings import Settings
 from shared.space import Cell
@@ -45,10 +51,14 @@ class _NotOurs(Exception):
     """The job was declared lost and handed to another attempt: stop training it."""
 
 
+class _Cancelled(_NotOurs):
+    """`pnas cancel` asked for this child to stop: stop training it, record it cancelled."""
+
+
 @dataclass(frozen=True)
 class Outcome:
     job_id: int
-    state: str  # succeeded | failed | requeued | handed_back | skipped | not_ours
+    state: str  # succeeded | failed | requeued | handed_back | cancelled | skipped | not_ours
     detail: str = ""
 
 
@@ -60,7 +70,7 @@ def load_trainer(path: str) -> Callable[..., TrainResult]:
     return load_callable(path, what="PNAS_TRAINER")
 
 
-def retry_db(fn: Callable, *, what: str, give_up_after: float = 600.0):  # noqa: ANN201
+def retry_db(fn: Callable, *, what: str, give_up_after: float = 600.0):
     """Call ``fn`` until the database answers (it may be restarting), up to ``give_up_after`` s."""
     delay, start = 0.5, time.monotonic()
     while True:
@@ -106,21 +116,34 @@ class _Heartbeat(threading.Thread):
         self.store, self.job_id, self.attempt, self.worker, self.settings = store, job_id, attempt, worker, settings
         self.stopped = threading.Event()
         self.lost = False  # the job is no longer ours (declared lost and re-run elsewhere)
+        self.cancel = False  # `pnas cancel` asked for it to stop
 
     def run(self) -> None:
         while not self.stopped.wait(self.settings.heartbeat_seconds):
             try:
-                ok = self.store.heartbeat(
+                lease = self.store.renew(
                     self.job_id, attempt=self.attempt, worker=self.worker, lease_seconds=self.settings.lease_seconds
                 )
-                if not ok and not self.lost:
+                if lease == Lease.gone and not self.lost:
                     self.lost = True
                     log.warning("job %s attempt %s is no longer ours; its result will be discarded", self.job_id, self.attempt)
+                elif lease == Lease.stop and not self.cancel:
+                    self.cancel = True
+                    log.warning("job %s attempt %s: cancel requested; stopping it", self.job_id, self.attempt)
             except Exception as exc:  # the DB may be restarting: keep trying
                 log.warning("heartbeat failed: %s", exc)
 
     def stop(self) -> None:
         self.stopped.set()
+
+
+def _takes(fn: Callable, name: str) -> bool:
+    """Whether ``fn`` accepts the keyword ``name`` (by name or through ``**kwargs``)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
 
 
 def train_config_for(run_config: dict, overrides: dict) -> tuple[SearchConfig, TrainConfig]:
@@ -137,8 +160,12 @@ def run_job(
     worker: str | None = None,
     attempt: int | None = None,
     trainer: Callable[..., TrainResult] | None = None,
+    stop: threading.Event | None = None,
 ) -> Outcome:
-    """Claim (unless ``attempt`` says it is claimed already), train and record one child."""
+    """Claim (unless ``attempt`` says it is claimed already), train and record one child.
+
+    ``stop``, when set (the worker is shutting down), stops the training at its next check and
+    hands the child back."""
     worker = worker or worker_name()
     if attempt is None:
         attempt = retry_db(lambda: store.claim(job_id, worker=worker, lease_seconds=settings.lease_seconds), what="claim")
@@ -169,19 +196,41 @@ def run_job(
     seed = int(run_cfg.get("seed", 0)) * 1_000_003 + int(job_id)
     log.info("job %s attempt %s: training %s (level %s) on %s", job_id, attempt, cell.arch_id, job.level, worker)
 
-    def on_epoch(m: EpochMetrics) -> None:  # the trainer logs the epoch's line itself
-        if heartbeat.lost or not retry_db(lambda: store.add_epoch(job_id, attempt=attempt, metrics=m), what="record an epoch"):
+    def check() -> None:
+        """Raise to stop the training: the worker stops, the lease is lost, or a cancel."""
+        if stop is not None and stop.is_set():
+            raise Shutdown("stopping")
+        if heartbeat.lost:
             raise _NotOurs(f"job {job_id} attempt {attempt} is no longer ours")
+        if heartbeat.cancel:
+            raise _Cancelled(f"job {job_id} attempt {attempt} was cancelled")
+
+    def on_epoch(m: EpochMetrics) -> None:  # the trainer logs the epoch's line itself
+        check()
+        if not retry_db(lambda: store.add_epoch(job_id, attempt=attempt, metrics=m), what="record an epoch"):
+            raise _NotOurs(f"job {job_id} attempt {attempt} is no longer ours")
+        check()
 
     try:
         fn = trainer or load_trainer(settings.trainer)
-        result = fn(cell, train, seed=seed, on_epoch=on_epoch, log=tail.add)
+        check()
+        kwargs: dict = dict(seed=seed, on_epoch=on_epoch, log=tail.add)
+        if _takes(fn, "check"):
+            kwargs["check"] = check
+        result = fn(cell, train, **kwargs)
     except Shutdown:
         heartbeat.stop()
         root.removeHandler(tail)
         retry_db(lambda: store.hand_back(job_id, attempt=attempt), what="hand the job back", give_up_after=20)
         log.info("job %s handed back", job_id)
         return Outcome(job_id, "handed_back")
+    except _Cancelled as exc:
+        heartbeat.stop()
+        root.removeHandler(tail)
+        tail.add(str(exc))
+        ok = retry_db(lambda: store.end_cancelled(job_id, attempt=attempt, log_tail=tail.text()), what="record the cancel")
+        log.info("%s; stopped%s", exc, "" if ok else " (it was no longer ours)")
+        return Outcome(job_id, "cancelled" if ok else "not_ours", str(exc))
     except _NotOurs as exc:
         heartbeat.stop()
         root.removeHandler(tail)
@@ -195,7 +244,8 @@ def run_job(
             retry_db(lambda: store.hand_back(job_id, attempt=attempt), what="hand the job back", give_up_after=20)
             raise
         retryable = isinstance(exc, ChildRetryable)
-        cls = "retryable" if retryable else ("final" if isinstance(exc, ChildFailed) else type(exc).__name__)
+        # "final", "retryable", "dataset" (a ChildFailed subclass's own class), else the type
+        cls = exc.error_class if isinstance(exc, (ChildFailed, ChildRetryable)) else type(exc).__name__
         buf = io.StringIO()
         traceback.print_exception(exc, file=buf)
         tail.add(buf.getvalue())

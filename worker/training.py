@@ -19,7 +19,7 @@ from shared.config import TrainConfig
 from shared.errors import ChildFailed, ChildRetryable
 from shared.jobs import EpochMetrics, TrainResult
 from shared.space import Cell
-from worker.datasets import Dataset, load_dataset
+from worker.datasets import Dataset, load_for_child
 from worker.device import current_device, use_jit_compile, use_mixed_precision
 
 
@@ -31,12 +31,14 @@ def train_child(
     seed: int = 0,
     on_epoch: Callable[[EpochMetrics], None] | None = None,
     log: Callable[[str], None] | None = None,
+    check: Callable[[], None] | None = None,
 ) -> TrainResult:
     """Build the child for ``cell``, train it as ``train`` says and return its reward.
 
     The dataset is loaded from the shared cache unless given. ``seed`` fixes the weights
     and the batch order; the validation split is fixed by ``train.data_seed``.
-    ``epochs == 0`` trains nothing and evaluates the fresh network once.
+    ``epochs == 0`` trains nothing and evaluates the fresh network once. ``check`` is called
+    after every batch; it raises to stop the training (a shutdown, a lost lease, a cancel).
     """
     import tensorflow as tf
 
@@ -74,7 +76,7 @@ def train_child(
             _check_finite(val_loss, 0, "validation loss")
             reward, reward_epoch = float(val_acc), 0
         else:
-            recorder = _EpochRecorder(on_epoch, say)
+            recorder = _EpochRecorder(on_epoch, say, check)
             t0 = time.perf_counter()
             model.fit(train_ds, validation_data=val_ds, epochs=train.epochs, verbose=0,
                       shuffle=False, callbacks=[recorder])  # the pipeline shuffles
@@ -124,13 +126,7 @@ def _dataset_for(train: TrainConfig) -> Dataset:
     key = (train.dataset, train.validation_size, train.data_seed, str(cache_dir), train.max_train_samples)
     if key not in _LAST_DATASET:
         _LAST_DATASET.clear()
-        _LAST_DATASET[key] = load_dataset(
-            train.dataset,
-            validation_size=train.validation_size,
-            seed=train.data_seed,
-            cache_dir=cache_dir,
-            max_train_samples=train.max_train_samples,
-        )
+        _LAST_DATASET[key] = load_for_child(train, cache_dir)
     return _LAST_DATASET[key]
 
 
@@ -188,12 +184,16 @@ def _first_line(exc: BaseException) -> str:
 class _EpochRecorder(keras.callbacks.Callback):
     """Collects `EpochMetrics`, hands each to ``on_epoch`` and stops on a NaN/inf loss."""
 
-    def __init__(self, on_epoch, say) -> None:
+    def __init__(self, on_epoch, say, check=None) -> None:
         super().__init__()
-        self.on_epoch, self.say = on_epoch, say
+        self.on_epoch, self.say, self.check = on_epoch, say, check
         self.history: list[EpochMetrics] = []
         self.failure: str | None = None
         self._t0 = 0.0
+
+    def on_train_batch_end(self, batch, logs=None) -> None:
+        if self.check is not None:
+            self.check()  # raises to stop: the worker is shutting down, or a cancel
 
     def on_epoch_begin(self, epoch, logs=None) -> None:
         self._t0 = time.perf_counter()

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.stats import spearmanr
 
 from controller.predictor.fast import SCORERS, PrefixTree
@@ -51,7 +52,7 @@ class Ensemble:
         ``cells``: a `CellBatch`, an (N, 4b) token array, or a sequence of these or of single
         cells' (4b,) token rows (lengths may differ). Rows keep the input order.
         """
-        if isinstance(cells, CellBatch):
+        if isinstance(cells, CellBatch) and isinstance(cells.space, SearchSpace):
             self._check_space(cells.space)
         parts = []
         for group in token_groups(cells):
@@ -99,7 +100,7 @@ class Ensemble:
         for k, rows in enumerate(self.holdout):
             arrays[f"holdout{k}"] = rows
         buf = io.BytesIO()
-        np.savez_compressed(buf, **arrays)
+        np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]  # no key is "allow_pickle"
         return buf.getvalue()
 
     @classmethod
@@ -195,7 +196,7 @@ def fit_ensemble(
     return Ensemble(kind, tuple(space.ops), space.blocks, vocab, weights, holdout, info)
 
 
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
+def spearman(a: ArrayLike, b: ArrayLike) -> float:
     """Spearman rank correlation of two equal-length vectors (nan if either is constant)."""
     a, b = np.asarray(a, float).ravel(), np.asarray(b, float).ravel()
     if len(a) != len(b):

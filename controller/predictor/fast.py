@@ -94,6 +94,7 @@ def lstm_scores(tree: PrefixTree, w: dict[str, np.ndarray]) -> np.ndarray:
     for t in range(last):
         z = x_table[tree.token[t]]
         if h is not None:
+            assert c is not None  # h and c are set together
             z += (h @ u)[tree.parent[t]]
             h, c = step(z, c[tree.parent[t]])
         else:
@@ -105,6 +106,7 @@ def lstm_scores(tree: PrefixTree, w: dict[str, np.ndarray]) -> np.ndarray:
         par, tok = tree.parent[last][rows], tree.token[last][rows]
         z = x_table[tok]
         if r is not None:
+            assert c is not None  # r is set only with a state
             z += r[par]
             h2, _ = step(z, c[par])
         else:
@@ -126,6 +128,7 @@ def mlp_scores(tree: PrefixTree, w: dict[str, np.ndarray]) -> np.ndarray:
     for t in range(steps):
         add = tables[t % 4][tree.token[t]]
         total = add if total is None else total[tree.parent[t]] + add
+    assert total is not None, "a prefix tree has at least one step"
 
     def rest(rows: slice) -> np.ndarray:
         a = total[rows] * inv_blocks + w["b1"]

@@ -8,14 +8,14 @@
 bench/dashboard.py measures the pages with and without them.
 
 Revision ID: 0007_dashboard_indexes
-Revises: 0002
+Revises: 0004_network_id
 Create Date: 2026-12-01
 """
 
 from alembic import op
 
 revision = "0007_dashboard_indexes"
-down_revision = "0002"
+down_revision = "0004_network_id"
 branch_labels = None
 depends_on = None
 

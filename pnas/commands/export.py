@@ -13,14 +13,19 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from pnas.render import cell_of, dumps, job_dict, open_store
 from shared.errors import ChildFailed, UserError
 
+if TYPE_CHECKING:
+    from shared.jobs import RunView
+    from shared.store import Store
 
-def ranked_child(store, run, rank: int):  # noqa: ANN001, ANN201
+
+def ranked_child(store: Store, run: RunView, rank: int):
     """The search child at leaderboard position ``rank`` (1 = best); UserError if none."""
     if rank < 1:
         raise UserError(f"--rank must be at least 1, got {rank}")

@@ -26,7 +26,7 @@ from shared.jobs import JobState
 PAPER_FINAL = {"epochs": 600, "cells_per_stage": 3, "filters": 48}
 
 
-def final_overrides(run_config: dict, **flags) -> dict:  # noqa: ANN003
+def final_overrides(run_config: dict, **flags) -> dict:
     """The TrainConfig overrides of a final training, checked against the run's settings."""
     from shared.config import SearchConfig, TrainConfig
 
@@ -41,13 +41,13 @@ def final_overrides(run_config: dict, **flags) -> dict:  # noqa: ANN003
     return overrides
 
 
-def _echo_trainer(path: str):  # noqa: ANN202
+def _echo_trainer(path: str):
     """The configured trainer, with its log lines also printed here (a person is watching)."""
     from worker.runner import load_trainer
 
     base = load_trainer(path)
 
-    def trainer(cell, train, **kw):  # noqa: ANN001, ANN202
+    def trainer(cell, train, **kw):
         inner = kw.get("log")
 
         def log(line: str) -> None:

@@ -18,7 +18,7 @@ import typer
 from pnas.render import open_store
 
 
-def rows(store, run) -> list[list]:  # noqa: ANN001
+def rows(store, run) -> list[list]:
     out = []
     for j in store.trained_children(run.id):
         tokens: list = []

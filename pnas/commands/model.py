@@ -19,7 +19,7 @@ def parse_shape(text: str) -> tuple[int, int, int]:
         shape = ()
     if len(shape) != 3 or min(shape) < 1:
         raise UserError(f"--input-shape must be H,W,C with positive integers, e.g. 32,32,3; got {text!r}")
-    return shape  # type: ignore[return-value]
+    return shape
 
 
 def resolve_input(dataset: str | None, input_shape: str | None, classes: int | None):
@@ -63,7 +63,8 @@ def register(app: typer.Typer) -> None:
         from worker.network import build_network
 
         try:
-            net = build_network(c, input_shape=shape, num_classes=k, stem=stem, cells_per_stage=n,
+            net = build_network(c, input_shape=shape, num_classes=k,
+                                stem="imagenet" if stem == "imagenet" else "cifar", cells_per_stage=n,
                                 filters=filters, stem_multiplier=stem_multiplier)
         except ChildFailed as exc:
             raise UserError(str(exc)) from None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List
+from typing import TYPE_CHECKING, List
 
 import typer
 from rich.markup import escape  # help text is Rich markup: keep H[c-1] visible
@@ -21,6 +21,11 @@ from pnas.commands._cells import CELL_HELP, parse_cell_arg
 from shared.errors import UserError
 from shared.settings import get_settings
 from shared.space import BUILTIN_CELLS, Cell, SearchSpace
+from shared.space.network import network_id
+
+if TYPE_CHECKING:
+    from shared.jobs import RunView
+    from shared.store import Store
 
 
 @dataclass(frozen=True)
@@ -32,10 +37,14 @@ class NamedCell:
 
     @property
     def short(self) -> str:
-        """The label for a message: a long JSON cell cut to 60 characters; paths kept whole."""
-        if self.label[:1] in "[{" and len(self.label) > 60:
-            return self.label[:57] + "..."
-        return self.label
+        return short_label(self.label)
+
+
+def short_label(label: str) -> str:
+    """The label for a message: a long JSON cell cut to 60 characters; paths kept whole."""
+    if label[:1] in "[{" and len(label) > 60:
+        return label[:57] + "..."
+    return label
 
 
 def read_cells(arg: str) -> list[NamedCell]:
@@ -61,7 +70,7 @@ def read_cells(arg: str) -> list[NamedCell]:
     except UserError as exc:
         if repr(label) in str(exc) or str(path) in str(exc):
             raise  # the message names the cell already
-        raise UserError(f"cell {NamedCell(label, None).short}: {exc}") from None
+        raise UserError(f"cell {short_label(label)}: {exc}") from None
 
 
 def _cell_lines(path: Path) -> list[tuple[int, str]]:
@@ -98,7 +107,7 @@ def fit_to_space(cells: list[NamedCell], space: SearchSpace, run_name: str) -> l
     return out
 
 
-def load_predictor(store, run):  # noqa: ANN001, ANN201
+def load_predictor(store: Store, run: RunView):
     """(level, Ensemble) of the run's newest stored predictor; `UserError` when there is none."""
     from controller.predictor import Ensemble
 
@@ -117,7 +126,7 @@ def load_predictor(store, run):  # noqa: ANN001, ANN201
     return level, Ensemble.from_bytes(blob)
 
 
-def score(ens, space: SearchSpace, cells: list[NamedCell], *, run_name: str, level: int) -> list[dict]:  # noqa: ANN001
+def score(ens, space: SearchSpace, cells: list[NamedCell], *, run_name: str, level: int) -> list[dict]:
     """One dict per cell: the ensemble's mean prediction and its members' spread."""
     if tuple(ens.ops) != tuple(space.ops) or ens.blocks != space.blocks:
         raise UserError(
@@ -133,6 +142,7 @@ def score(ens, space: SearchSpace, cells: list[NamedCell], *, run_name: str, lev
                 "cell": c.cell.readable(),
                 "blocks": c.cell.to_list(),
                 "arch_id": c.cell.arch_id,
+                "network_id": network_id(c.cell),
                 "source": c.label,
                 "predicted": round(float(m.mean()), 6),
                 "std": round(float(m.std()), 6),  # spread of the members (population std)
@@ -145,7 +155,7 @@ def score(ens, space: SearchSpace, cells: list[NamedCell], *, run_name: str, lev
     return rows
 
 
-def render(rows: list[dict], *, run, level: int, ens) -> str:  # noqa: ANN001
+def render(rows: list[dict], *, run: RunView, level: int, ens) -> str:
     fitted = ens.info.get("rows")
     lines = [
         f"run {run.name!r} (id {run.id}): {ens.kind} predictor of level {level}, "
@@ -157,6 +167,12 @@ def render(rows: list[dict], *, run, level: int, ens) -> str:  # noqa: ANN001
         lines.append(
             f"  {r['arch_id']:<16} {r['predicted']:>9.4f} {r['std']:>7.4f} {r['min']:>7.4f} {r['max']:>7.4f}  {r['cell']}"
         )
+        t = r.get("trained")
+        if t:
+            acc = "-" if t["accuracy"] is None else f"{t['accuracy']:.4f}"
+            lines.append(
+                f"  {'':<16} network {r['network_id']}: the run trained it as job {t['job']} ({t['state']}, accuracy {acc})"
+            )
     longest = max(len(r["blocks"]) for r in rows)
     if longest > level + 1:
         lines.append(
@@ -187,5 +203,9 @@ def register(app: typer.Typer) -> None:
         level, ens = load_predictor(store, r)
         cells = fit_to_space(cells, space, r.name)
         rows = score(ens, space, cells, run_name=r.name, level=level)
+        known = store.children_of_networks(r.id, [row["network_id"] for row in rows])
+        for row in rows:
+            j = known.get(row["network_id"])
+            row["trained"] = None if j is None else {"job": j.id, "state": str(j.state), "accuracy": j.reward}
         print(json.dumps(rows) if as_json else render(rows, run=r, level=level, ens=ens))
 

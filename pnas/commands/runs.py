@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
 from pnas.render import console, dumps, iso, num, open_store
 
+if TYPE_CHECKING:
+    from shared.store import Store
 
-def collect(store) -> list[dict]:  # noqa: ANN001
+
+def collect(store: Store) -> list[dict]:
     out = []
     for row in store.run_summaries():
         run, jobs = row["run"], row["jobs"]
@@ -49,13 +54,13 @@ def register(app: typer.Typer) -> None:
         from rich.table import Table
 
         t = Table(title=f"runs in {store.safe_url}")
-        for col in ("id", "name", "strategy", "dataset", "state", "level", "done", "failed", "best", "updated"):
-            t.add_column(col, justify="right" if col in ("id", "level", "done", "failed", "best") else "left")
+        for col in ("id", "name", "strategy", "dataset", "state", "level", "done", "failed", "cancelled", "best", "updated"):
+            t.add_column(col, justify="right" if col in ("id", "level", "done", "failed", "cancelled", "best") else "left")
         for r in rows:
             t.add_row(
                 str(r["id"]), r["name"], r["strategy"] or "-", r["dataset"] or "-", r["state"],
                 f"{r['level']}/{r['blocks'] or '?'}", f"{r['children_done']}/{r['children_total']}",
-                str(r["jobs"]["failed"] + r["jobs"]["lost"]), num(r["best"]),
+                str(r["jobs"]["failed"] + r["jobs"]["lost"]), str(r["jobs"]["cancelled"]), num(r["best"]),
                 (r["updated_at"] or "-")[:19].replace("T", " "),
             )  # fmt: skip
         console().print(t)

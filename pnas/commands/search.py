@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import hashlib
+import signal
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from shared.config import SearchConfig, build_config, read_config_file
-from shared.errors import SearchAborted, UserError
+from shared.errors import SearchAborted, SearchCancelled, UserError
 from shared.settings import get_settings
+
+if TYPE_CHECKING:
+    from shared.jobs import RunView
+    from shared.store import Store
 
 console = Console(stderr=True, soft_wrap=True)
 
 
-def make_executor(kind: str | None, *, workers: int):  # noqa: ANN201
+def make_executor(kind: str | None, *, workers: int):
     """The composition root's one decision: which executor hands children out."""
     settings = get_settings()
     kind = kind or ("celery" if settings.broker_url else "local")
@@ -53,7 +59,7 @@ class RichReporter:
         scored = f" (top {total} of {candidates:,} candidates)" if b > 1 else ""
         console.print(f"[bold]level {b}[/bold]: {what} {total} children{scored}")
 
-    def progress(self, p) -> None:  # noqa: ANN001
+    def progress(self, p) -> None:
         now = time.monotonic()
         finished = p.done == p.total
         if not finished and now - self.last < (1.0 if console.is_terminal else 15.0):
@@ -106,7 +112,18 @@ def _prepare_dataset(cfg: SearchConfig) -> None:
     )
 
 
-def print_top(store, run, k: int = 5) -> None:  # noqa: ANN001
+def _sigterm_is_ctrl_c() -> None:
+    """SIGTERM (`kill`, `docker stop`, systemd, Kubernetes) stops the search as Ctrl-C does:
+    the run is marked stopped, its lock released, exit 130, and the same command resumes."""
+
+    def _interrupt(signum: int, _frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: let the clean stop finish
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+def print_top(store: Store, run: RunView, k: int = 5) -> None:
     rows = store.top(run.id, k=k)
     t = Table(title=f"top {k} of run {run.name!r}")
     for col in ("rank", "job", "level", "accuracy", "params", "cell"):
@@ -143,6 +160,7 @@ def register(app: typer.Typer) -> None:
         keep_predictions: int = typer.Option(None, help="Also store the top N scored candidates per level."),
     ) -> None:
         """Run a progressive search; the same command resumes it after a stop or crash."""
+        _sigterm_is_ctrl_c()
         file_data = read_config_file(config) if config else {}
         if not preset and not config:
             preset = "quick"
@@ -201,6 +219,9 @@ def register(app: typer.Typer) -> None:
             run = ctl.run(run)
         except KeyboardInterrupt:
             console.print(f"\nstopped; run the same command to resume run {run.name!r}")
+            sys.exit(130)
+        except SearchCancelled as exc:
+            console.print(f"stopped: {exc}")
             sys.exit(130)
         except SearchAborted as exc:
             console.print(f"[red]search aborted:[/red] {exc}")

@@ -1,15 +1,37 @@
-"""`pnas show ID [--json] [--log-lines N]`: one child: its cell, per-epoch history,
-attempts, errors and the tail of its log."""
+"""`pnas show ID [--json] [--log-lines N] [--equivalent]`: one child: its cell, network id,
+per-epoch history, attempts, errors and the tail of its log; with ``--equivalent``, every
+cell of the run's search space that is the same network (blocks in another order)."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import typer
 
 from pnas.render import cell_of, console, dumps, duration, iso, job_dict, num, open_store
 from shared.errors import UserError
 
+if TYPE_CHECKING:
+    from shared.store import Store
 
-def collect(store, job_id: int) -> dict:  # noqa: ANN001
+def equivalent(cell: list, run_config: dict) -> list[dict]:
+    """The cells of the run's space that are the same network as ``cell``, arch-id order."""
+    from shared.config import SearchConfig
+    from shared.errors import UserError
+    from shared.space.network import equivalent_cells
+
+    space = SearchConfig.from_json(run_config).space()
+    out = []
+    for c in equivalent_cells(cell_of(cell)):
+        try:
+            c = space.validate(c)
+        except UserError:  # a block order the space's input limits rule out
+            continue
+        out.append({"arch_id": c.arch_id, "cell": c.readable(), "cell_json": c.to_list()})
+    return out
+
+
+def collect(store: Store, job_id: int, *, with_equivalent: bool = False) -> dict:
     j = store.job(job_id)
     if j is None:
         raise UserError(f"no child job with id {job_id}; `pnas top` and `pnas status` show job ids")
@@ -37,6 +59,8 @@ def collect(store, job_id: int) -> dict:  # noqa: ANN001
         "error_message": j.error_message,
         "log_tail": j.log_tail,
         "epochs": store.epochs(j.id),
+        "duplicate_of": j.duplicate_of,
+        **({"equivalent": equivalent(j.cell, run.config)} if with_equivalent else {}),
     }
 
 
@@ -46,9 +70,12 @@ def register(app: typer.Typer) -> None:
         job_id: int = typer.Argument(..., metavar="ID", help="Child job id (from `pnas top` or `pnas status`)."),
         log_lines: int = typer.Option(20, "--log-lines", help="Lines of the log tail to print (0 = none)."),
         as_json: bool = typer.Option(False, "--json", help="One JSON object."),
+        with_equivalent: bool = typer.Option(
+            False, "--equivalent", help="Also list the cells of the space that are the same network (blocks reordered)."
+        ),
     ) -> None:
-        """One child: cell, per-epoch history, attempts, errors and log tail."""
-        d = collect(open_store(), job_id)
+        """One child: cell, network id, per-epoch history, attempts, errors and log tail."""
+        d = collect(open_store(), job_id, with_equivalent=with_equivalent)
         if as_json:
             print(dumps(d))
             return
@@ -59,6 +86,8 @@ def register(app: typer.Typer) -> None:
         c.print(f"[bold]job {d['id']}[/bold] of run {d['run']!r}: {d['kind']} child, level {d['level']}, "
                 f"[bold]{d['state']}[/bold], accuracy {num(d['accuracy'])}{pred}", highlight=False)  # fmt: skip
         c.print(f"  cell {d['arch_id']}: {d['cell']}", highlight=False)
+        dup = f"; trained before as job {d['duplicate_of']} (a run made before network ids)" if d["duplicate_of"] else ""
+        c.print(f"  network {d['network_id'] or '-'}{dup}", highlight=False)
         for i, b in enumerate(d["blocks"], 1):
             c.print(f"    block {i}: {b}", highlight=False)
         c.print(f"  attempts {d['attempts']} of {d['max_attempts']}; worker {d['worker'] or '-'} on {d['device'] or '-'}; "
@@ -68,6 +97,12 @@ def register(app: typer.Typer) -> None:
                 highlight=False)  # fmt: skip
         if d["train"]:
             c.print(f"  training overrides: {dumps(d['train'])}", highlight=False)
+        if with_equivalent:
+            eq = d["equivalent"]
+            c.print(f"  stands for {len(eq)} equivalent cell{'s' if len(eq) != 1 else ''} of the space "
+                    "(the same network, blocks in another order):", highlight=False)  # fmt: skip
+            for e in eq:
+                c.print(f"    {e['arch_id']}: {e['cell']}", highlight=False)
         if d["epochs"]:
             t = Table(title="per-epoch history")
             for col in ("attempt", "epoch", "loss", "accuracy", "val loss", "val accuracy", "seconds"):

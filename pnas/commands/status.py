@@ -13,14 +13,18 @@ from __future__ import annotations
 import json
 import time
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import typer
 
 from shared.jobs import ALL_STATES, RunState
 from shared.settings import get_settings
 
+if TYPE_CHECKING:
+    from shared.jobs import RunView
 
-def collect(store, ref: str | None) -> dict:  # noqa: ANN001
+
+def collect(store, ref: str | None) -> dict:
     """The status of a run as one JSON-ready dict (UserError if there is no such run)."""
     run = store.require_run(ref)
     counts = store.state_counts(run.id)
@@ -91,7 +95,7 @@ def collect(store, ref: str | None) -> dict:  # noqa: ANN001
     }
 
 
-def _progress(run, levels: list[dict], totals: dict, now: datetime) -> dict:  # noqa: ANN001
+def _progress(run: RunView, levels: list[dict], totals: dict, now: datetime) -> dict:
     """Run-wide: candidates scored, children trained of those expected, elapsed and ETA.
 
     The ETA assumes the remaining children (the levels not chosen yet count K each) take
@@ -133,7 +137,7 @@ def _f(x: float | None, fmt: str = ".4f") -> str:
     return "-" if x is None else format(x, fmt)
 
 
-def render(st: dict):  # noqa: ANN201
+def render(st: dict):
     """A rich renderable: a header, the per-level table and the workers."""
     from rich.console import Group
     from rich.table import Table

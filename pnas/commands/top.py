@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import csv
 import sys
+from typing import TYPE_CHECKING
 
 import typer
 
 from pnas.render import console, dumps, job_dict, num, open_store
 from shared.errors import UserError
 
-CSV_COLUMNS = ("rank", "id", "level", "accuracy", "params", "arch_id", "predicted", "cell", "cell_json")
+if TYPE_CHECKING:
+    from shared.jobs import RunView
+    from shared.store import Store
+
+CSV_COLUMNS = ("rank", "id", "level", "accuracy", "params", "arch_id", "network_id", "predicted", "cell", "cell_json")
 
 
-def leaderboard(store, run, *, k: int, level: int | None, final: bool = False) -> list[dict]:  # noqa: ANN001
+def leaderboard(store: Store, run: RunView, *, k: int, level: int | None, final: bool = False) -> list[dict]:
     rows = store.top(run.id, k=k, level=level, kind="final" if final else "search")
     return [job_dict(j, rank=i) for i, j in enumerate(rows, 1)]
 
@@ -54,12 +59,13 @@ def register(app: typer.Typer) -> None:
             what = "final trainings" if final else "children"
             where = f", level {level}" if level is not None else ""
             t = Table(title=f"top {len(rows)} {what} of run {r.name!r}{where}")
-            for col in ("rank", "job", "level", "accuracy", "predicted", "params", "cell"):
+            for col in ("rank", "job", "level", "accuracy", "predicted", "params", "network", "cell"):
                 t.add_column(col, justify="left" if col == "cell" else "right", no_wrap=col == "cell")
             for row in rows:
                 t.add_row(
                     str(row["rank"]), str(row["id"]), str(row["level"]), num(row["accuracy"]),
-                    num(row["predicted"]), f"{row['params']:,}" if row["params"] else "-", row["cell"],
+                    num(row["predicted"]), f"{row['params']:,}" if row["params"] else "-", row["network_id"] or "-",
+                    row["cell"],
                 )  # fmt: skip
             console().print(t)
         if not rows:

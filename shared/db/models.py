@@ -10,6 +10,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -19,7 +20,9 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
+from sqlalchemy import false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -52,7 +55,8 @@ class Level(Base):
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
     b: Mapped[int] = mapped_column(Integer)
     state: Mapped[str] = mapped_column(String(20))
-    candidates: Mapped[int] = mapped_column(Integer, default=0)
+    candidates: Mapped[int] = mapped_column(Integer, default=0)  # the expansion, as the paper counts it
+    distinct_candidates: Mapped[int | None] = mapped_column(Integer)  # of those, networks new to the run
     spearman_extrapolation: Mapped[float | None] = mapped_column(Float)
     spearman_insample: Mapped[float | None] = mapped_column(Float)
     predictor: Mapped[bytes | None] = mapped_column(LargeBinary)  # the ensemble fitted after it
@@ -73,6 +77,9 @@ class Prediction(Base):
     rank: Mapped[int] = mapped_column(Integer)
 
 
+SEARCH_ORIGINAL = "kind = 'search' AND duplicate_of IS NULL"  # where a network is unique per run
+
+
 class ChildJob(Base):
     """One child network to train: the unit of work, its state and its result."""
 
@@ -83,6 +90,16 @@ class ChildJob(Base):
         Index("ix_jobs_run_level", "run_id", "level"),
         Index("ix_jobs_run_finished", "run_id", "finished_at"),  # the dashboard's charts
         Index("ix_jobs_run_reward", "run_id", "reward"),  # the dashboard's table by accuracy
+        # One search child per network and run. Runs made before network ids may hold a
+        # network twice; the migration marks the later ones `duplicate_of` the first.
+        Index(
+            "uq_jobs_run_network",
+            "run_id",
+            "network_id",
+            unique=True,
+            postgresql_where=text(SEARCH_ORIGINAL),
+            sqlite_where=text(SEARCH_ORIGINAL),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -91,6 +108,8 @@ class ChildJob(Base):
     kind: Mapped[str] = mapped_column(String(20))  # search | final
     key: Mapped[str] = mapped_column(String(80))  # kind:arch_id[:settings], unique per run
     arch_id: Mapped[str] = mapped_column(String(32), index=True)
+    network_id: Mapped[str | None] = mapped_column(String(16), index=True)  # same network, same id
+    duplicate_of: Mapped[int | None] = mapped_column(Integer)  # only in runs made before network ids
     cell: Mapped[list] = mapped_column(JSON)
     train: Mapped[dict] = mapped_column(JSON)  # TrainConfig overrides ({} = the run's)
     predicted: Mapped[float | None] = mapped_column(Float)
@@ -111,6 +130,8 @@ class ChildJob(Base):
     error_class: Mapped[str | None] = mapped_column(String(100))
     error_message: Mapped[str | None] = mapped_column(Text)
     log_tail: Mapped[str | None] = mapped_column(Text)
+    # Set by `pnas cancel` on a running child: its worker stops it at the next heartbeat.
+    stop_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class EpochRow(Base):

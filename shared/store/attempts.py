@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 
 from shared.db.models import ChildJob, EpochRow
-from shared.jobs import EpochMetrics, JobState, TrainResult, finite_or_none
+from shared.jobs import EpochMetrics, JobState, Lease, TrainResult, finite_or_none
 from shared.store.registry import WorkerRegistry
 
 _Q, _R = JobState.queued.value, JobState.running.value
@@ -39,6 +39,7 @@ class Attempts(WorkerRegistry):
                     finished_at=None,
                     error_class=None,
                     error_message=None,
+                    stop_requested=False,
                 )
                 .returning(ChildJob.attempts)
             ).first()
@@ -66,10 +67,42 @@ class Attempts(WorkerRegistry):
 
     def heartbeat(self, job_id: int, *, attempt: int, worker: str, lease_seconds: float) -> bool:
         """Renew the lease. False means the job is no longer ours: stop working on it."""
+        return self.renew(job_id, attempt=attempt, worker=worker, lease_seconds=lease_seconds) != Lease.gone
+
+    def renew(self, job_id: int, *, attempt: int, worker: str, lease_seconds: float) -> Lease:
+        """Renew the lease (fenced) and say whether to go on: `Lease.stop` when `pnas cancel`
+        asked for this child to stop (end it with `end_cancelled`), `Lease.gone` when it is no
+        longer ours."""
         with self._tx() as s:
-            res = s.execute(update(ChildJob).where(*_current(job_id, attempt)).values(lease_until=self._now(lease_seconds)))
+            row = s.execute(
+                update(ChildJob)
+                .where(*_current(job_id, attempt))
+                .values(lease_until=self._now(lease_seconds))
+                .returning(ChildJob.stop_requested)
+            ).first()
             self._touch_worker(s, worker, job_id)
-            return res.rowcount == 1  # type: ignore[attr-defined,no-any-return]
+            if row is None:
+                return Lease.gone
+            return Lease.stop if row[0] else Lease.ours
+
+    def end_cancelled(self, job_id: int, *, attempt: int, log_tail: str | None = None) -> bool:
+        """Record that this attempt stopped because it was cancelled (fenced). Final until a
+        resume (`requeue_cancelled`)."""
+        with self._tx() as s:
+            res = s.execute(
+                update(ChildJob)
+                .where(*_current(job_id, attempt))
+                .values(
+                    state=JobState.cancelled.value,
+                    error_class="cancelled",
+                    error_message=func.coalesce(ChildJob.error_message, "cancelled"),
+                    log_tail=log_tail,
+                    lease_until=None,
+                    stop_requested=False,
+                    finished_at=self._now(),
+                )
+            )
+            return self._ended(s, res, job_id)
 
     def add_epoch(self, job_id: int, *, attempt: int, metrics: EpochMetrics) -> bool:
         """Record one epoch of the running attempt (fenced)."""
@@ -155,4 +188,4 @@ class Attempts(WorkerRegistry):
                 .where(ChildJob.id == job_id, ChildJob.state == _Q)
                 .values(state=JobState.failed.value, error_class=error_class[:100], error_message=message, finished_at=self._now())
             )
-            return res.rowcount == 1  # type: ignore[attr-defined,no-any-return]
+            return res.rowcount == 1  # type: ignore[attr-defined]

@@ -98,7 +98,7 @@ class StoreBase:
         """The database's clock (UTC), optionally shifted; an SQL expression."""
         if self.is_sqlite:
             return func.strftime("%Y-%m-%d %H:%M:%f", "now", f"{plus_seconds:+.3f} seconds")
-        now = literal_column("(now() at time zone 'utc')")
+        now: Any = literal_column("(now() at time zone 'utc')")
         if plus_seconds:
             return now + literal_column(f"interval '{float(plus_seconds):.3f} seconds'")
         return now

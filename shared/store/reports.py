@@ -30,6 +30,19 @@ class Reports(StoreBase):
                 q = q.where(ChildJob.id.in_(list(ids)))
             return [job_view(r) for r in s.scalars(q.order_by(ChildJob.id))]
 
+    def children_of_networks(self, run_id: int, network_ids: Iterable[str]) -> dict[str, JobView]:
+        """The search child that stands for each network id the run has (the first, for runs
+        made before network ids)."""
+        ids = list(set(network_ids))
+        with self._tx() as s:
+            q = select(ChildJob).where(
+                ChildJob.run_id == run_id,
+                ChildJob.kind == "search",
+                ChildJob.duplicate_of.is_(None),
+                ChildJob.network_id.in_(ids),
+            )
+            return {r.network_id: job_view(r) for r in s.scalars(q) if r.network_id is not None}
+
     def job(self, job_id: int) -> JobView | None:
         with self._tx() as s:
             row = s.get(ChildJob, job_id)

@@ -95,8 +95,9 @@ class Runs(StoreBase):
             )
 
     # --- levels --------------------------------------------------------------------------
-    def start_level(self, run_id: int, b: int, *, candidates: int) -> LevelView:
-        """The level row, created if missing (idempotent)."""
+    def start_level(self, run_id: int, b: int, *, candidates: int, distinct: int | None = None) -> LevelView:
+        """The level row, created if missing (idempotent). ``candidates``: the expansion;
+        ``distinct``: of those, the networks new to the run (what was scored)."""
         with self._tx() as s:
             row = s.scalar(select(Level).where(Level.run_id == run_id, Level.b == b))
             if row is None:
@@ -105,6 +106,7 @@ class Runs(StoreBase):
                     b=b,
                     state=LevelState.training.value,
                     candidates=candidates,
+                    distinct_candidates=distinct,
                     started_at=self._db_now(s),
                 )
                 s.add(row)
@@ -152,7 +154,7 @@ class Runs(StoreBase):
                 .order_by(Level.b.desc())
                 .limit(1)
             ).first()
-            return (row[0], row[1]) if row else None
+            return (row[0], row[1]) if row and row[1] is not None else None
 
     # --- predictions ---------------------------------------------------------------------
     def save_predictions(self, run_id: int, b: int, rows: Sequence[tuple[str, list, float, int]]) -> None:

@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
-from sqlalchemy import and_, case, func, select, update
+from sqlalchemy import and_, case, func, or_, select, update
 
 from shared.db.models import ChildJob, Run
 from shared.errors import UserError
-from shared.jobs import ALL_STATES, JobState
+from shared.jobs import ALL_STATES, Cancelled, JobState, RunState
+from shared.space.network import network_id_of
 from shared.store.engine import StoreBase
 from shared.store.rows import chunks, jobs_where
 
 _RETRYABLE = (JobState.failed, JobState.lost)
+
+
+def _network_id(cell: list) -> str | None:
+    """The cell's network id; None for a malformed cell (stored so that workers refuse it)."""
+    try:
+        return network_id_of(cell)
+    except (UserError, TypeError, ValueError, KeyError):
+        return None
 
 
 class Scheduling(StoreBase):
@@ -31,19 +40,22 @@ class Scheduling(StoreBase):
         """Insert child jobs (arch_id, cell, predicted, rank) idempotently; return their ids.
 
         One job per (run, kind, architecture[, settings]): inserting an existing one is a no-op,
-        so a controller that crashed between insert and enqueue can simply insert again.
+        so a controller that crashed between insert and enqueue can simply insert again. Each
+        job gets its cell's network id; a search child whose network the run already has is
+        not inserted (the database refuses it) and the existing child's id is returned.
         """
         train = train or {}
         suffix = ""
         if train:
             suffix = ":" + hashlib.sha1(json.dumps(train, sort_keys=True).encode()).hexdigest()[:10]
-        rows = [
+        rows: list[dict[str, Any]] = [
             dict(
                 run_id=run_id,
                 level=level,
                 kind=kind,
                 key=f"{kind}:{arch}{suffix}",
                 arch_id=arch,
+                network_id=_network_id(cell),
                 cell=cell,
                 train=train,
                 predicted=pred,
@@ -65,12 +77,28 @@ class Scheduling(StoreBase):
                 else:
                     from sqlalchemy.dialects.postgresql import insert as dialect_insert  # type: ignore[assignment]
                 for chunk in chunks(rows, 500):
-                    s.execute(dialect_insert(ChildJob).on_conflict_do_nothing(index_elements=["run_id", "key"]), chunk)
+                    # No conflict target: a clash on the key or on the network is a no-op.
+                    s.execute(dialect_insert(ChildJob).on_conflict_do_nothing(), chunk)
             ids: dict[str, int] = {}
             for key_chunk in chunks(keys, 500):
                 q = select(ChildJob.key, ChildJob.id).where(ChildJob.run_id == run_id, ChildJob.key.in_(key_chunk))
                 ids.update((k, i) for k, i in s.execute(q))
+            missing = {r["network_id"]: r["key"] for r in rows if r["key"] not in ids}
+            for net_chunk in chunks(list(missing), 500):
+                by_net = select(ChildJob.network_id, ChildJob.id).where(
+                    ChildJob.run_id == run_id,
+                    ChildJob.kind == kind,
+                    ChildJob.duplicate_of.is_(None),
+                    ChildJob.network_id.in_(net_chunk),
+                )
+                ids.update((missing[n], i) for n, i in s.execute(by_net) if n is not None)
         return [ids[k] for k in keys]
+
+    def network_ids(self, run_id: int, *, kind: str = "search") -> set[str]:
+        """The network ids a run already has children of (trained, training or queued)."""
+        with self._tx() as s:
+            q = select(ChildJob.network_id).where(ChildJob.run_id == run_id, ChildJob.kind == kind)
+            return {n for n in s.scalars(q) if n is not None}
 
     def job_ids(
         self, run_id: int, *, level: int | None = None, states: Iterable[str] | None = None, kind: str | None = None
@@ -110,11 +138,17 @@ class Scheduling(StoreBase):
         }
 
     def sweep_expired(self, run_id: int | None = None) -> list[int]:
-        """Running jobs whose lease ran out become lost. Returns their ids."""
+        """Running jobs whose lease ran out become lost (cancelled, when a stop had been asked
+        for: nobody wants them run again). Returns the ids of the lost ones."""
         with self._tx() as s:
+            expired = and_(ChildJob.state == JobState.running.value, ChildJob.lease_until < self._now())
+            stopped = update(ChildJob).where(expired, ChildJob.stop_requested.is_(True))
+            if run_id is not None:
+                stopped = stopped.where(ChildJob.run_id == run_id)
+            s.execute(stopped.values(**self._cancel_values("its worker stopped renewing its lease after a cancel")))
             q = (
                 update(ChildJob)
-                .where(ChildJob.state == JobState.running.value, ChildJob.lease_until < self._now())
+                .where(expired)
                 .values(
                     state=JobState.lost.value,
                     error_class="lost",
@@ -136,7 +170,7 @@ class Scheduling(StoreBase):
                 .where(ChildJob.run_id == run_id, ChildJob.state == JobState.running.value)
                 .values(lease_until=self._now(lease_seconds))
             )
-            return res.rowcount  # type: ignore[attr-defined,no-any-return]
+            return res.rowcount  # type: ignore[attr-defined]
 
     def requeue_lost(self, run_id: int | None = None) -> list[int]:
         """Lost jobs with attempts left go back to queued (their identity kept)."""
@@ -192,19 +226,111 @@ class Scheduling(StoreBase):
                 s.execute(update(Run).where(Run.id == run_id).values(updated_at=self._now()))
             return ids
 
-    def consecutive_failures(self, run_id: int) -> int:
-        """Failed children since the last success, newest first (a failed attempt counts)."""
+    # --- cancel, abort, resume ----------------------------------------------------------
+    def _cancel_values(self, why: str) -> dict:
+        return dict(
+            state=JobState.cancelled.value,
+            error_class="cancelled",
+            error_message=why,
+            lease_until=None,
+            stop_requested=False,
+            finished_at=self._now(),
+        )
+
+    def cancel(
+        self,
+        run_id: int,
+        *,
+        level: int | None = None,
+        job_ids: Sequence[int] | None = None,
+        dry_run: bool = False,
+        why: str = "cancelled by `pnas cancel`",
+    ) -> Cancelled:
+        """Cancel a run's queued children (and lost ones awaiting a requeue) and ask the workers
+        of its running ones to stop (they see it at their next heartbeat and end the child as
+        cancelled). Narrowed to a level and/or job ids where given. Fenced by state, so a child
+        claimed meanwhile is asked to stop rather than cancelled under its worker."""
+        with self._tx() as s:
+            return self._cancel_in(s, run_id, level=level, job_ids=job_ids, dry_run=dry_run, why=why)
+
+    def _cancel_in(
+        self, s: Any, run_id: int, *, level: int | None, job_ids: Sequence[int] | None, dry_run: bool, why: str
+    ) -> Cancelled:
+        waiting = or_(
+            ChildJob.state == JobState.queued.value,
+            and_(ChildJob.state == JobState.lost.value, ChildJob.attempts < ChildJob.max_attempts),
+        )
+        running = ChildJob.state == JobState.running.value
+
+        def narrowed(q: Any) -> Any:
+            q = q.where(ChildJob.run_id == run_id)
+            if level is not None:
+                q = q.where(ChildJob.level == level)
+            if job_ids:
+                q = q.where(ChildJob.id.in_(list(job_ids)))
+            return q
+
+        if dry_run:
+            cancelled = list(s.scalars(narrowed(select(ChildJob.id).where(waiting)).order_by(ChildJob.id)))
+            stopping = list(s.scalars(narrowed(select(ChildJob.id).where(running)).order_by(ChildJob.id)))
+            return Cancelled(cancelled, stopping)
+        cancelled = sorted(s.scalars(narrowed(update(ChildJob).where(waiting)).values(**self._cancel_values(why)).returning(ChildJob.id)))
+        stopping = sorted(
+            s.scalars(narrowed(update(ChildJob).where(running)).values(stop_requested=True, error_message=why).returning(ChildJob.id))
+        )
+        s.execute(update(Run).where(Run.id == run_id).values(updated_at=self._now()))
+        return Cancelled(cancelled, stopping)
+
+    def abort_run(self, run_id: int, *, message: str) -> Cancelled:
+        """Mark the run aborted and, in the same transaction, cancel every child still to
+        train and ask the running ones to stop: an aborted run spends no more GPU time."""
+        with self._tx() as s:
+            done = self._cancel_in(s, run_id, level=None, job_ids=None, dry_run=False, why=f"the run was aborted: {message}")
+            now = self._now()
+            s.execute(
+                update(Run)
+                .where(Run.id == run_id)
+                .values(state=RunState.aborted.value, message=message, updated_at=now, finished_at=now)
+            )
+            return done
+
+    def requeue_cancelled(self, run_id: int, *, max_attempts: int) -> list[int]:
+        """Resume: cancelled children go back to the queue, identity kept, with ``max_attempts``
+        fresh attempts each (their history of attempts is kept). Returns their ids."""
+        with self._tx() as s:
+            return sorted(
+                s.scalars(
+                    update(ChildJob)
+                    .where(ChildJob.run_id == run_id, ChildJob.state == JobState.cancelled.value)
+                    .values(
+                        state=JobState.queued.value,
+                        worker=None,
+                        lease_until=None,
+                        stop_requested=False,
+                        error_class=None,
+                        error_message=None,
+                        finished_at=None,
+                        queued_at=self._now(),
+                        max_attempts=ChildJob.attempts + max_attempts,
+                    )
+                    .returning(ChildJob.id)
+                )
+            )
+
+    def consecutive_failures(self, run_id: int, *, error_class: str | None = None) -> int:
+        """Failed children since the last success, newest first (a failed attempt counts);
+        with ``error_class``, only the latest failures of that class in a row."""
         ended = [JobState.succeeded.value, JobState.failed.value]
         with self._tx() as s:
             rows = s.execute(
-                select(ChildJob.state)
+                select(ChildJob.state, ChildJob.error_class)
                 .where(ChildJob.run_id == run_id, ChildJob.state.in_(ended), ChildJob.finished_at.is_not(None))
                 .order_by(ChildJob.finished_at.desc(), ChildJob.id.desc())
                 .limit(1000)
-            ).scalars()
+            ).all()
             n = 0
-            for st in rows:
-                if st != JobState.failed:
+            for st, cls in rows:
+                if st != JobState.failed or (error_class is not None and cls != error_class):
                     break
                 n += 1
             return n

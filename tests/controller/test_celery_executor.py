@@ -11,7 +11,7 @@ from controller.celery_executor import _job_id_of
 from shared.queue import TASK_NAME
 
 
-def _redis_message(args, task=TASK_NAME):  # noqa: ANN001, ANN202
+def _redis_message(args, task=TASK_NAME):
     body = base64.b64encode(json.dumps([args, {}, {}]).encode()).decode()
     return json.dumps({"body": body, "headers": {"task": task}, "properties": {"body_encoding": "base64"}})
 
@@ -23,7 +23,7 @@ def test_job_ids_are_read_back_from_redis_messages():
 
 
 @pytest.fixture
-def tasks(monkeypatch):  # noqa: ANN001, ANN201
+def tasks(monkeypatch):
     monkeypatch.setenv("PNAS_BROKER_URL", "redis://127.0.0.1:1/0")
     from shared.settings import get_settings
 

@@ -20,14 +20,14 @@ class InlineExecutor:
 
     def start(self, run_id: int) -> None: ...
 
-    def submit(self, job_ids) -> None:  # noqa: ANN001
+    def submit(self, job_ids) -> None:
         self.pending.extend(job_ids)
 
     def check(self) -> None:
         while self.pending:
             run_job(self.store, self.pending.pop(0), settings=self.settings, worker="inline", trainer=instant_trainer)
 
-    def reconcile(self, queued_ids) -> list[int]:  # noqa: ANN001
+    def reconcile(self, queued_ids) -> list[int]:
         return []
 
     def stop(self) -> None: ...

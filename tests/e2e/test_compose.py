@@ -87,7 +87,7 @@ class Compose:
         return self("logs", "--no-color", "--tail", str(tail), *services, check=False, timeout=60).stdout
 
 
-def wait_for(cond, *, timeout: float, what: str, every: float = 1.0):  # noqa: ANN001, ANN201
+def wait_for(cond, *, timeout: float, what: str, every: float = 1.0):
     deadline = time.monotonic() + timeout
     while True:
         value = cond()
@@ -99,7 +99,7 @@ def wait_for(cond, *, timeout: float, what: str, every: float = 1.0):  # noqa: A
 
 
 @pytest.fixture
-def compose(tmp_path):  # noqa: ANN001, ANN201
+def compose(tmp_path):
     if os.environ.get("PNAS_E2E") != "1" and not _engine_answers():
         pytest.skip("no Docker engine answers `docker info` (and PNAS_E2E is not 1): the compose end-to-end test needs one")
     if not _engine_answers():
@@ -134,7 +134,7 @@ def compose(tmp_path):  # noqa: ANN001, ANN201
         c("down", "-v", "--remove-orphans", "--timeout", "20", timeout=300, check=False)
 
 
-def test_compose_stack_survives_a_killed_worker_and_finishes(compose, capsys) -> None:  # noqa: ANN001
+def test_compose_stack_survives_a_killed_worker_and_finishes(compose, capsys) -> None:
     times: dict[str, float] = {}
     t0 = time.monotonic()
     try:

@@ -33,7 +33,7 @@ PG_BIN = _pg_bin()
 SMALL = dict(strategy="random", ops="sep3x3,max3x3", blocks=2, beam=4, epochs=1, dataset="digits")
 
 
-def wait_for(cond, *, timeout: float, what: str, every: float = 0.1):  # noqa: ANN001, ANN201
+def wait_for(cond, *, timeout: float, what: str, every: float = 0.1):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -90,7 +90,7 @@ class Workers:
         self.procs: dict[str, subprocess.Popen] = {}
         self.n = 0
 
-    def start(self, count: int = 1, *, wait_store=None, **extra_env: str) -> list[str]:  # noqa: ANN001
+    def start(self, count: int = 1, *, wait_store=None, **extra_env: str) -> list[str]:
         names = []
         for _ in range(count):
             self.n += 1
@@ -143,7 +143,7 @@ class Workers:
 class ControllerThread(threading.Thread):
     """A Controller with a CeleryExecutor, run in a thread; ``error`` holds what it raised."""
 
-    def __init__(self, ctl, run) -> None:  # noqa: ANN001
+    def __init__(self, ctl, run) -> None:
         super().__init__(daemon=True, name="controller")
         self.ctl, self.run_view = ctl, run
         self.result = None

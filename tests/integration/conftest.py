@@ -8,7 +8,7 @@ from tests.conftest import REDIS_URL
 from tests.integration.cluster import PrivatePostgres, PrivateRedis, Workers, base_env
 
 
-def pytest_collection_modifyitems(items):  # noqa: ANN001
+def pytest_collection_modifyitems(items):
     for item in items:
         if "tests/integration/" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
@@ -30,7 +30,7 @@ def redis_url() -> str:
 
 
 @pytest.fixture
-def private_redis(tmp_path):  # noqa: ANN001, ANN201
+def private_redis(tmp_path):
     r = PrivateRedis(tmp_path)
     r.start()
     yield r
@@ -38,7 +38,7 @@ def private_redis(tmp_path):  # noqa: ANN001, ANN201
 
 
 @pytest.fixture
-def private_pg():  # noqa: ANN201
+def private_pg():
     pg = PrivatePostgres()
     try:
         pg.init()
@@ -50,7 +50,7 @@ def private_pg():  # noqa: ANN201
 
 
 @pytest.fixture
-def make_workers(tmp_path):  # noqa: ANN001, ANN201
+def make_workers(tmp_path):
     """make_workers(db_url, broker_url, **env) -> Workers; every process is killed at teardown."""
     made: list[Workers] = []
 

@@ -26,7 +26,7 @@ from tests.integration.cluster import SMALL, ControllerThread, base_env, trained
 pytestmark = pytest.mark.integration
 
 
-def config(**over):  # noqa: ANN003, ANN201
+def config(**over):
     o = {**SMALL, **over}
     train = {"epochs": o.pop("epochs"), "dataset": o.pop("dataset")}
     cfg, _ = build_config(preset="quick", overrides={**o, "train": train})
@@ -45,7 +45,7 @@ def settings_for(db_url: str, broker_url: str) -> Settings:
     )
 
 
-def controller(db_url: str, broker_url: str, name: str, **over):  # noqa: ANN003, ANN201
+def controller(db_url: str, broker_url: str, name: str, **over):
     settings = settings_for(db_url, broker_url)
     store = Store(db_url)
     store.ensure_schema(auto_upgrade=True)
@@ -54,7 +54,7 @@ def controller(db_url: str, broker_url: str, name: str, **over):  # noqa: ANN003
     return ctl, run, store
 
 
-def search(ctl, run, timeout: float = 120) -> None:  # noqa: ANN001
+def search(ctl, run, timeout: float = 120) -> None:
     t = ControllerThread(ctl, run)
     t.start()
     t.finish(timeout)
@@ -66,7 +66,7 @@ def cli(args: list[str], env: dict, timeout: float = 120) -> subprocess.Complete
     )
 
 
-def assert_each_trained_once(store: Store, run_id: int, tmp) -> None:  # noqa: ANN001
+def assert_each_trained_once(store: Store, run_id: int, tmp) -> None:
     jobs = store.jobs(run_id)
     assert jobs and all(j.state == "succeeded" for j in jobs), [(j.id, j.state, j.error_message) for j in jobs]
     counts = trained(tmp)
@@ -100,7 +100,7 @@ def test_search_over_two_workers_trains_every_child_once(pg_url, redis_url, make
     doc = json.loads(st.stdout)
     assert doc["run"] == "two" and doc["state"] == "finished"
     assert [lv["b"] for lv in doc["levels"]] == [1, 2]
-    assert doc["levels"][0]["jobs"] == {"queued": 0, "running": 0, "succeeded": 10, "failed": 0, "lost": 0}
+    assert doc["levels"][0]["jobs"] == {"queued": 0, "running": 0, "succeeded": 10, "failed": 0, "lost": 0, "cancelled": 0}
     assert {w["name"] for w in doc["workers"]} == set(names)
     assert all(w["device"] == "cpu (--gpu none)" for w in doc["workers"])
     human = cli(["status", "two"], env)

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def client():  # noqa: ANN201
+def client():
     c = redis.Redis.from_url(REDIS_URL, socket_timeout=5)
     try:
         c.ping()
@@ -38,7 +38,7 @@ def client():  # noqa: ANN201
     c.close()
 
 
-def _slots(client, devices, ttl=5.0) -> GpuSlots:  # noqa: ANN001
+def _slots(client, devices, ttl=5.0) -> GpuSlots:
     scope = f"test-{uuid.uuid4().hex[:8]}"
     client.scopes.append(scope)
     return GpuSlots(client, devices=devices, scope=scope, ttl=ttl)
@@ -52,7 +52,7 @@ def test_parse_slots() -> None:
         parse_slots("gpu0")
 
 
-def test_each_replica_gets_a_different_slot_until_none_is_left(client) -> None:  # noqa: ANN001
+def test_each_replica_gets_a_different_slot_until_none_is_left(client) -> None:
     slots = _slots(client, ["0", "1", "2"])
     leases = [slots.acquire(owner=f"replica{i}") for i in range(3)]
     assert sorted(lease.device for lease in leases) == ["0", "1", "2"]
@@ -64,7 +64,7 @@ def test_each_replica_gets_a_different_slot_until_none_is_left(client) -> None: 
     assert slots.holders()[again.device] == again.token
 
 
-def test_concurrent_processes_never_share_a_slot(client) -> None:  # noqa: ANN001
+def test_concurrent_processes_never_share_a_slot(client) -> None:
     """Eight processes race for four slots: four win, each a different one."""
     slots = _slots(client, ["0", "1", "2", "3"], ttl=30)
     code = textwrap.dedent(
@@ -84,7 +84,7 @@ def test_concurrent_processes_never_share_a_slot(client) -> None:  # noqa: ANN00
     assert got == ["0", "1", "2", "3"] + ["none"] * 4
 
 
-def test_a_dead_holder_frees_its_slot_after_the_ttl_and_renewal_keeps_it(client) -> None:  # noqa: ANN001
+def test_a_dead_holder_frees_its_slot_after_the_ttl_and_renewal_keeps_it(client) -> None:
     slots = _slots(client, ["0"], ttl=1.0)
     dead = slots.acquire(owner="dead")  # never renewed
     alive_slots = _slots(client, ["0"], ttl=1.0)
@@ -99,7 +99,7 @@ def test_a_dead_holder_frees_its_slot_after_the_ttl_and_renewal_keeps_it(client)
         keep.stop()
 
 
-def test_renew_takes_back_a_slot_that_vanished_but_reports_one_taken(client) -> None:  # noqa: ANN001
+def test_renew_takes_back_a_slot_that_vanished_but_reports_one_taken(client) -> None:
     slots = _slots(client, ["0"], ttl=5)
     lease = slots.acquire(owner="a")
     client.delete(lease.key)  # Redis lost it (restart without persistence)
@@ -113,7 +113,7 @@ def test_renew_takes_back_a_slot_that_vanished_but_reports_one_taken(client) -> 
     assert lost == [True]  # called once
 
 
-def test_held_slot_runs_the_worker_on_its_gpu_and_releases_at_exit(client) -> None:  # noqa: ANN001
+def test_held_slot_runs_the_worker_on_its_gpu_and_releases_at_exit(client) -> None:
     scope = f"test-{uuid.uuid4().hex[:8]}"
     client.scopes.append(scope)
     settings = Settings(broker_url=REDIS_URL, gpu_slots="0,1", node=scope, gpu_slot_ttl=5)
@@ -129,7 +129,7 @@ def test_held_slot_runs_the_worker_on_its_gpu_and_releases_at_exit(client) -> No
     assert slots.holders()[second.device] is None
 
 
-def test_held_slot_stops_the_worker_when_the_slot_is_taken(client) -> None:  # noqa: ANN001
+def test_held_slot_stops_the_worker_when_the_slot_is_taken(client) -> None:
     slots = _slots(client, ["0"], ttl=0.6)
     held = HeldSlot(slots.acquire(owner="victim"))  # renewed every 0.2 s
     client.set(held.lease.key, "usurper")  # what another replica does after an expiry

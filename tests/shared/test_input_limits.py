@@ -157,6 +157,8 @@ def test_pnas_space_with_flat_cells(capsys):
     data = json.loads(out)
     assert data["space"]["lookback"] == 1 and data["space"]["lookforward"] == 0
     assert [r["candidates"] for r in data["levels"]] == [3, 9, 27]
+    # flat cells: every block order is the same network, so a cell is a multiset of blocks
+    assert [r["distinct"] for r in data["levels"]][:2] == [3, 6]
 
 
 @pytest.mark.parametrize("command", [["space"], ["search", "--preset", "quick", "--name", "never-started"]])

@@ -123,6 +123,9 @@ def test_space_command_prints_paper_numbers():
                          capture_output=True, text=True, check=True).stdout
     for n in ("136", "40,800", "135,168", "209,920", "301,056"):
         assert n in out
+    # b=2 distinct networks, counted by hand: [A, B] with B reading block 1 is one network per
+    # cell (136 * 164); B not reading it is the same network as [B, A] (136 * 137 / 2 pairs)
+    assert 136 * 164 + 136 * 137 // 2 == 31_620 and "31,620" in out
     bad = subprocess.run([sys.executable, "-m", "pnas.cli", "space", "--ops", "sep3x3,bogus"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.strip().startswith("error: unknown operator 'bogus'")

@@ -9,6 +9,7 @@ import pytest
 
 from shared.errors import UserError
 from shared.jobs import EpochMetrics, TrainResult
+from shared.space import SearchSpace
 
 RESULT = TrainResult(reward=0.9, reward_epoch=2, history=[], params=123, wall_seconds=1.5, device="cpu")
 
@@ -18,9 +19,17 @@ def _run(store, name="r"):
     return run
 
 
+_ONE_BLOCK = SearchSpace().one_block_cells()
+
+
+def _cell(i):
+    """The i-th one-block cell: a different network for every i (a run holds each once)."""
+    return _ONE_BLOCK.cell(i).to_list()
+
+
 def _jobs(store, run, n=3, level=1, max_attempts=3):
     return store.add_jobs(
-        run.id, level=level, children=[(f"{level}-{i:04x}", [[-1, "sep3x3", -1, "identity"]], 0.5, i + 1) for i in range(n)],
+        run.id, level=level, children=[(f"{level}-{i:04x}", _cell(i), 0.5, i + 1) for i in range(n)],
         max_attempts=max_attempts,
     )
 
@@ -41,7 +50,7 @@ def test_add_jobs_is_idempotent(store):
     again = _jobs(store, run, 5)
     assert again[:3] == ids and len(set(again)) == 5
     assert len(store.job_ids(run.id)) == 5
-    assert store.state_counts(run.id) == {1: {"queued": 5, "running": 0, "succeeded": 0, "failed": 0, "lost": 0}}
+    assert store.state_counts(run.id) == {1: {"queued": 5, "running": 0, "succeeded": 0, "failed": 0, "lost": 0, "cancelled": 0}}
 
 
 def test_claim_is_exclusive_even_when_racing(store):

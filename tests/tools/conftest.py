@@ -64,7 +64,7 @@ def _wait(procs: list[subprocess.Popen]) -> None:
 
 
 @pytest.fixture(scope="session")
-def finished_runs(tmp_path_factory) -> dict[str, Finished]:  # noqa: ANN001
+def finished_runs(tmp_path_factory) -> dict[str, Finished]:
     """Both backends' runs, searched at the same time: 't' (pnas) then 'r' (random)."""
     runs = {}
     for backend in ("sqlite", "postgresql"):
@@ -81,7 +81,7 @@ def finished_runs(tmp_path_factory) -> dict[str, Finished]:  # noqa: ANN001
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def finished(request, finished_runs) -> Finished:  # noqa: ANN001
+def finished(request, finished_runs) -> Finished:
     return finished_runs[request.param]
 
 
@@ -89,7 +89,7 @@ _registered = False
 
 
 @pytest.fixture
-def cli(finished, monkeypatch, capsys):  # noqa: ANN001, ANN201
+def cli(finished, monkeypatch, capsys):
     """``cli(*args) -> (exit status, stdout, stderr)`` against the finished run's database."""
     import pnas.cli
     from shared.settings import get_settings
@@ -113,5 +113,5 @@ def cli(finished, monkeypatch, capsys):  # noqa: ANN001, ANN201
     get_settings.cache_clear()
 
 
-def as_json(text: str):  # noqa: ANN201
+def as_json(text: str):
     return json.loads(text)

@@ -34,7 +34,7 @@ def png_info(path: Path) -> tuple[int, int, dict[str, str]]:
 
 
 @pytest.fixture
-def store(finished):  # noqa: ANN001, ANN201
+def store(finished):
     s = Store(finished.url)
     yield s
     s.dispose()
@@ -60,7 +60,7 @@ def test_status_json_keeps_its_shape_and_adds_progress(cli, store):
     st = json.loads(out)
     # the keys the Celery issue's tests and scripts rely on
     assert {"run", "id", "state", "level", "jobs", "levels", "best", "workers"} <= set(st)
-    assert st["jobs"] == {"queued": 0, "running": 0, "succeeded": 28, "failed": 1, "lost": 0}
+    assert st["jobs"] == {"queued": 0, "running": 0, "succeeded": 28, "failed": 1, "lost": 0, "cancelled": 0}
     assert [lv["b"] for lv in st["levels"]] == [1, 2, 3]
     assert st["levels"][0]["jobs"]["succeeded"] == 20 and st["levels"][0]["candidates"] == 21
     # and what this issue adds
@@ -135,6 +135,29 @@ def test_show_a_child_and_a_failed_one(cli, store):
 
     code, _, err = cli("show", "987654")
     assert code == 2 and "no child job" in err
+
+
+def test_show_lists_the_cells_a_child_stands_for(cli, store):
+    from shared.config import SearchConfig
+    from shared.space import Cell
+    from shared.space.network import equivalent_cells, network_id
+
+    run = store.require_run("t")
+    space = SearchConfig.from_json(run.config).space()
+    # the child with the most ways of being written (a cell whose blocks read no other block)
+    child = max(store.jobs(run.id, states=["succeeded"]), key=lambda j: len(equivalent_cells(Cell.from_json(j.cell))))
+    cell = Cell.from_json(child.cell, space.ops)
+    code, out, _ = cli("show", str(child.id), "--equivalent", "--json")
+    assert code == 0
+    d = json.loads(out)
+    assert d["network_id"] == child.network_id == network_id(cell)
+    eq = d["equivalent"]
+    assert cell.arch_id in [e["arch_id"] for e in eq] and len(eq) > 1
+    assert {network_id(Cell.from_json(e["cell_json"])) for e in eq} == {child.network_id}
+    code, out, _ = cli("show", str(child.id), "--equivalent")
+    assert f"network {child.network_id}" in out and f"stands for {len(eq)} equivalent cells" in out
+    code, out, _ = cli("top", "t", "-k", "3", "--json")
+    assert all(r["network_id"] for r in json.loads(out))
 
 
 def test_history_is_the_original_train_history_format(cli, store, finished):

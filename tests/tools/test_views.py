@@ -28,7 +28,7 @@ def ready_queries() -> list[tuple[str, str]]:
     return out
 
 
-def rows(url: str, sql: str, **params) -> list[dict]:  # noqa: ANN003
+def rows(url: str, sql: str, **params) -> list[dict]:
     engine = create_engine(pg_url(url))
     try:
         with engine.connect() as c:

@@ -57,7 +57,7 @@ def finished_run(tmp_path_factory) -> str:
 
 
 @pytest.fixture
-def db(finished_run, monkeypatch):  # noqa: ANN001, ANN201
+def db(finished_run, monkeypatch):
     monkeypatch.setenv("PNAS_DATABASE_URL", finished_run)
     get_settings.cache_clear()
     yield finished_run
@@ -120,10 +120,29 @@ def test_scores_match_the_stored_ensemble(db, capsys, tmp_path):
 def test_text_output(db, capsys):
     code, out, _ = predict(capsys, "t", "--cell", TWO_BLOCKS)
     assert code == 0
-    head, columns, row = out.strip().splitlines()
+    head, columns, row, *trained = out.strip().splitlines()
+    assert len(trained) <= 1
     assert head.startswith("run 't' (id 1): lstm predictor of level 2, 2 members, fitted on 10 children")
     assert columns.split() == ["arch_id", "predicted", "std", "min", "max", "cell"]
     assert row.split()[0] == Cell.from_json(TWO_BLOCKS).arch_id and "b2=identity(c-1)+sep3x3(b1)" in row  # the run's canonical order
+
+
+def test_a_network_the_run_trained_is_named_with_its_result(db, capsys):
+    from shared.space.network import equivalent_cells, network_id
+
+    store = Store(db)
+    run = store.require_run("t")
+    best = store.top(run.id, k=1, level=2)[0]
+    store.dispose()
+    other_order = [c for c in equivalent_cells(Cell.from_json(best.cell)) if c.arch_id != best.arch_id]
+    cells = [Cell.from_json(best.cell)] + other_order[:1]
+    code, out, err = predict(capsys, "t", *[a for c in cells for a in ("--cell", c.to_json())], "--json")
+    assert code == 0, err
+    for r in json.loads(out):
+        assert r["network_id"] == best.network_id == network_id(cells[0])
+        assert r["trained"] == {"job": best.id, "state": "succeeded", "accuracy": best.reward}
+    code, out, _ = predict(capsys, "t", "--cell", cells[0].to_json())
+    assert f"network {best.network_id}: the run trained it as job {best.id} (succeeded, accuracy {best.reward:.4f})" in out
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,52 @@
+"""`pnas cancel`: stop spending on a run's children: cancel queued ones, stop running ones."""
+
+from __future__ import annotations
+
+from typing import List
+
+import typer
+
+from shared.errors import UserError
+from shared.jobs import RunState
+from shared.settings import get_settings
+
+
+def _ids(ids: list[int]) -> str:
+    return ", ".join(str(i) for i in ids[:50]) + (" ..." if len(ids) > 50 else "")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def cancel(
+        run: str = typer.Argument(..., help="Run name or id."),
+        level: int = typer.Option(None, "--level", "-b", help="Only children of this level."),
+        job: List[int] = typer.Option(None, "--job", help="Only these job ids (repeatable)."),
+        dry_run: bool = typer.Option(False, "--dry-run", help="Show what would be cancelled; change nothing."),
+    ) -> None:
+        """Cancel queued children and ask running ones to stop (their workers stop them within
+        a heartbeat). The same `pnas search` later resumes the run and requeues them."""
+        from shared.store import Store
+
+        if level is not None and level < 1:
+            raise UserError(f"--level must be 1 or more, got {level}")
+        settings = get_settings()
+        store = Store.from_settings(settings)
+        store.ensure_schema()
+        r = store.require_run(run)
+        done = store.cancel(r.id, level=level, job_ids=job or None, dry_run=dry_run)
+        if not done.cancelled and not done.stopping:
+            print(f"run {r.name!r}: no queued or running children match; nothing to cancel")
+            return
+        verb = ("would cancel", "would ask") if dry_run else ("cancelled", "asked")
+        if done.cancelled:
+            print(f"run {r.name!r}: {verb[0]} {len(done.cancelled)} queued child(ren): {_ids(done.cancelled)}")
+        if done.stopping:
+            print(
+                f"run {r.name!r}: {verb[1]} the workers of {len(done.stopping)} running child(ren) to stop them "
+                f"(within {settings.heartbeat_seconds:g} s, their heartbeat): {_ids(done.stopping)}"
+            )
+        if dry_run:
+            return
+        if r.state == RunState.running.value:
+            print("  the run's controller stops once its level has nothing left to train")
+        print(f"  to resume: run `pnas search` again with the same arguments (--name {r.name}); it requeues them")

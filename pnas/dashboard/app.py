@@ -1,5 +1,5 @@
 """The dashboard's Starlette application: pages (Jinja2), page fragments for live updates,
-the JSON API under /api/, and, only with actions allowed, retry.
+the JSON API under /api/, and, only with actions allowed, retry and cancel.
 
 Pages are rendered on the server; `static/dashboard.js` swaps in fresh fragments every few
 seconds and draws the charts (uPlot, vendored in `static/vendor/uplot`) from the JSON API.
@@ -111,8 +111,8 @@ def _fmt(x: Any, spec: str = ".4f") -> str:
 
 def create_app(store: Any, settings: Settings, *, allow_actions: bool = False, token: str | None = None,
                action_store: Any = None) -> ASGIApp:  # fmt: skip
-    """The dashboard over ``store`` (reads). With ``allow_actions``, retry writes through
-    ``action_store`` (default: ``store``) exactly as `pnas retry` does; without it the action
+    """The dashboard over ``store`` (reads). With ``allow_actions``, retry and cancel write
+    through ``action_store`` (default: ``store``) exactly as `pnas retry` and `pnas cancel` do; without it the action
     endpoints answer 403. With ``token``, every request must carry it (see `TokenAuth`)."""
     writer = action_store or store
     templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -191,7 +191,7 @@ def create_app(store: Any, settings: Settings, *, allow_actions: bool = False, t
     # Actions --------------------------------------------------------------------------------
     async def _action(request: Request, do: Callable[[dict], dict]) -> Response:
         if not allow_actions:
-            return _error(403, "actions are off: start `pnas dashboard --allow-actions` (with PNAS_DASHBOARD_TOKEN set) to retry")
+            return _error(403, "actions are off: start `pnas dashboard --allow-actions` (with PNAS_DASHBOARD_TOKEN set) to retry or cancel")
         # A JSON body only: a cross-site form cannot send one without the browser asking first.
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
             return _error(415, "send the action as JSON (Content-Type: application/json)")
@@ -213,13 +213,30 @@ def create_app(store: Any, settings: Settings, *, allow_actions: bool = False, t
     async def retry_run(request: Request) -> Response:
         rid = run_id_of(request.path_params["ref"])
 
-        def do(body: dict) -> dict:
-            level = body.get("level")
-            if level is not None and (isinstance(level, bool) or not isinstance(level, int)):
-                raise UserError(f"level must be a whole number, not {level!r}")
-            return _retry(rid, None, level)
+        return await _action(request, lambda b: _retry(rid, None, _level_of(b)))
 
-        return await _action(request, do)
+    def _cancel(run_ref: int, job_ids: list[int] | None, level: int | None) -> dict:
+        from pnas.commands.cancel import cancel_children
+
+        run = writer.require_run(run_ref)
+        done, lines = cancel_children(writer, settings, run, level=level, job_ids=job_ids)
+        return {"cancelled": list(done.cancelled), "stopping": list(done.stopping), "lines": lines}
+
+    def _level_of(body: dict) -> int | None:
+        level = body.get("level")
+        if level is not None and (isinstance(level, bool) or not isinstance(level, int)):
+            raise UserError(f"level must be a whole number, not {level!r}")
+        return level
+
+    async def cancel_run(request: Request) -> Response:
+        rid = run_id_of(request.path_params["ref"])
+        return await _action(request, lambda b: _cancel(rid, None, _level_of(b)))
+
+    async def cancel_child(request: Request) -> Response:
+        j = store.job(int(request.path_params["id"]))
+        if j is None:
+            return _error(404, f"no child job with id {request.path_params['id']}")
+        return await _action(request, lambda b: _cancel(j.run_id, [j.id], None))
 
     async def retry_child(request: Request) -> Response:
         j = store.job(int(request.path_params["id"]))
@@ -252,9 +269,11 @@ def create_app(store: Any, settings: Settings, *, allow_actions: bool = False, t
         Route("/api/runs/{ref}", api_run),
         Route("/api/runs/{ref}/children", api_children),
         Route("/api/runs/{ref}/retry", retry_run, methods=["POST"]),
+        Route("/api/runs/{ref}/cancel", cancel_run, methods=["POST"]),
         Route("/api/children/{id:int}", api_child),
         Route("/api/children/{id:int}/diagram.svg", api_diagram),
         Route("/api/children/{id:int}/retry", retry_child, methods=["POST"]),
+        Route("/api/children/{id:int}/cancel", cancel_child, methods=["POST"]),
         Route("/api/workers", api_workers),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]

@@ -16,7 +16,7 @@ from shared.settings import Settings
 from shared.store.browse import SORTABLE, ChildrenQuery
 
 LIVE_RUN_STATES = (RunState.created.value, RunState.running.value)
-_ENDED = (JobState.succeeded.value, JobState.failed.value, JobState.lost.value)
+_ENDED = (JobState.succeeded.value, JobState.failed.value, JobState.lost.value, JobState.cancelled.value)
 
 
 def _seconds(a: datetime | None, b: datetime | None) -> float | None:
@@ -59,6 +59,7 @@ def _level_rows(store: Any, run_id: int, now: datetime) -> list[dict]:
             eta = remaining * elapsed / ended  # at the rate this level has finished children so far
         rows.append({
             "level": b, "state": str(lv.state) if lv else "training", "candidates": lv.candidates if lv else None,
+            "distinct_candidates": lv.distinct_candidates if lv else None,
             "states": p["states"], "total": p["total"], "done": ended, "best": p["best"], "mean": p["mean"],
             "spearman_extrapolation": lv.spearman_extrapolation if lv else None,
             "spearman_insample": lv.spearman_insample if lv else None,
@@ -162,6 +163,8 @@ def child_data(store: Any, job_id: int) -> dict:
     d["curves"] = [{"attempt": a, "epochs": es} for a, es in sorted(attempts.items())]
     d["state"] = str(d["state"])
     d["retryable"] = d["state"] in (JobState.failed.value, JobState.lost.value)
+    d["cancellable"] = d["state"] in (JobState.queued.value, JobState.running.value) or (
+        d["state"] == JobState.lost.value and d["attempts"] < d["max_attempts"])  # what `Store.cancel` takes
     return d
 
 

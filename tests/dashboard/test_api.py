@@ -152,3 +152,20 @@ def test_retry_a_whole_run_by_level(seeded: tuple[Any, int, list[int]]) -> None:
     assert c.post(f"/api/runs/{rid}/retry", json={"level": 2}, headers=auth).json()["requeued"] == []
     assert c.post(f"/api/runs/{rid}/retry", json={"level": 1}, headers=auth).json()["requeued"] == [ids[3]]
     assert store.job(ids[3]).state == "queued"
+
+
+def test_cancel_only_with_actions_as_pnas_cancel_does(seeded: tuple[Any, int, list[int]]) -> None:
+    store, rid, ids = seeded
+    store.retry(rid, job_ids=[ids[3]])  # queued again: something to cancel
+    assert client(store).post(f"/api/children/{ids[3]}/cancel", json={}).status_code == 403
+    assert "cancel-child" not in client(store).get(f"/children/{ids[3]}").text
+    c = client(store, allow_actions=True, token="t")
+    auth = {"Authorization": "Bearer t"}
+    assert 'id="cancel-child"' in c.get(f"/children/{ids[3]}", headers=auth).text
+    assert 'id="cancel-child"' not in c.get(f"/children/{ids[1]}", headers=auth).text  # succeeded: nothing to cancel
+    r = c.post(f"/api/children/{ids[3]}/cancel", json={}, headers=auth)
+    assert r.status_code == 200 and r.json()["cancelled"] == [ids[3]]
+    assert store.job(ids[3]).state == "cancelled"
+    assert c.post(f"/api/runs/{rid}/cancel", json={}, headers=auth).json()["cancelled"] == []
+    lv = c.get(f"/api/runs/{rid}", headers=auth).json()["levels"][0]
+    assert (lv["states"]["cancelled"], lv["done"]) == (1, 4)

@@ -280,5 +280,5 @@ def create_app(store: Any, settings: Settings, *, allow_actions: bool = False, t
     handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
         LookupError: not_found, UserError: bad_request,
     }  # fmt: skip
-    app: ASGIApp = Starlette(routes=routes, exception_handlers=handlers)  # type: ignore[arg-type]
+    app: ASGIApp = Starlette(routes=routes, exception_handlers=handlers)
     return TokenAuth(app, token) if token else app

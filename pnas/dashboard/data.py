@@ -170,7 +170,8 @@ def child_data(store: Any, job_id: int) -> dict:
 
 def workers_data(store: Any, settings: Settings) -> dict:
     """Workers seen by the store: live (heard from within a lease) apart from offline ones."""
-    live, offline = [], []
+    live: list[dict] = []
+    offline: list[dict] = []
     for w in store.workers():
         row = {**w, "started_at": iso(w["started_at"]), "last_seen": iso(w["last_seen"])}
         (live if w["seconds_ago"] <= settings.lease_seconds else offline).append(row)

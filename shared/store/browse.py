@@ -91,7 +91,7 @@ class Browse(StoreBase):
                 .where(ChildJob.run_id == run_id, ChildJob.kind == kind, ChildJob.state == _S)
                 .order_by(ChildJob.finished_at, ChildJob.id)
             )
-            return [(int(i), int(lv), float(r), p) for i, lv, r, p in s.execute(q)]
+            return [(int(i), int(lv), float(r or 0.0), p) for i, lv, r, p in s.execute(q)]  # succeeded: r is set
 
     def children_page(self, run_id: int, query: ChildrenQuery, *, kind: str = "search") -> tuple[int, list[dict]]:
         """(children matching the filters, one page of them as dicts) for the children table."""

@@ -31,6 +31,10 @@ if ! redis_up; then
   for _ in $(seq 1 30); do redis_up && break; sleep 0.5; done
   redis_up || { say "Redis did not start"; exit 1; }
 fi
+# The dashboard's browser tests drive Debian's headless Chromium through its chromedriver.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  apt_install chromium chromium-driver
+fi
 # The tests' database. Prints the URL the tests should use (PNAS_TEST_PG_URL) on stdout.
 # Trust auth over TCP (a developer machine, this workplace): user postgres. Otherwise, on a
 # fresh Debian install (password auth over TCP), a role of our own made through the local

@@ -64,6 +64,12 @@ class Settings(BaseSettings):
     # "module:function" the controller calls after each step (step name, level); tests use it
     # to kill the controller at precise moments.
     controller_hook: str | None = None
+    # `pnas dashboard`: the token (Bearer, or the password of basic auth) it asks for; unset =
+    # it serves only 127.0.0.1 without actions, and refuses to start otherwise.
+    dashboard_token: str | None = None
+    # `pnas dashboard` reads through this URL when set (the role of `pnas db grant-readonly`);
+    # unset = database_url. Actions (--allow-actions) always write through database_url.
+    dashboard_database_url: str | None = None
 
 
 @lru_cache(maxsize=1)

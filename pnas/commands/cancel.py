@@ -2,17 +2,48 @@
 
 from __future__ import annotations
 
-from typing import List
+from typing import Any, List, Sequence
 
 import typer
 
 from shared.errors import UserError
-from shared.jobs import RunState
-from shared.settings import get_settings
+from shared.jobs import RunState, RunView
+from shared.settings import Settings, get_settings
 
 
 def _ids(ids: list[int]) -> str:
     return ", ".join(str(i) for i in ids[:50]) + (" ..." if len(ids) > 50 else "")
+
+
+def cancel_children(
+    store: Any,
+    settings: Settings,
+    run: RunView,
+    *,
+    level: int | None = None,
+    job_ids: Sequence[int] | None = None,
+    dry_run: bool = False,
+) -> tuple[Any, list[str]]:
+    """What `pnas cancel` does, for the command and the dashboard alike: `Store.cancel` on the
+    matching children. Returns (the store's `Cancelled`, lines to show)."""
+    done = store.cancel(run.id, level=level, job_ids=job_ids or None, dry_run=dry_run)
+    if not done.cancelled and not done.stopping:
+        return done, [f"run {run.name!r}: no queued or running children match; nothing to cancel"]
+    verb = ("would cancel", "would ask") if dry_run else ("cancelled", "asked")
+    lines = []
+    if done.cancelled:
+        lines.append(f"run {run.name!r}: {verb[0]} {len(done.cancelled)} queued child(ren): {_ids(done.cancelled)}")
+    if done.stopping:
+        lines.append(
+            f"run {run.name!r}: {verb[1]} the workers of {len(done.stopping)} running child(ren) to stop them "
+            f"(within {settings.heartbeat_seconds:g} s, their heartbeat): {_ids(done.stopping)}"
+        )
+    if dry_run:
+        return done, lines
+    if run.state == RunState.running.value:
+        lines.append("  the run's controller stops once its level has nothing left to train")
+    lines.append(f"  to resume: run `pnas search` again with the same arguments (--name {run.name}); it requeues them")
+    return done, lines
 
 
 def register(app: typer.Typer) -> None:
@@ -33,20 +64,6 @@ def register(app: typer.Typer) -> None:
         store = Store.from_settings(settings)
         store.ensure_schema()
         r = store.require_run(run)
-        done = store.cancel(r.id, level=level, job_ids=job or None, dry_run=dry_run)
-        if not done.cancelled and not done.stopping:
-            print(f"run {r.name!r}: no queued or running children match; nothing to cancel")
-            return
-        verb = ("would cancel", "would ask") if dry_run else ("cancelled", "asked")
-        if done.cancelled:
-            print(f"run {r.name!r}: {verb[0]} {len(done.cancelled)} queued child(ren): {_ids(done.cancelled)}")
-        if done.stopping:
-            print(
-                f"run {r.name!r}: {verb[1]} the workers of {len(done.stopping)} running child(ren) to stop them "
-                f"(within {settings.heartbeat_seconds:g} s, their heartbeat): {_ids(done.stopping)}"
-            )
-        if dry_run:
-            return
-        if r.state == RunState.running.value:
-            print("  the run's controller stops once its level has nothing left to train")
-        print(f"  to resume: run `pnas search` again with the same arguments (--name {r.name}); it requeues them")
+        _, lines = cancel_children(store, settings, r, level=level, job_ids=job or None, dry_run=dry_run)
+        for line in lines:
+            print(line)

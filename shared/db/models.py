@@ -88,6 +88,8 @@ class ChildJob(Base):
         UniqueConstraint("run_id", "key", name="uq_jobs_run_key"),
         Index("ix_jobs_run_state", "run_id", "state"),
         Index("ix_jobs_run_level", "run_id", "level"),
+        Index("ix_jobs_run_finished", "run_id", "finished_at"),  # the dashboard's charts
+        Index("ix_jobs_run_reward", "run_id", "reward"),  # the dashboard's table by accuracy
         # One search child per network and run. Runs made before network ids may hold a
         # network twice; the migration marks the later ones `duplicate_of` the first.
         Index(

@@ -17,6 +17,7 @@ One module per audience, combined into the one `Store` front:
     attempts    the worker's side: claim, lease, epochs, fenced finish or failure, hand back
     registry    the worker registry
     reports     read-only queries for the operators' tools
+    browse      read-only queries for the web dashboard (`pnas dashboard`)
     rows        ORM rows to views, shared query helpers
 """
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared.store.attempts import Attempts
+from shared.store.browse import Browse
 from shared.store.engine import StoreBase, make_engine, pg_url
 from shared.store.reports import Reports
 from shared.store.runs import Runs
@@ -34,7 +36,7 @@ from shared.store.schema import SchemaAdmin
 __all__ = ["Store", "make_engine", "pg_url"]
 
 
-class Store(Attempts, Scheduling, Runs, Reports, SchemaAdmin, StoreBase):
+class Store(Attempts, Scheduling, Runs, Reports, Browse, SchemaAdmin, StoreBase):
     """Runs, levels and child jobs in one relational database (see the package docstring)."""
 
     @classmethod

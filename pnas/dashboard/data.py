@@ -1,0 +1,178 @@
+"""Each dashboard page's data as JSON-ready dicts: the pages render them, `/api/` returns them.
+
+Only store reads (`shared.store.browse`, `reports`, `registry`); times are the database's
+clock (UTC), so ages and ETAs do not depend on the clock of the machine serving the page.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pnas.render import cell_of, iso
+from shared.errors import UserError
+from shared.jobs import ALL_STATES, JobState, LevelState, RunState
+from shared.settings import Settings
+from shared.store.browse import SORTABLE, ChildrenQuery
+
+LIVE_RUN_STATES = (RunState.created.value, RunState.running.value)
+_ENDED = (JobState.succeeded.value, JobState.failed.value, JobState.lost.value, JobState.cancelled.value)
+
+
+def _seconds(a: datetime | None, b: datetime | None) -> float | None:
+    return (b - a).total_seconds() if a and b else None
+
+
+def runs_data(store: Any) -> dict:
+    """Every run, newest first: state, level, children done/total, best, started, last activity."""
+    now = store.db_now()
+    runs = []
+    for row in reversed(store.run_summaries()):
+        r, jobs = row["run"], row["jobs"]
+        done = sum(jobs[st] for st in _ENDED)
+        last = max((t for t in (r.updated_at, row["last_finished"]) if t), default=None)
+        runs.append({
+            "id": r.id, "name": r.name, "state": str(r.state), "level": r.level, "message": r.message,
+            "strategy": r.config.get("strategy", "pnas"), "dataset": (r.config.get("train") or {}).get("dataset"),
+            "children_done": done, "children_total": sum(jobs.values()), "jobs": jobs, "best": row["best"],
+            "started_at": iso(r.created_at), "last_activity": iso(last),
+            "idle_seconds": _seconds(last, now),
+        })  # fmt: skip
+    return {"now": iso(now), "runs": runs}
+
+
+def _level_rows(store: Any, run_id: int, now: datetime) -> list[dict]:
+    progress = store.level_overview(run_id)
+    levels = {lv.b: lv for lv in store.levels(run_id)}
+    rows = []
+    for b in sorted(set(progress) | set(levels)):
+        p = progress.get(b, {"states": {st: 0 for st in ALL_STATES}, "total": 0, "best": None, "mean": None,
+                             "first_started": None, "last_finished": None, "child_seconds": 0.0})  # fmt: skip
+        lv = levels.get(b)
+        live = lv is None or lv.state == LevelState.training
+        start = p["first_started"] or (lv.started_at if lv else None)
+        elapsed = _seconds(start, now if live else (lv.finished_at if lv and lv.finished_at else p["last_finished"]))
+        ended = sum(p["states"][st] for st in _ENDED)
+        remaining = p["states"][JobState.queued.value] + p["states"][JobState.running.value]
+        eta = None
+        if live and remaining and ended and elapsed:
+            eta = remaining * elapsed / ended  # at the rate this level has finished children so far
+        rows.append({
+            "level": b, "state": str(lv.state) if lv else "training", "candidates": lv.candidates if lv else None,
+            "distinct_candidates": lv.distinct_candidates if lv else None,
+            "states": p["states"], "total": p["total"], "done": ended, "best": p["best"], "mean": p["mean"],
+            "spearman_extrapolation": lv.spearman_extrapolation if lv else None,
+            "spearman_insample": lv.spearman_insample if lv else None,
+            "started_at": iso(start), "finished_at": iso(lv.finished_at if lv else None),
+            "elapsed_seconds": elapsed, "eta_seconds": eta, "child_seconds": p["child_seconds"],
+        })  # fmt: skip
+    return rows
+
+
+def _best_so_far(points: list[tuple[int, int, float, float | None]]) -> list[float]:
+    out, best = [], float("-inf")
+    for _, _, acc, _ in points:
+        best = max(best, acc)
+        out.append(best)
+    return out
+
+
+def run_data(store: Any, ref: str | int) -> dict:
+    """One run's page: its levels (progress by state, candidates, best/mean, Spearman,
+    elapsed, ETA) and the charts' series (best so far against the baseline run when there is
+    one, accuracy per level, predicted against measured)."""
+    r = store.get_run(ref)
+    if r is None:
+        raise LookupError(f"no run {ref!r}")
+    now = store.db_now()
+    levels = _level_rows(store, r.id, now)
+    points = store.trained_points(r.id)
+    baseline = None
+    other_id = store.baseline_run(r.id)
+    if other_id is not None:
+        other = store.get_run(other_id)
+        baseline = {"id": other.id, "name": other.name, "strategy": other.config.get("strategy", "pnas"),
+                    "best_so_far": _best_so_far(store.trained_points(other.id))}  # fmt: skip
+    totals = {st: sum(lv["states"][st] for lv in levels) for st in ALL_STATES}
+    return {
+        "now": iso(now),
+        "run": {"id": r.id, "name": r.name, "state": str(r.state), "level": r.level, "message": r.message,
+                "strategy": r.config.get("strategy", "pnas"), "dataset": (r.config.get("train") or {}).get("dataset"),
+                "blocks": r.config.get("blocks"), "beam": r.config.get("beam"), "seed": r.seed,
+                "created_at": iso(r.created_at), "updated_at": iso(r.updated_at), "finished_at": iso(r.finished_at),
+                "live": str(r.state) in LIVE_RUN_STATES},  # fmt: skip
+        "children": {"states": totals, "total": sum(totals.values()), "done": sum(totals[st] for st in _ENDED)},
+        "levels": levels,
+        "charts": {
+            "best_so_far": _best_so_far(points),
+            "baseline": baseline,
+            "accuracy": [[lv, acc] for _, lv, acc, _ in points],
+            "predicted_vs_measured": [[lv, p, acc] for _, lv, acc, p in points if p is not None],
+        },
+    }
+
+
+def children_query(params: dict[str, str]) -> ChildrenQuery:
+    """The children table's query from URL parameters; UserError (HTTP 400) for a bad one."""
+
+    def integer(name: str, default: int | None) -> int | None:
+        v = params.get(name)
+        if v in (None, ""):
+            return default
+        try:
+            return int(v)
+        except ValueError:
+            raise UserError(f"{name} must be a whole number, not {v!r}") from None
+
+    sort = params.get("sort") or "id"
+    if sort not in SORTABLE:
+        raise UserError(f"sort must be one of {', '.join(SORTABLE)}, not {sort!r}")
+    order = params.get("order") or "asc"
+    if order not in ("asc", "desc"):
+        raise UserError(f"order must be asc or desc, not {order!r}")
+    state = params.get("state") or None
+    if state is not None and state not in ALL_STATES:
+        raise UserError(f"state must be one of {', '.join(ALL_STATES)}, not {state!r}")
+    limit = integer("limit", 100) or 100
+    return ChildrenQuery(sort=sort, descending=order == "desc", level=integer("level", None), state=state,
+                         text=(params.get("q") or "").strip() or None, offset=max(0, integer("offset", 0) or 0),
+                         limit=min(max(1, limit), 1000))  # fmt: skip
+
+
+def children_data(store: Any, run_id: int, query: ChildrenQuery) -> dict:
+    total, rows = store.children_page(run_id, query)
+    for row in rows:
+        row["cell"] = cell_of(row["cell_json"]).readable()
+        row["finished_at"] = iso(row["finished_at"])
+    return {"total": total, "offset": query.offset, "limit": query.limit, "sort": query.sort,
+            "order": "desc" if query.descending else "asc", "level": query.level, "state": query.state,
+            "q": query.text, "children": rows}  # fmt: skip
+
+
+def child_data(store: Any, job_id: int) -> dict:
+    """One child: everything `pnas show --json` prints, plus its epochs grouped by attempt."""
+    from pnas.commands.show import collect
+
+    try:
+        d = collect(store, job_id)
+    except UserError as exc:
+        raise LookupError(str(exc)) from None
+    attempts: dict[int, list[dict]] = {}
+    for e in d["epochs"]:
+        attempts.setdefault(e["attempt"], []).append(e)
+    d["curves"] = [{"attempt": a, "epochs": es} for a, es in sorted(attempts.items())]
+    d["state"] = str(d["state"])
+    d["retryable"] = d["state"] in (JobState.failed.value, JobState.lost.value)
+    d["cancellable"] = d["state"] in (JobState.queued.value, JobState.running.value) or (
+        d["state"] == JobState.lost.value and d["attempts"] < d["max_attempts"])  # what `Store.cancel` takes
+    return d
+
+
+def workers_data(store: Any, settings: Settings) -> dict:
+    """Workers seen by the store: live (heard from within a lease) apart from offline ones."""
+    live: list[dict] = []
+    offline: list[dict] = []
+    for w in store.workers():
+        row = {**w, "started_at": iso(w["started_at"]), "last_seen": iso(w["last_seen"])}
+        (live if w["seconds_ago"] <= settings.lease_seconds else offline).append(row)
+    return {"lease_seconds": settings.lease_seconds, "live": live, "offline": offline}

@@ -1,0 +1,157 @@
+// pnas dashboard: live fragments (no full reload), the children table's sorting, filtering
+// and paging, the charts (uPlot, from the JSON API) and the confirmed actions.
+"use strict";
+(function () {
+  const every = Number(document.body.dataset.refreshMs || 3000);
+  window.pnasCharts = {};
+
+  function childrenUrl(box) {
+    const p = new URLSearchParams();
+    const form = document.getElementById("children-filters");
+    if (form) for (const [k, v] of new FormData(form)) if (v !== "") p.set(k, v);
+    p.set("sort", box.dataset.sort || "id");
+    p.set("order", box.dataset.order || "asc");
+    p.set("offset", box.dataset.offset || "0");
+    return box.dataset.refresh + "?" + p.toString();
+  }
+
+  async function refresh(box) {
+    const url = box.id === "children" ? childrenUrl(box) : box.dataset.refresh;
+    const resp = await fetch(url, { headers: { Accept: "text/html" } });
+    if (!resp.ok) return;
+    const html = await resp.text();
+    if (html !== box.innerHTML) box.innerHTML = html;
+    box.dataset.updated = String(Date.now());
+  }
+
+  function refreshAll() {
+    if (document.hidden) return;
+    document.querySelectorAll("[data-refresh]").forEach(b => refresh(b).catch(() => {}));
+    drawCharts().catch(() => {});
+  }
+
+  // Children table: click a header to sort (again to reverse), filters and pages reload it.
+  document.addEventListener("click", ev => {
+    const th = ev.target.closest("#children th[data-sort]");
+    const box = document.getElementById("children");
+    if (th && box) {
+      const key = th.dataset.sort;
+      const numeric = ["accuracy", "predicted", "params", "seconds", "attempts"].includes(key);
+      box.dataset.order = box.dataset.sort === key ? (box.dataset.order === "asc" ? "desc" : "asc") : (numeric ? "desc" : "asc");
+      box.dataset.sort = key;
+      box.dataset.offset = "0";
+      refresh(box);
+      return;
+    }
+    const pg = ev.target.closest("#children a.page");
+    if (pg && box) { ev.preventDefault(); box.dataset.offset = pg.dataset.offset; refresh(box); return; }
+    const act = ev.target.closest("button.action");
+    if (act) doAction(act);
+  });
+  const form = document.getElementById("children-filters");
+  if (form) {
+    const reload = () => { const box = document.getElementById("children"); box.dataset.offset = "0"; refresh(box); };
+    form.addEventListener("input", reload);
+    form.addEventListener("submit", ev => { ev.preventDefault(); reload(); });
+  }
+
+  function toast(text) {
+    const t = document.getElementById("toast");
+    t.textContent = text; t.classList.add("show");
+    setTimeout(() => t.classList.remove("show"), 8000);
+  }
+
+  async function doAction(button) {
+    if (!window.confirm(button.dataset.confirm || "Are you sure?")) return;
+    const resp = await fetch(button.dataset.action, {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: "{}",
+    });
+    const body = await resp.json().catch(() => ({}));
+    toast(resp.ok ? (body.lines || []).join("\n") : ("refused: " + (body.error || resp.status)));
+    refreshAll();
+  }
+
+  // Charts ------------------------------------------------------------------------------
+  const COLOURS = ["#1a5fb4", "#c64600", "#26a269", "#813d9c", "#a51d2d", "#986a44", "#0b7285"];
+  const cache = {};
+  async function getJSON(url) {
+    if (!cache[url] || Date.now() - cache[url].t > every / 2) {
+      cache[url] = { t: Date.now(), p: fetch(url).then(r => r.json()) };
+    }
+    return cache[url].p;
+  }
+  const dots = (label, stroke) => ({ label, stroke, paths: () => null, points: { show: true, size: 5, fill: stroke } });
+
+  function bestSpec(d) {
+    const mine = d.charts.best_so_far, base = d.charts.baseline;
+    const n = Math.max(mine.length, base ? base.best_so_far.length : 0);
+    const x = Array.from({ length: n }, (_, i) => i + 1);
+    const data = [x, x.map((_, i) => i < mine.length ? mine[i] : null)];
+    const series = [{ label: "children trained" }, { label: d.run.name + " (" + d.run.strategy + ")", stroke: COLOURS[0], width: 2 }];
+    if (base) {
+      data.push(x.map((_, i) => i < base.best_so_far.length ? base.best_so_far[i] : null));
+      series.push({ label: base.name + " (" + base.strategy + ")", stroke: COLOURS[1], width: 2, dash: [6, 4] });
+    }
+    return { data, series, xlabel: "children trained", ylabel: "best accuracy" };
+  }
+  function levelsSpec(d) {
+    // accuracy of every trained child against its level, spread a little sideways to be seen
+    const pts = d.charts.accuracy.map(([lv, acc], i) => [lv + (((i * 2654435761) % 1000) / 1000 - 0.5) * 0.5, acc]);
+    pts.sort((a, b) => a[0] - b[0]);
+    return { data: [pts.map(p => p[0]), pts.map(p => p[1])], series: [{ label: "level" }, dots("accuracy", COLOURS[0])],
+             xlabel: "level (b)", ylabel: "accuracy", xincr: [1] };
+  }
+  function predSpec(d) {
+    const rows = d.charts.predicted_vs_measured.slice().sort((a, b) => a[1] - b[1]);
+    const levels = [...new Set(rows.map(r => r[0]))].sort((a, b) => a - b);
+    const data = [rows.map(r => r[1])];
+    const series = [{ label: "predicted" }];
+    levels.forEach((lv, k) => {
+      data.push(rows.map(r => r[0] === lv ? r[2] : null));
+      series.push(dots("level " + lv, COLOURS[k % COLOURS.length]));
+    });
+    return { data, series, xlabel: "predicted accuracy", ylabel: "measured accuracy" };
+  }
+  function curveSpec(c) {
+    const n = Math.max(0, ...c.curves.map(a => a.epochs.length));
+    const x = Array.from({ length: n }, (_, i) => i + 1);
+    const data = [x], series = [{ label: "epoch" }];
+    c.curves.forEach((a, k) => {
+      const at = (key) => x.map(e => { const r = a.epochs.find(r => r.epoch === e); return r ? r[key] : null; });
+      const tag = c.curves.length > 1 ? " #" + a.attempt : "";
+      const col = (i) => COLOURS[(2 * k + i) % COLOURS.length];
+      data.push(at("val_accuracy"), at("accuracy"), at("val_loss"), at("loss"));
+      series.push({ label: "val acc" + tag, stroke: col(0), width: 2, points: { show: true, size: 6 }, scale: "acc" },
+                  { label: "acc" + tag, stroke: col(1), width: 1, points: { show: true, size: 4 }, scale: "acc" },
+                  { label: "val loss" + tag, stroke: col(0), width: 2, dash: [5, 4], points: { show: true, size: 4 }, scale: "loss" },
+                  { label: "loss" + tag, stroke: col(1), width: 1, dash: [5, 4], points: { show: true, size: 4 }, scale: "loss" });
+    });
+    return { data, series, xlabel: "epoch", ylabel: "accuracy", y2: "loss", xincr: [1] };
+  }
+  const SPECS = { best: bestSpec, levels: levelsSpec, pred: predSpec, curve: curveSpec };
+
+  async function drawCharts() {
+    for (const el of document.querySelectorAll("[data-chart]")) {
+      const d = await getJSON(el.dataset.src);
+      const spec = SPECS[el.dataset.chart](d);
+      const key = el.id.replace(/^chart-/, "");
+      const shape = spec.series.map(s => s.label).join("|");
+      const old = window.pnasCharts[key];
+      if (old && old._shape === shape) { old.setData(spec.data); continue; }
+      if (old) old.destroy();
+      el.innerHTML = "";
+      if (spec.data[0].length === 0) { el.textContent = el.dataset.empty || "no trained child yet"; delete window.pnasCharts[key]; continue; }
+      const xaxis = { label: spec.xlabel };
+      if (spec.xincr) xaxis.incrs = spec.xincr;
+      const axes = [xaxis, { label: spec.ylabel, scale: spec.series[1].scale || "y" }];
+      if (spec.y2) axes.push({ label: spec.y2, scale: spec.y2, side: 1, grid: { show: false } });
+      const scales = { x: { time: false } };
+      const u = new uPlot({ width: 460, height: 280, series: spec.series, axes, scales, cursor: { drag: { x: true, y: false } } }, spec.data, el);
+      u._shape = shape;
+      window.pnasCharts[key] = u;
+    }
+  }
+
+  drawCharts().catch(err => console.error(err));
+  setInterval(refreshAll, every);
+})();

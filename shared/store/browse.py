@@ -1,0 +1,149 @@
+"""Read-only queries for the web dashboard (`pnas dashboard`): each page's data in a few
+aggregate queries, as plain values (dicts and views), never ORM objects.
+
+Every query is bounded for a run of 10,000 children: per-level aggregates, one narrow
+column list for the charts, and one page of the children table (sorted and filtered in SQL).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Text, case, cast, func, or_, select
+
+from shared.db.models import ChildJob, Run
+from shared.jobs import ALL_STATES, JobState
+from shared.store.engine import StoreBase
+from shared.store.rows import as_datetime
+
+_S = JobState.succeeded.value
+
+# The children table's sortable columns, by the name the API takes.
+SORTABLE: dict[str, Any] = {
+    "id": ChildJob.id,
+    "level": ChildJob.level,
+    "state": ChildJob.state,
+    "accuracy": ChildJob.reward,
+    "params": ChildJob.params,
+    "predicted": ChildJob.predicted,
+    "rank": ChildJob.rank,
+    "worker": ChildJob.worker,
+    "attempts": ChildJob.attempts,
+    "seconds": ChildJob.wall_seconds,
+    "finished": ChildJob.finished_at,
+}
+
+
+@dataclass(frozen=True)
+class ChildrenQuery:
+    """One page of a run's children: sorted by ``sort`` (a key of `SORTABLE`), optionally
+    only one level and one state, and ``text`` found in the arch id, worker or cell JSON."""
+
+    sort: str = "id"
+    descending: bool = False
+    level: int | None = None
+    state: str | None = None
+    text: str | None = None
+    offset: int = 0
+    limit: int = 100
+
+
+class Browse(StoreBase):
+    def level_overview(self, run_id: int, *, kind: str = "search") -> dict[int, dict]:
+        """{level: children by state, total, best and mean accuracy, first start, last
+        finish, summed child seconds}, in one aggregate query."""
+        with self._tx() as s:
+            q = (
+                select(
+                    ChildJob.level,
+                    *[func.sum(case((ChildJob.state == st, 1), else_=0)) for st in ALL_STATES],
+                    func.count(ChildJob.id),
+                    func.max(case((ChildJob.state == _S, ChildJob.reward), else_=None)),
+                    func.avg(case((ChildJob.state == _S, ChildJob.reward), else_=None)),
+                    func.min(ChildJob.started_at),
+                    func.max(ChildJob.finished_at),
+                    func.sum(ChildJob.wall_seconds),
+                )
+                .where(ChildJob.run_id == run_id, ChildJob.kind == kind)
+                .group_by(ChildJob.level)
+            )
+            out: dict[int, dict] = {}
+            n = len(ALL_STATES)
+            for row in s.execute(q):
+                out[int(row[0])] = {
+                    "states": {st: int(row[1 + i] or 0) for i, st in enumerate(ALL_STATES)},
+                    "total": int(row[1 + n]),
+                    "best": row[2 + n],
+                    "mean": row[3 + n],
+                    "first_started": as_datetime(row[4 + n]),
+                    "last_finished": as_datetime(row[5 + n]),
+                    "child_seconds": float(row[6 + n] or 0.0),
+                }
+            return out
+
+    def trained_points(self, run_id: int, *, kind: str = "search") -> list[tuple[int, int, float, float | None]]:
+        """(job id, level, accuracy, predicted) of every succeeded child in the order they
+        finished: the charts' data (best so far, accuracy per level, predicted vs measured)."""
+        with self._tx() as s:
+            q = (
+                select(ChildJob.id, ChildJob.level, ChildJob.reward, ChildJob.predicted)
+                .where(ChildJob.run_id == run_id, ChildJob.kind == kind, ChildJob.state == _S)
+                .order_by(ChildJob.finished_at, ChildJob.id)
+            )
+            return [(int(i), int(lv), float(r or 0.0), p) for i, lv, r, p in s.execute(q)]  # succeeded: r is set
+
+    def children_page(self, run_id: int, query: ChildrenQuery, *, kind: str = "search") -> tuple[int, list[dict]]:
+        """(children matching the filters, one page of them as dicts) for the children table."""
+        col = SORTABLE[query.sort]
+        order = col.desc() if query.descending else col.asc()
+        with self._tx() as s:
+            where = [ChildJob.run_id == run_id, ChildJob.kind == kind]
+            if query.level is not None:
+                where.append(ChildJob.level == query.level)
+            if query.state:
+                where.append(ChildJob.state == query.state)
+            if query.text:
+                like = f"%{query.text}%"
+                where.append(or_(ChildJob.arch_id.like(like), ChildJob.worker.like(like), cast(ChildJob.cell, Text).like(like)))
+            total = int(s.scalar(select(func.count(ChildJob.id)).where(*where)) or 0)
+            cols = (ChildJob.id, ChildJob.level, ChildJob.state, ChildJob.reward, ChildJob.params, ChildJob.predicted,
+                    ChildJob.rank, ChildJob.worker, ChildJob.attempts, ChildJob.max_attempts, ChildJob.wall_seconds,
+                    ChildJob.arch_id, ChildJob.cell, ChildJob.finished_at)  # fmt: skip
+            q = (
+                select(*cols)
+                .where(*where)
+                .order_by(order.nulls_last(), ChildJob.id)
+                .offset(max(0, query.offset))
+                .limit(max(1, query.limit))
+            )
+            rows = []
+            for r in s.execute(q):
+                rows.append(
+                    {"id": r.id, "level": r.level, "state": r.state, "accuracy": r.reward, "params": r.params,
+                     "predicted": r.predicted, "rank": r.rank, "worker": r.worker, "attempts": r.attempts,
+                     "max_attempts": r.max_attempts, "seconds": r.wall_seconds, "arch_id": r.arch_id,
+                     "cell_json": r.cell, "finished_at": as_datetime(r.finished_at)}  # fmt: skip
+                )
+            return total, rows
+
+    def baseline_run(self, run_id: int) -> int | None:
+        """The newest other run on the same dataset with the other strategy (pnas <-> random)
+        that has a succeeded child: the baseline the run page compares against; None if none."""
+        with self._tx() as s:
+            runs = [(r.id, r.config or {}, r.updated_at) for r in s.scalars(select(Run))]
+            mine = next((c for i, c, _ in runs if i == run_id), None)
+            if mine is None:
+                return None
+
+            def key(c: dict) -> tuple:
+                return ((c.get("train") or {}).get("dataset"), c.get("strategy", "pnas"))
+
+            dataset, strategy = key(mine)
+            others = [(u, i) for i, c, u in runs if i != run_id and key(c)[0] == dataset and key(c)[1] != strategy]
+            for _, i in sorted(others, reverse=True):
+                has = s.scalar(select(ChildJob.id).where(ChildJob.run_id == i, ChildJob.kind == "search",
+                                                         ChildJob.state == _S).limit(1))  # fmt: skip
+                if has is not None:
+                    return i
+            return None

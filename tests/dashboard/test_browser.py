@@ -1,0 +1,233 @@
+"""The dashboard as a person sees it, in a real headless Chromium, over a real PostgreSQL
+holding a finished run and a live one (both searched by `pnas search` with the instant
+trainer): the runs page, live counts, sorting, a child's diagram and learning curve, and
+retry, allowed or refused."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from shared.space import Cell
+from shared.store import Store
+from tests.conftest import ROOT, fresh_pg_database
+from tests.dashboard.conftest import SCREENSHOTS, start_dashboard
+from tests.fakes import fake_search_env
+
+CONFIG = """
+ops = ["sep3x3", "max3x3"]
+blocks = 2
+beam = 3
+ensemble = 1
+predictor = "mlp"
+predictor_epochs = 10
+seed = 5
+[train]
+dataset = "digits"
+validation_size = 0.2
+epochs = 3
+"""
+EPOCHS = 3
+FAILING = Cell.of([[-2, "max3x3", -2, "max3x3"]], ["sep3x3", "max3x3"]).arch_id
+TOKEN = "s3cret-dashboard-token"
+
+
+@dataclass(frozen=True)
+class World:
+    store: Store
+    env: dict
+    readonly: str  # base URL of the read-only dashboard
+    actions: str  # base URL of the one started with --allow-actions
+    live: subprocess.Popen
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.25)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Iterator[World]:
+    d: Path = tmp_path_factory.mktemp("dashboard")
+    url = fresh_pg_database()
+    (d / "search.toml").write_text(CONFIG)
+    env = fake_search_env(url, PNAS_FAKE_FAIL=FAILING, PNAS_POLL_SECONDS="0.2")
+    subprocess.run([sys.executable, "-m", "pnas.cli", "db", "upgrade"], cwd=ROOT, env=env, check=True, capture_output=True)
+
+    def search(name: str, extra_env: dict, *args: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "pnas.cli", "search", "--config", str(d / "search.toml"),
+                                 "--name", name, *args], cwd=ROOT, env={**env, **extra_env},
+                                stdout=subprocess.DEVNULL, stderr=open(d / f"{name}.log", "w"))  # fmt: skip
+
+    done = search("done", {}, "--workers", "2")
+    ro, ro_url = start_dashboard(env, log=d / "readonly.log")
+    act, act_url = start_dashboard({**env, "PNAS_DASHBOARD_TOKEN": TOKEN}, "--allow-actions", log=d / "actions.log")
+    store = Store(url)
+    live = None
+    try:
+        assert done.wait(timeout=600) == 0, (d / "done.log").read_text()[-3000:]
+        # The live run, started once the other is done (its pace then does not depend on
+        # how busy the machine was): one worker, each child six seconds, its 10 children of
+        # level 1 a minute, so that children finish while we watch.
+        live = search("live", {"PNAS_FAKE_SLEEP": "6", "PNAS_FAKE_FAIL": ""}, "--workers", "1")
+        wait_for("the live run to start", lambda: store.get_run("live") is not None, timeout=120)
+        yield World(store, env, ro_url, act_url, live)
+    finally:
+        for p in [q for q in (live, ro, act, done) if q is not None]:
+            p.terminate()
+        for p in [q for q in (live, ro, act, done) if q is not None]:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        store.dispose()
+
+
+def run_id(w: World, name: str) -> int:
+    r = w.store.get_run(name)
+    assert r is not None
+    return r.id
+
+
+def shot(browser: Any, name: str) -> None:
+    browser.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
+
+
+def test_runs_page_lists_both_runs(world: World, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get(world.readonly + "/")
+    names = [e.get_attribute("data-run") for e in browser.find_elements(By.CSS_SELECTOR, "#runs-table tbody tr")]
+    assert sorted(names) == ["done", "live"]
+    shot(browser, "runs")
+
+
+def test_live_run_counts_change_without_a_reload(world: World, browser: Any) -> None:
+    rid = run_id(world, "live")
+    wait_for("the live run's first child to start training",
+             lambda: sum(world.store.level_overview(rid).get(1, {}).get("states", {}).get(st, 0)
+                         for st in ("running", "succeeded")), timeout=120)  # fmt: skip
+    browser.get(f"{world.readonly}/runs/{rid}")
+    def done() -> str:  # read in the page: the fragment may be swapped between find and read
+        return str(browser.execute_script("return document.getElementById('run-done').textContent;"))
+
+    first = done()
+    browser.execute_script("window.__sameDocument = true;")  # gone if the page were reloaded
+    later = wait_for("the done count to change on the page", lambda: (t := done()) != first and t, timeout=60)
+    assert browser.execute_script("return window.__sameDocument === true;")
+    assert int(later) > int(first)
+    assert world.live.poll() is None, "the live run ended before we watched it"
+    shot(browser, "run-live")
+
+
+def test_sorting_children_by_accuracy_puts_the_best_first(world: World, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    rid = run_id(world, "done")
+    best = world.store.top(rid, k=1)[0]
+    browser.get(f"{world.readonly}/runs/{rid}")
+    rows = browser.find_elements(By.CSS_SELECTOR, "#children-table tbody tr")
+    assert rows[0].get_attribute("data-id") != str(best.id), "already best-first: the test would prove nothing"
+    browser.find_element(By.CSS_SELECTOR, "#children-table th[data-sort=accuracy]").click()
+    wait_for("the table sorted by accuracy", lambda: browser.find_element(
+        By.CSS_SELECTOR, "#children-table tbody tr").get_attribute("data-id") == str(best.id))  # fmt: skip
+    accs = [float(r.get_attribute("data-accuracy")) for r in
+            browser.find_elements(By.CSS_SELECTOR, "#children-table tbody tr") if r.get_attribute("data-accuracy")]
+    assert accs == sorted(accs, reverse=True) and accs[0] == pytest.approx(best.reward)
+    wait_for("the run's charts", lambda: browser.execute_script(
+        "return ['best', 'levels', 'pred'].every(k => window.pnasCharts[k]);"))  # fmt: skip
+    n_trained = len(world.store.trained_children(rid))
+    assert browser.execute_script("return window.pnasCharts.best.data[0].length;") >= n_trained
+    shot(browser, "run-done")
+
+
+def test_child_page_shows_the_diagram_and_one_point_per_epoch(world: World, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    best = world.store.top(run_id(world, "done"), k=1)[0]
+    browser.get(f"{world.readonly}/children/{best.id}")
+    img = browser.find_element(By.ID, "diagram")
+    wait_for("the diagram to load", lambda: browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth;", img))
+    svg = urllib.request.urlopen(f"{world.readonly}/api/children/{best.id}/diagram.svg", timeout=10).read().decode()
+    assert svg.lstrip().startswith("<?xml") and "<svg" in svg and "concat" in svg
+    wait_for("the learning curve", lambda: browser.execute_script("return !!window.pnasCharts.curve;"))
+    xs = browser.execute_script("return Array.from(window.pnasCharts.curve.data[0]);")
+    val = browser.execute_script("return Array.from(window.pnasCharts.curve.data[1]);")
+    assert xs == list(range(1, EPOCHS + 1)) and all(v is not None for v in val)
+    epochs = [e for e in world.store.epochs(best.id)]
+    assert [e["epoch"] for e in epochs] == xs and val == pytest.approx([e["val_accuracy"] for e in epochs])
+    assert len(browser.find_elements(By.CSS_SELECTOR, "table.epochs tbody tr")) == EPOCHS
+    shot(browser, "child")
+
+
+def _failed_child(w: World) -> int:
+    (j,) = w.store.jobs(run_id(w, "done"), states=["failed"])
+    return j.id
+
+
+def _post(url: str, *, token: str | None = None) -> tuple[int, dict]:
+    req = urllib.request.Request(url, data=b"{}", method="POST", headers={"Content-Type": "application/json"})
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+def test_without_actions_no_button_and_the_api_refuses(world: World, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    jid = _failed_child(world)
+    browser.get(f"{world.readonly}/children/{jid}")
+    assert "planted failure" in browser.find_element(By.CSS_SELECTOR, "p.error").text
+    assert browser.find_elements(By.CSS_SELECTOR, "button.action") == []
+    status, body = _post(f"{world.readonly}/api/children/{jid}/retry")
+    assert status == 403 and "--allow-actions" in body["error"]
+    assert world.store.job(jid).state == "failed"
+    wait_for("the diagram to load", lambda: browser.execute_script(
+        "const i = document.getElementById('diagram'); return i.complete && i.naturalWidth;"), timeout=60)  # fmt: skip
+    shot(browser, "child-failed")
+    browser.get(f"{world.readonly}/workers")
+    shot(browser, "workers")
+    assert browser.find_elements(By.CSS_SELECTOR, "#workers-live tbody tr"), "the live run's worker is not listed"
+
+
+def test_retry_with_actions_requeues_the_child(world: World, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    jid = _failed_child(world)
+    assert _post(f"{world.actions}/api/children/{jid}/retry")[0] == 401  # no token, no action
+    try:
+        urllib.request.urlopen(f"{world.actions}/api/runs", timeout=10)
+        raise AssertionError("the dashboard with actions answered without its token")
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 401
+    browser.get(f"{world.actions}/children/{jid}?token={TOKEN}")  # the token becomes a cookie
+    assert "token" not in browser.current_url
+    browser.find_element(By.ID, "retry-child").click()
+    WebDriverWait(browser, 10).until(lambda b: b.switch_to.alert).accept()
+    wait_for("the child requeued in the database", lambda: world.store.job(jid).state == "queued", timeout=15)
+    j = world.store.job(jid)
+    assert j.max_attempts == j.attempts + 1
+    assert world.store.get_run("done").state == "stopped"  # what `pnas retry` does to a finished run
+    wait_for("the diagram to load", lambda: browser.execute_script(
+        "const i = document.getElementById('diagram'); return i.complete && i.naturalWidth;"), timeout=60)  # fmt: skip
+    shot(browser, "child-retried")

@@ -31,6 +31,9 @@ if ! redis_up; then
   for _ in $(seq 1 30); do redis_up && break; sleep 0.5; done
   redis_up || { say "Redis did not start"; exit 1; }
 fi
+# PgBouncer (bench/store_load.py) and kubectl (tests/deploy: `kubectl kustomize`), Debian's.
+[[ -x /usr/sbin/pgbouncer ]] || command -v pgbouncer >/dev/null || apt_install pgbouncer
+command -v kubectl >/dev/null || apt_install kubernetes-client
 # The tests' database. Prints the URL the tests should use (PNAS_TEST_PG_URL) on stdout.
 # Trust auth over TCP (a developer machine, this workplace): user postgres. Otherwise, on a
 # fresh Debian install (password auth over TCP), a role of our own made through the local

@@ -93,6 +93,7 @@ def stacks(tmp_path):  # noqa: ANN001, ANN201
     head = Stack(f"pnas-head-{tag}", head_env, HEAD_FILES)
     host = Stack(f"pnas-host-{tag}", host_env, HOST_FILES)
     head.ports = dict(bouncer=bouncer, redis=redis_port)
+    head.certs = certs
     head.env_values = dict(line.split("=", 1) for line in common)
     try:
         yield head, host
@@ -121,9 +122,16 @@ def test_head_and_worker_host_with_tls_finish_a_search_and_lose_nothing(stacks, 
         with pytest.raises(psycopg2.OperationalError):
             psycopg2.connect(host="127.0.0.1", port=head.ports["bouncer"], user="pnas", dbname="pnas",
                              password=pw["POSTGRES_PASSWORD"], sslmode="disable", connect_timeout=5).close()  # fmt: skip
+        other_ca = head.certs.parent / "other-ca"
+        subprocess.run([str(ROOT / "scripts" / "make-certs.sh"), str(other_ca)], check=True, capture_output=True)
         with pytest.raises(psycopg2.OperationalError, match="certificate verify failed"):
             psycopg2.connect(host="127.0.0.1", port=head.ports["bouncer"], user="pnas", dbname="pnas",
-                             password=pw["POSTGRES_PASSWORD"], sslmode="verify-full", connect_timeout=5).close()  # fmt: skip
+                             password=pw["POSTGRES_PASSWORD"], sslmode="verify-full",
+                             sslrootcert=str(other_ca / "ca.crt"), connect_timeout=5).close()  # fmt: skip
+        ok = psycopg2.connect(host="127.0.0.1", port=head.ports["bouncer"], user="pnas", dbname="pnas",
+                              password=pw["POSTGRES_PASSWORD"], sslmode="verify-full",
+                              sslrootcert=str(head.certs / "ca.crt"), connect_timeout=5)  # fmt: skip
+        ok.close()
         times["up"] = time.monotonic() - t0 - times["build"]
 
         # PNAS_NODE: each host leases its GPU slots in its own namespace of the shared Redis.

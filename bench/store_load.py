@@ -42,6 +42,25 @@ from bench._common import machine, pct  # noqa: E402
 PG_BIN = Path(os.environ.get("PNAS_BENCH_PG_BIN", "")) if os.environ.get("PNAS_BENCH_PG_BIN") else None
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_of_tree(root_pid: int) -> float:
+    """CPU seconds of a process, its live children and its reaped children (from /proc)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            f = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid, ppid = int(stat.parent.name), int(f[1])
+        if pid == root_pid:
+            total += sum(int(x) for x in f[11:15]) / _TICK  # utime stime cutime cstime
+        elif ppid == root_pid:
+            total += (int(f[11]) + int(f[12])) / _TICK
+    return total
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -64,7 +83,7 @@ def _as_postgres(cmd: list[str]) -> list[str]:
 
 @contextlib.contextmanager
 def private_cluster(max_connections: int) -> Iterator[tuple[str, Path]]:
-    """A throw-away PostgreSQL cluster on 127.0.0.1:<free port>, trust auth; (URL, socket dir)."""
+    """A throw-away PostgreSQL cluster on 127.0.0.1:<free port>, trust auth; (URL, data dir)."""
     bindir = _pg_bin()
     tmp = Path(tempfile.mkdtemp(prefix="pnas-load-pg-"))
     if os.geteuid() == 0:
@@ -77,7 +96,7 @@ def private_cluster(max_connections: int) -> Iterator[tuple[str, Path]]:
                    check=True, capture_output=True)  # fmt: skip
     try:
         subprocess.run([str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "pnas_load"], check=True)
-        yield f"postgresql://postgres@127.0.0.1:{port}/pnas_load", tmp
+        yield f"postgresql://postgres@127.0.0.1:{port}/pnas_load", data
     finally:
         subprocess.run(_as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]), capture_output=True)
         shutil.rmtree(tmp, ignore_errors=True)
@@ -123,17 +142,34 @@ pidfile = {tmp}/pgbouncer.pid
                     break
             time.sleep(0.05)
         # ulimit: pgbouncer needs one descriptor per client and per server connection.
+        BOUNCER_PID[0] = proc.pid  # runuser, whose child is pgbouncer
         yield f"postgresql://postgres@127.0.0.1:{port}/pnas_load"
     finally:
+        BOUNCER_PID[0] = 0
         proc.terminate()
         proc.wait(timeout=10)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+BOUNCER_PID = [0]
+PG_DATA: list[Path] = []
+
+
+def _server_cpu() -> float:
+    """CPU seconds used so far by PostgreSQL (postmaster and backends) and PgBouncer."""
+    pg = int(PG_DATA[0].joinpath("postmaster.pid").read_text().split()[0])
+    return _cpu_of_tree(pg) + (_cpu_of_tree(BOUNCER_PID[0]) if BOUNCER_PID[0] else 0.0)
+
+
 # --- the simulated workers (one process, many threads) ------------------------------------
-def _worker_process(url: str, names: list[str], run_id: int, t_start: float, t_end: float, train_s: float, out) -> None:  # noqa: ANN001
+def _worker_process(url: str, names: list[str], run_id: int, window, train_s: float, ready, out) -> None:  # noqa: ANN001
     from shared.jobs import EpochMetrics, TrainResult
     from shared.store import Store
+
+    ready.put(len(names))  # imported: the phase starts when every process is here
+    while window[0] == 0.0:
+        time.sleep(0.01)
+    t_start, t_end = window[0], window[1]
 
     stats = collections.defaultdict(list)
     errors: collections.Counter = collections.Counter()
@@ -181,6 +217,7 @@ def _worker_process(url: str, names: list[str], run_id: int, t_start: float, t_e
         t.start()
     for t in threads:
         t.join()
+    stats["cpu"] = [time.process_time()]
     out.put((dict(stats), dict(errors)))
 
 
@@ -264,14 +301,21 @@ def phase(url: str, admin_url: str, *, workers: int, children: int, seconds: flo
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
     names = [f"sim-{workers}-{i}@load" for i in range(workers)]
-    t_start = time.time() + 3.0 + workers / 200  # every process imported and every thread waiting
-    t_end = t_start + seconds
+    window = ctx.Array("d", [0.0, 0.0], lock=False)  # (start, end), set once every process is ready
+    ready = ctx.Queue()
     ps = [
-        ctx.Process(target=_worker_process, args=(url, names[k::procs], run_id, t_start, t_end, train_s, out))
+        ctx.Process(target=_worker_process, args=(url, names[k::procs], run_id, window, train_s, ready, out))
         for k in range(procs)
     ]
     for p in ps:
         p.start()
+    for _ in ps:
+        ready.get(timeout=300)
+    cpu0 = _server_cpu()
+    t_start = time.time() + 1.0 + workers / 500  # every thread started and waiting
+    t_end = t_start + seconds
+    window[1] = t_end
+    window[0] = t_start
     ctl_lat: list = []
     conns: list = []
     stop = threading.Event()
@@ -281,6 +325,7 @@ def phase(url: str, admin_url: str, *, workers: int, children: int, seconds: flo
     mon.start()
     results = [out.get(timeout=seconds + 300) for _ in ps]
     t_done = time.time()
+    server_cpu = _server_cpu() - cpu0
     for p in ps:
         p.join()
     ctl.join()
@@ -295,6 +340,7 @@ def phase(url: str, admin_url: str, *, workers: int, children: int, seconds: flo
     check = _check(admin, run_id, finished, claimed)
     admin.dispose()
     busy = [c for c in conns if c[0]]
+    client_cpu = sum(s.get("cpu", [0.0])[0] for s, _ in results)  # includes imports and thread start
     return dict(
         workers=workers,
         children_s=len(finished) / (t_done - t_start),
@@ -307,6 +353,8 @@ def phase(url: str, admin_url: str, *, workers: int, children: int, seconds: flo
         conns_max=max((c[0] for c in busy), default=0),
         active_max=max((c[1] for c in busy), default=0),
         errors=errors,
+        client_ms=client_cpu / max(1, len(finished)) * 1000,
+        server_ms=server_cpu / max(1, len(finished)) * 1000,
         **check,
     )
 
@@ -326,11 +374,12 @@ def main() -> None:
     vias = ["direct", "pgbouncer"] if a.via == "both" else [a.via]
     print(f"# store_load: {machine()}; {a.children} queued children per run, {a.seconds:.0f} s per phase, "
           f"{a.train:.2f} s simulated training per child, {a.procs} processes")  # fmt: skip
-    print("| via | workers | children/s | claim p50 / p99 ms | finish p50 / p99 ms | level wait p99 ms | connections (active) | errors | lost / doubled / running |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    with private_cluster(a.max_connections) as (pg_url, _):
+    print("| via | workers | children/s | claim p50 / p99 ms | finish p50 / p99 ms | level wait p99 ms | connections (active) | errors | lost / doubled / running | CPU ms per child: workers / PostgreSQL+PgBouncer |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    with private_cluster(a.max_connections) as (pg_url, data):
         from shared.store import Store
 
+        PG_DATA[:] = [data]
         s = Store(pg_url)
         s.upgrade()
         s.dispose()
@@ -344,11 +393,11 @@ def main() -> None:
                     print(
                         f"| {via} | {n} | {r['children_s']:.0f} | {r['claim_p50']:.1f} / {r['claim_p99']:.1f} | "
                         f"{r['finish_p50']:.1f} / {r['finish_p99']:.1f} | {r['level_p99']:.1f} | {r['conns_max']} ({r['active_max']}) | "
-                        f"{err} | {r['lost']} / {r['doubled']} / {r['running']} |",
+                        f"{err} | {r['lost']} / {r['doubled']} / {r['running']} | {r['client_ms']:.1f} / {r['server_ms']:.1f} |",
                         flush=True,
                     )
                     for msg, k in r["errors"].most_common(3):
-                        print(f"|  | | error x{k}: {msg} | | | | | | |", flush=True)
+                        print(f"|  | | error x{k}: {msg} | | | | | | | |", flush=True)
 
 
 if __name__ == "__main__":

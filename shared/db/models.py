@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -81,6 +82,12 @@ class ChildJob(Base):
         UniqueConstraint("run_id", "key", name="uq_jobs_run_key"),
         Index("ix_jobs_run_state", "run_id", "state"),
         Index("ix_jobs_run_level", "run_id", "level"),
+        # claim_next: the run's queued children in claim order (level desc, id), read from the
+        # head of a partial index instead of sorted per claim (migration 0008_hot_indexes).
+        # PostgreSQL only: SQLite serves few local workers, and cannot reflect a DESC key.
+        Index(
+            "ix_jobs_queued", "run_id", text("level DESC"), "id", postgresql_where=text("state = 'queued'")
+        ).ddl_if(dialect="postgresql"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -136,4 +143,4 @@ class WorkerRow(Base):
     device: Mapped[str | None] = mapped_column(String(200))
     started_at: Mapped[datetime] = mapped_column(DateTime)
     last_seen: Mapped[datetime] = mapped_column(DateTime)
-    job_id: Mapped[int | None] = mapped_column(Integer)  # the child it trains now, if any
+    job_id: Mapped[int | None] = mapped_column(Integer, index=True)  # the child it trains now, if any

@@ -359,6 +359,35 @@ def phase(url: str, admin_url: str, *, workers: int, children: int, seconds: flo
     )
 
 
+def probe(url: str, admin_url: str, n: int = 200) -> dict[str, float]:
+    """Client CPU (ms) per call of each step of a child, one thread, no contention."""
+    from shared.jobs import EpochMetrics, TrainResult
+    from shared.store import Store
+
+    admin = Store(admin_url)
+    run_id = _new_run(admin, n + 20)
+    admin.dispose()
+    s = Store(url, pool_size=1)
+    m = EpochMetrics(epoch=1, loss=1.0, accuracy=0.5, val_loss=1.0, val_accuracy=0.5, seconds=0.0)
+    for _ in range(20):  # warm: connection, compiled-statement cache
+        j, a = s.claim_next(worker="probe", lease_seconds=150, run_id=run_id)
+        s.finish(j, attempt=a, result=TrainResult(0.5, 1, [m], 1000, 0.0, "sim"))
+    got, out = [], {}
+    steps = [
+        ("claim_next", lambda _: got.append(s.claim_next(worker="probe", lease_seconds=150, run_id=run_id))),
+        ("heartbeat", lambda k: s.heartbeat(got[k][0], attempt=got[k][1], worker="probe", lease_seconds=150)),
+        ("add_epoch", lambda k: s.add_epoch(got[k][0], attempt=got[k][1], metrics=m)),
+        ("finish", lambda k: s.finish(got[k][0], attempt=got[k][1], result=TrainResult(0.5, 1, [m], 1000, 0.0, "sim"))),
+    ]
+    for name, step in steps:
+        cpu, wall = time.process_time(), time.perf_counter()
+        for k in range(n):
+            step(k)
+        out[name] = ((time.process_time() - cpu) / n * 1000, (time.perf_counter() - wall) / n * 1000)
+    s.dispose()
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workers", default="50,200,1000", help="concurrent simulated workers per phase (comma list)")
@@ -369,6 +398,7 @@ def main() -> None:
     ap.add_argument("--train", type=float, default=1.0, help="simulated training per child, seconds")
     ap.add_argument("--max-connections", type=int, default=100, help="the private cluster's (PostgreSQL's default)")
     ap.add_argument("--pool", type=int, default=20, help="PgBouncer's server connections")
+    ap.add_argument("--probe", action="store_true", help="only the client CPU per store call, one thread")
     a = ap.parse_args()
     counts = [int(x) for x in a.workers.split(",")]
     vias = ["direct", "pgbouncer"] if a.via == "both" else [a.via]
@@ -384,6 +414,10 @@ def main() -> None:
         s.upgrade()
         s.dispose()
         pg_port = int(pg_url.rsplit(":", 1)[1].split("/")[0])
+        if a.probe:
+            for name, (cpu, wall) in probe(pg_url, pg_url).items():
+                print(f"| probe (direct, 1 thread) | {name} | client CPU {cpu:.2f} ms | wall {wall:.2f} ms |")
+            return
         for via in vias:
             bouncer = pgbouncer(pg_port, pool_size=a.pool, max_clients=max(counts) + 100) if via == "pgbouncer" else contextlib.nullcontext(pg_url)
             with bouncer as url:

@@ -64,7 +64,7 @@ def stacks(tmp_path):  # noqa: ANN001, ANN201
         f"PNAS_CERTS_DIR={certs}",
         f"PNAS_DB_PORT={bouncer}",
         f"PNAS_REDIS_PORT={redis_port}",
-        "PNAS_LEASE_SECONDS=20",  # a killed host's child is declared lost 20 s after its last heartbeat
+        "PNAS_LEASE_SECONDS=60",  # a killed host's child is declared lost 60 s after its last heartbeat (a loaded machine delays heartbeats)
         "PNAS_HEARTBEAT_SECONDS=4",
         "PNAS_RECONCILE_SECONDS=5",
         "PNAS_WORKER_STOP_GRACE=30s",

@@ -5,7 +5,7 @@ controller, one worker) and a worker host (docker-compose.worker-host.yml: two w
 reach the head only through its published, TLS-only ports with the private CA of
 scripts/make-certs.sh) run as separate projects on the host network with their own ports.
 The search must finish with children trained on both; the worker host is killed while one of
-its workers trains a child, and nothing is lost. PNAS_NODE keeps the two hosts' GPU slots apart.
+its workers trains a child (and rejoins once that child is declared lost), and nothing is lost. PNAS_NODE keeps the two hosts' GPU slots apart.
 
 Runs when PNAS_E2E=1 or `docker info` answers (see test_compose.py); ends with `down -v`.
 """
@@ -164,6 +164,10 @@ def test_head_and_worker_host_with_tls_finish_a_search_and_lose_nothing(stacks, 
         job_id = int(victim[0])
         host("kill", timeout=120)
         times["until_host_killed"] = time.monotonic() - t0
+        # The host comes back once its child has been declared lost (the controller requeued it).
+        wait_for(lambda: head.sql(f"select state from jobs where id = {job_id}")[0][0] != "running",
+                 timeout=300, every=1, what=f"child {job_id} of the killed host to be declared lost")  # fmt: skip
+        host("up", "-d", "--no-build", "--scale", "worker=2", timeout=300)
 
         ctl = head.container_ids("controller")[0]
 
@@ -171,7 +175,7 @@ def test_head_and_worker_host_with_tls_finish_a_search_and_lose_nothing(stacks, 
             st = json.loads(subprocess.run(["docker", "inspect", ctl], capture_output=True, text=True).stdout)[0]["State"]
             return st if st["Status"] == "exited" and not st["Restarting"] else None
 
-        state = wait_for(controller_exited, timeout=900, every=2, what="the controller to finish the search")
+        state = wait_for(controller_exited, timeout=1500, every=2, what="the controller to finish the search")
         assert state["ExitCode"] == 0, f"controller exited {state['ExitCode']}:\n{head.logs('controller')}"
         assert head.sql(f"select state from runs where id = {run_id}") == [["finished"]]
         times["total"] = time.monotonic() - t0
@@ -184,7 +188,7 @@ def test_head_and_worker_host_with_tls_finish_a_search_and_lose_nothing(stacks, 
         by_head = len(on(head_workers, "succeeded"))
         assert by_host >= 1 and by_head >= 1 and by_host + by_head == 10, (by_head, by_host)
         st, attempts, worker = head.sql(f"select state, attempts, worker from jobs where id = {job_id}")[0]
-        assert st == "succeeded" and int(attempts) == 2 and worker.startswith(f"pnas-{head_workers[0]}@"), (st, attempts, worker)
+        assert st == "succeeded" and int(attempts) == 2, (st, attempts, worker)
     except BaseException:
         with capsys.disabled():
             print("\n--- head ps ---\n" + head("ps", "-a", check=False).stdout + "\n--- host ps ---\n" + host("ps", "-a", check=False).stdout)

@@ -7,7 +7,8 @@ Contract (see `controller.executors.Executor`), plus ``reconcile``:
   the next ``check()``;
 - ``reconcile(queued_ids)`` resends the queued jobs whose message is no longer in the broker
   (a Redis restarted without persistence loses its lists): with Redis it reads the queue and
-  the unacknowledged messages; with another broker it resends jobs sent long ago when the
+  the unacknowledged messages (one delivered more than a lease ago whose child is still queued
+  belongs to a worker that died before claiming it, and counts as gone); with another broker it resends jobs sent long ago when the
   queue is empty. A duplicate is harmless: a worker must claim the job in the store first;
 - ``check()`` raises `SearchAborted` only when the broker has been unreachable for
   ``broker_outage_seconds`` (the run stops and resumes with the same command).
@@ -19,7 +20,7 @@ import base64
 import json
 import logging
 import time
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 from celery import Celery
 
@@ -153,7 +154,16 @@ class CeleryExecutor:
             raw = []
             for key in keys:
                 raw.extend(client.lrange(key, 0, -1))
-            raw.extend(json.loads(v)[0] for v in client.hvals("unacked"))
+            # Delivered and not acknowledged: kept unless it was delivered more than a lease
+            # ago and its child is still queued, i.e. the worker that took the message died
+            # before it claimed the child (a worker host switched off). Redis would redeliver
+            # it only after the visibility timeout (hours), so it counts as gone.
+            stale_before = time.time() - self.settings.lease_seconds
+            scored: Any = client.zrange("unacked_index", 0, -1, withscores=True)  # [(tag, score), ...]
+            delivered: dict[Any, float] = {tag: float(score) for tag, score in scored}
+            for tag, v in client.hgetall("unacked").items():
+                if delivered.get(tag, time.time()) >= stale_before:
+                    raw.append(json.loads(v)[0])
         finally:
             client.close()
         ids: set[int] = set()

@@ -35,6 +35,9 @@ fi
 if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
   apt_install chromium chromium-driver
 fi
+# PgBouncer (bench/store_load.py) and kubectl (tests/deploy: `kubectl kustomize`), Debian's.
+[[ -x /usr/sbin/pgbouncer ]] || command -v pgbouncer >/dev/null || apt_install pgbouncer
+command -v kubectl >/dev/null || apt_install kubernetes-client
 # The tests' database. Prints the URL the tests should use (PNAS_TEST_PG_URL) on stdout.
 # Trust auth over TCP (a developer machine, this workplace): user postgres. Otherwise, on a
 # fresh Debian install (password auth over TCP), a role of our own made through the local

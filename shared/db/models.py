@@ -100,6 +100,12 @@ class ChildJob(Base):
             postgresql_where=text(SEARCH_ORIGINAL),
             sqlite_where=text(SEARCH_ORIGINAL),
         ),
+        # claim_next: the run's queued children in claim order (level desc, id), read from the
+        # head of a partial index instead of sorted per claim (migration 0008_hot_indexes).
+        # PostgreSQL only: SQLite serves few local workers, and cannot reflect a DESC key.
+        Index(
+            "ix_jobs_queued", "run_id", text("level DESC"), "id", postgresql_where=text("state = 'queued'")
+        ).ddl_if(dialect="postgresql"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -161,4 +167,4 @@ class WorkerRow(Base):
     device: Mapped[str | None] = mapped_column(String(200))
     started_at: Mapped[datetime] = mapped_column(DateTime)
     last_seen: Mapped[datetime] = mapped_column(DateTime)
-    job_id: Mapped[int | None] = mapped_column(Integer)  # the child it trains now, if any
+    job_id: Mapped[int | None] = mapped_column(Integer, index=True)  # the child it trains now, if any

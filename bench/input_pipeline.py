@@ -54,9 +54,9 @@ def pipeline(variant: str, x, y, batch: int, threads: int):
     import tensorflow as tf
 
     if variant == "tree":
-        from worker.training import _train_pipeline
+        from worker.augment import Augment, train_pipeline
 
-        ds = _train_pipeline(x, y, batch, seed=0)
+        ds = train_pipeline(tf.data.Dataset.from_tensor_slices((x, y)), len(x), batch, 0, Augment())
     else:
         ds = tf.data.Dataset.from_tensor_slices((x, y)).cache().shuffle(len(x), seed=0, reshuffle_each_iteration=True)
         if variant == "aug":

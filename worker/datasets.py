@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from shared.errors import DatasetError, UserError
+from worker.splits import split_indices
 
 OFFLINE_ENV = "PNAS_OFFLINE"  # set to 1: never download, use the cache or fail clearly
 _KERAS_DATA = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
@@ -171,9 +172,9 @@ def load_dataset(
     Raises `UserError` for an unknown name, a bad npz file or a missing offline cache.
     """
     if allow_download is None:
-        from shared.settings import Settings
+        from shared.settings import get_settings
 
-        allow_download = not Settings().offline
+        allow_download = not get_settings().offline
     if name == "digits":
         x, y, xt, yt = _digits()
     elif name in _REMOTE:
@@ -217,28 +218,6 @@ def load_for_child(train: Any, cache_dir: Path) -> Dataset:
         )
     except (UserError, OSError) as exc:
         raise DatasetError(f"dataset {train.dataset!r} cannot be loaded on this worker: {exc}") from None
-
-
-PAPER_VALIDATION = 5000  # the paper holds out 5,000 CIFAR-10 training images
-
-
-def split_indices(n: int, *, validation_size: float | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train, validation) row indices: a seeded permutation, the same on every machine.
-
-    ``validation_size`` None: the paper's 5,000 where the data has at least 25,000 images
-    (CIFAR, MNIST), else a fifth (digits, small npz or folder sets)."""
-    if validation_size is None:
-        validation_size = PAPER_VALIDATION if n >= 5 * PAPER_VALIDATION else 0.2
-    if validation_size <= 0:
-        raise UserError(f"validation size must be > 0, got {validation_size}")
-    n_val = int(validation_size) if validation_size >= 1 else int(round(validation_size * n))
-    if n_val < 1 or n_val >= n:
-        raise UserError(
-            f"validation size {validation_size:g} leaves no images for training or validation "
-            f"(the training data has {n})"
-        )
-    perm = np.random.default_rng(seed).permutation(n)  # PCG64: stable across numpy versions
-    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
 def _unknown(name: str) -> UserError:

@@ -94,7 +94,7 @@ def folder_spec(path: str, *, image_size: int | None = None) -> tuple[tuple[int,
 
 def load_folder(path: str, *, validation_size: float | None, seed: int, image_size: int | None) -> FolderDataset:
     """The folder as a streamed dataset with a seeded validation split."""
-    from worker.datasets import split_indices
+    from worker.splits import split_indices
 
     root, classes, files, labels, shape = _scan(path, image_size)
     train_idx, val_idx = split_indices(len(files["all"]), validation_size=validation_size, seed=seed)

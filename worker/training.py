@@ -16,7 +16,7 @@ import keras
 import numpy as np
 
 from shared.config import TrainConfig
-from shared.errors import ChildFailed, ChildOutOfMemory
+from shared.errors import ChildFailed, ChildOutOfMemory, first_line
 from shared.jobs import EpochMetrics, TrainResult
 from shared.space import Cell
 from worker.augment import Augment, eval_pipeline, train_pipeline
@@ -110,7 +110,7 @@ def train_child(
             _, test_accuracy = _evaluate(model, test_ds.map(targets))
             say(f"test accuracy {test_accuracy:.4f} on {dataset.n_test} images (not the reward)")
     except tf.errors.ResourceExhaustedError as exc:
-        raise ChildOutOfMemory(f"out of memory on {device.name}: {_first_line(exc)}") from None
+        raise ChildOutOfMemory(f"out of memory on {device.name}: {first_line(exc)}") from None
     finally:
         keras.config.set_dtype_policy(previous_policy)
 
@@ -231,11 +231,6 @@ def _check_finite(value: float, epoch: int, what: str) -> None:
         raise ChildFailed(f"{what} became {float(value)} at epoch {epoch}")
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 class _EpochRecorder(keras.callbacks.Callback):
     """Collects `EpochMetrics`, hands each to ``on_epoch`` and stops on a NaN/inf loss."""
 
@@ -280,9 +275,6 @@ class _EpochRecorder(keras.callbacks.Callback):
                 self.model.stop_training = True
                 return
         self.history.append(m)
-        self.say(
-            f"epoch {m.epoch}: loss {m.loss:.4f} acc {m.accuracy:.4f} "
-            f"val_loss {m.val_loss:.4f} val_acc {m.val_accuracy:.4f} ({m.seconds:.1f}s)"
-        )
+        self.say(m.line())
         if self.on_epoch is not None:
             self.on_epoch(m)

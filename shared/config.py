@@ -39,6 +39,10 @@ class TrainConfig(BaseModel):
     mixed_precision: Literal["auto", "on", "off"] = "auto"  # auto = on for GPUs that gain
     jit_compile: Literal["auto", "on", "off"] = "auto"  # XLA; auto = on GPU only
     data_seed: int = 0  # fixes the validation split: identical on every worker
+    # Save a checkpoint after every N epochs so a lost child resumes; 0 = never; None = auto:
+    # every epoch for final trainings and for search children whose first epoch took over a
+    # minute (a tiny child costs more to checkpoint than to train again).
+    checkpoint_every: int | None = Field(None, ge=0)
 
 
 class SearchConfig(BaseModel):

@@ -54,6 +54,17 @@ class Settings(BaseSettings):
     # "module:function" the controller calls after each step (step name, level); tests use it
     # to kill the controller at precise moments.
     controller_hook: str | None = None
+    # Where children's checkpoints go: a directory every worker can reach or s3://bucket/prefix
+    # (credentials from the environment, as boto reads them). Unset: a folder beside the
+    # dataset cache, which every worker of one host shares already.
+    checkpoint_url: str | None = None
+    # TensorFlow's deterministic ops (tf.config.experimental.enable_op_determinism): off by
+    # default because they are slower; tests turn it on to compare a resumed child's reward.
+    deterministic: bool = False
+
+    @property
+    def checkpoint_location(self) -> str:
+        return self.checkpoint_url or str(self.data_dir.parent / "checkpoints")
 
 
 @lru_cache(maxsize=1)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import keras
 import numpy as np
@@ -22,6 +22,9 @@ from shared.space import Cell
 from worker.datasets import Dataset, load_dataset
 from worker.device import current_device, use_jit_compile, use_mixed_precision
 
+if TYPE_CHECKING:
+    from worker.checkpoints import ChildCheckpoints
+
 
 def train_child(
     cell: Cell,
@@ -31,12 +34,15 @@ def train_child(
     seed: int = 0,
     on_epoch: Callable[[EpochMetrics], None] | None = None,
     log: Callable[[str], None] | None = None,
+    checkpoints: "ChildCheckpoints | None" = None,
 ) -> TrainResult:
     """Build the child for ``cell``, train it as ``train`` says and return its reward.
 
     The dataset is loaded from the shared cache unless given. ``seed`` fixes the weights
     and the batch order; the validation split is fixed by ``train.data_seed``.
     ``epochs == 0`` trains nothing and evaluates the fresh network once.
+    ``checkpoints`` (from the runner): resume from an earlier attempt's newest checkpoint and
+    save this attempt's every ``checkpoint_every`` epochs (`worker.checkpoint_keras`).
     """
     import tensorflow as tf
 
@@ -56,6 +62,8 @@ def train_child(
 
     keras.backend.clear_session()  # long-lived workers: drop the previous child's graph
     keras.utils.set_random_seed(seed)
+    if _deterministic():
+        tf.config.experimental.enable_op_determinism()
     previous_policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy("mixed_float16" if mixed else "float32")
     try:
@@ -68,16 +76,24 @@ def train_child(
         val_ds = _eval_pipeline(dataset.x_val, dataset.y_val, train.batch_size)
 
         history: list[EpochMetrics] = []
-        fit_seconds = 0.0
+        fit_seconds, initial_epoch = 0.0, 0
         if train.epochs == 0:
             val_loss, val_acc = model.evaluate(val_ds, verbose=0)
             _check_finite(val_loss, 0, "validation loss")
             reward, reward_epoch = float(val_acc), 0
         else:
             recorder = _EpochRecorder(on_epoch, say)
+            callbacks: list = [recorder]
+            initial_epoch = 0
+            if checkpoints is not None:
+                from worker.checkpoint_keras import CheckpointSaver, identity_of, resume
+
+                identity = identity_of(cell, train, dataset)
+                initial_epoch, recorder.history = resume(checkpoints, model, train_ds, identity, say)
+                callbacks.append(CheckpointSaver(checkpoints, recorder, identity, say))
             t0 = time.perf_counter()
-            model.fit(train_ds, validation_data=val_ds, epochs=train.epochs, verbose=0,
-                      shuffle=False, callbacks=[recorder])  # the pipeline shuffles
+            model.fit(train_ds, validation_data=val_ds, epochs=train.epochs, verbose=0, shuffle=False,
+                      callbacks=callbacks, initial_epoch=initial_epoch)  # the pipeline shuffles
             fit_seconds = time.perf_counter() - t0
             if recorder.failure:
                 raise ChildFailed(recorder.failure)
@@ -93,7 +109,7 @@ def train_child(
     finally:
         keras.config.set_dtype_policy(previous_policy)
 
-    seen = len(x_train) * len(history)
+    seen = len(x_train) * (len(history) - initial_epoch if train.epochs else 0)
     return TrainResult(
         reward=float(reward),
         reward_epoch=int(reward_epoch),
@@ -109,8 +125,15 @@ def train_child(
             "val_samples": int(len(dataset.x_val)),
             "fit_seconds": fit_seconds,
             "images_per_second": seen / fit_seconds if fit_seconds else None,
+            "resumed_epoch": initial_epoch or None,
         },
     )
+
+
+def _deterministic() -> bool:
+    from shared.settings import get_settings
+
+    return get_settings().deterministic
 
 
 _LAST_DATASET: dict[tuple, Dataset] = {}  # a local worker trains many children on one dataset

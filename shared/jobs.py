@@ -102,6 +102,7 @@ class JobView:
     started_at: datetime | None
     finished_at: datetime | None
     lease_until: datetime | None
+    resumed_epoch: int | None = None  # the current attempt continued from this epoch's checkpoint
 
 
 @dataclass(frozen=True)

@@ -133,7 +133,7 @@ class CheckpointStore:
     def read(self, path: str) -> bytes:
         return self.fs.cat_file(path)
 
-    def list(self, run_id: int, job_id: int) -> list[tuple[int, int, str]]:
+    def checkpoints(self, run_id: int, job_id: int) -> list[tuple[int, int, str]]:
         """(attempt, epoch, path) of a job's checkpoints, oldest first."""
         d = self.job_dir(run_id, job_id)
         try:
@@ -202,14 +202,14 @@ class ChildCheckpoints:
         except OSError as exc:
             log.warning("job %s: checkpoint of epoch %s not written (%s); training goes on", self.job_id, epoch, exc)
             return False
-        mine = [p for a, _e, p in self.store.list(self.run_id, self.job_id) if a == self.attempt]
+        mine = [p for a, _e, p in self.store.checkpoints(self.run_id, self.job_id) if a == self.attempt]
         for p in mine[: -self.keep]:
             self.store.remove(p)
         return True
 
     def candidates(self) -> list[tuple[int, int, str]]:
         """Checkpoints of earlier attempts, newest epoch first."""
-        found = [c for c in self.store.list(self.run_id, self.job_id) if c[0] < self.attempt]
+        found = [c for c in self.store.checkpoints(self.run_id, self.job_id) if c[0] < self.attempt]
         return sorted(found, key=lambda c: (c[1], c[0]), reverse=True)
 
     def latest(self, identity: dict, check: Callable[[Checkpoint], None] | None = None) -> Checkpoint | None:
@@ -236,7 +236,7 @@ class ChildCheckpoints:
     # --- the ends of an attempt ---------------------------------------------------------
     def succeeded(self) -> None:
         """A search child's checkpoints go; a final training keeps its newest as final.ckpt."""
-        mine = self.store.list(self.run_id, self.job_id)
+        mine = self.store.checkpoints(self.run_id, self.job_id)
         if self.kind == "final" and mine:
             newest = max(mine, key=lambda c: (c[1], c[0]))[2]
             self.store.write(f"{self.store.job_dir(self.run_id, self.job_id)}/{FINAL_NAME}", self.store.read(newest))
@@ -245,7 +245,7 @@ class ChildCheckpoints:
 
     def failed_for_good(self) -> None:
         """A final failure (NaN, cannot build): nothing of this attempt is resumed later."""
-        for a, _e, p in self.store.list(self.run_id, self.job_id):
+        for a, _e, p in self.store.checkpoints(self.run_id, self.job_id):
             if a == self.attempt:
                 self.store.remove(p)
 
@@ -260,7 +260,7 @@ def gc_run(store: CheckpointStore, run_id: int, states: dict[int, tuple[str, str
         state, _kind = states.get(job_id, ("unknown", "search"))
         if state in ("queued", "running", "lost"):
             continue
-        for _a, _e, p in store.list(run_id, job_id):
+        for _a, _e, p in store.checkpoints(run_id, job_id):
             freed += store.size(p)
             store.remove(p)
             removed += 1

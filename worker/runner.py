@@ -173,9 +173,11 @@ def run_job(
         if heartbeat.lost or not retry_db(lambda: store.add_epoch(job_id, attempt=attempt, metrics=m), what="record an epoch"):
             raise _NotOurs(f"job {job_id} attempt {attempt} is no longer ours")
 
+    ckpts = _checkpoints_for(store, job, attempt, train, settings)
     try:
         fn = trainer or load_trainer(settings.trainer)
-        result = fn(cell, train, seed=seed, on_epoch=on_epoch, log=tail.add)
+        extra = {"checkpoints": ckpts} if ckpts is not None and _accepts(fn, "checkpoints") else {}
+        result = fn(cell, train, seed=seed, on_epoch=on_epoch, log=tail.add, **extra)
     except Shutdown:
         heartbeat.stop()
         root.removeHandler(tail)
@@ -195,6 +197,8 @@ def run_job(
             retry_db(lambda: store.hand_back(job_id, attempt=attempt), what="hand the job back", give_up_after=20)
             raise
         retryable = isinstance(exc, ChildRetryable)
+        if not retryable and ckpts is not None:  # a final failure: never resume from this attempt
+            _quietly(ckpts.failed_for_good, "drop the checkpoints of a failed attempt")
         cls = "retryable" if retryable else ("final" if isinstance(exc, ChildFailed) else type(exc).__name__)
         buf = io.StringIO()
         traceback.print_exception(exc, file=buf)
@@ -222,5 +226,44 @@ def run_job(
     if not ok:
         log.warning("job %s attempt %s finished but a newer attempt owns it; result discarded", job_id, attempt)
         return Outcome(job_id, "not_ours")
+    if ckpts is not None:
+        _quietly(ckpts.succeeded, "clean up the checkpoints")
     log.info("job %s succeeded: reward %.4f in %.1fs", job_id, result.reward, result.wall_seconds)
     return Outcome(job_id, "succeeded", f"{result.reward:.4f}")
+
+
+def _accepts(fn: Callable, name: str) -> bool:
+    """Whether a trainer takes keyword ``name`` (a plugin trainer may predate checkpoints)."""
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
+def _quietly(fn: Callable[[], None], what: str) -> None:
+    try:
+        fn()
+    except Exception as exc:  # the checkpoint store is an aid: its trouble never fails a child
+        log.warning("could not %s: %s", what, exc)
+
+
+def _checkpoints_for(store: Store, job, attempt: int, train: TrainConfig, settings: Settings):
+    """This attempt's checkpoints (None when ``checkpoint_every`` is 0 or the store is unusable)."""
+    if train.checkpoint_every == 0 or train.epochs == 0:
+        return None
+    from worker.checkpoints import CheckpointStore, ChildCheckpoints
+
+    try:
+        cs = CheckpointStore.from_settings(settings)
+    except Exception as exc:
+        log.warning("job %s: checkpoint store %s unusable (%s); training without checkpoints",
+                    job.id, settings.checkpoint_location, exc)
+        return None
+
+    def on_resume(epoch: int) -> None:
+        retry_db(lambda: store.mark_resumed(job.id, attempt=attempt, epoch=epoch), what="record the resume")
+
+    return ChildCheckpoints(cs, job.run_id, job.id, attempt, job.kind, train.checkpoint_every, on_resume=on_resume)

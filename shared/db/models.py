@@ -109,6 +109,7 @@ class ChildJob(Base):
     error_class: Mapped[str | None] = mapped_column(String(100))
     error_message: Mapped[str | None] = mapped_column(Text)
     log_tail: Mapped[str | None] = mapped_column(Text)
+    resumed_epoch: Mapped[int | None] = mapped_column(Integer)  # this attempt resumed after this epoch
 
 
 class EpochRow(Base):

@@ -135,7 +135,9 @@ class CheckpointStore:
 
     def checkpoints(self, run_id: int, job_id: int) -> list[tuple[int, int, str]]:
         """(attempt, epoch, path) of a job's checkpoints, oldest first."""
-        d = self.job_dir(run_id, job_id)
+        return self.checkpoints_in(self.job_dir(run_id, job_id))
+
+    def checkpoints_in(self, d: str) -> list[tuple[int, int, str]]:
         try:
             names = [p.rsplit("/", 1)[-1] for p in self.fs.ls(d, detail=False, refresh=True)]
         except FileNotFoundError:
@@ -184,8 +186,13 @@ class ChildCheckpoints:
     auto_seconds: float = 60.0
     on_resume: Callable[[int], None] | None = None
     keep: int = 2  # this attempt's newest checkpoints kept while training (the previous stays intact)
+    dir: str | None = None  # instead of the job's directory (`pnas train`)
     resumed_epoch: int | None = None
     skipped: list[str] = field(default_factory=list)
+
+    @property
+    def where(self) -> str:
+        return self.dir or self.store.job_dir(self.run_id, self.job_id)
 
     def should_save(self, epoch: int, first_epoch_seconds: float | None) -> bool:
         every = self.every
@@ -196,20 +203,20 @@ class ChildCheckpoints:
     def save(self, blob: bytes, epoch: int) -> bool:
         """Write this attempt's checkpoint for ``epoch``; a failed write (a full disk) is
         reported and training goes on (the previous checkpoint is still there)."""
-        d = self.store.job_dir(self.run_id, self.job_id)
+        d = self.where
         try:
             self.store.write(f"{d}/a{self.attempt}-e{epoch:05d}.ckpt", blob)
         except OSError as exc:
             log.warning("job %s: checkpoint of epoch %s not written (%s); training goes on", self.job_id, epoch, exc)
             return False
-        mine = [p for a, _e, p in self.store.checkpoints(self.run_id, self.job_id) if a == self.attempt]
+        mine = [p for a, _e, p in self.store.checkpoints_in(self.where) if a == self.attempt]
         for p in mine[: -self.keep]:
             self.store.remove(p)
         return True
 
     def candidates(self) -> list[tuple[int, int, str]]:
         """Checkpoints of earlier attempts, newest epoch first."""
-        found = [c for c in self.store.checkpoints(self.run_id, self.job_id) if c[0] < self.attempt]
+        found = [c for c in self.store.checkpoints_in(self.where) if c[0] < self.attempt]
         return sorted(found, key=lambda c: (c[1], c[0]), reverse=True)
 
     def latest(self, identity: dict, check: Callable[[Checkpoint], None] | None = None) -> Checkpoint | None:
@@ -236,16 +243,16 @@ class ChildCheckpoints:
     # --- the ends of an attempt ---------------------------------------------------------
     def succeeded(self) -> None:
         """A search child's checkpoints go; a final training keeps its newest as final.ckpt."""
-        mine = self.store.checkpoints(self.run_id, self.job_id)
+        mine = self.store.checkpoints_in(self.where)
         if self.kind == "final" and mine:
             newest = max(mine, key=lambda c: (c[1], c[0]))[2]
-            self.store.write(f"{self.store.job_dir(self.run_id, self.job_id)}/{FINAL_NAME}", self.store.read(newest))
+            self.store.write(f"{self.where}/{FINAL_NAME}", self.store.read(newest))
         for _a, _e, p in mine:
             self.store.remove(p)
 
     def failed_for_good(self) -> None:
         """A final failure (NaN, cannot build): nothing of this attempt is resumed later."""
-        for a, _e, p in self.store.checkpoints(self.run_id, self.job_id):
+        for a, _e, p in self.store.checkpoints_in(self.where):
             if a == self.attempt:
                 self.store.remove(p)
 

@@ -72,6 +72,7 @@ def register(app: typer.Typer) -> None:
         batch_size: int = typer.Option(None, "--batch-size", help="Default: the run's."),
         drop_path_keep_prob: float = typer.Option(None, "--drop-path-keep-prob", help="e.g. 0.6 as slim's CIFAR training (default: the run's)."),
         validation_size: float = typer.Option(None, "--validation-size", help=">= 1 images held out, < 1 a fraction (default: the run's)."),
+        checkpoint_every: int = typer.Option(None, "--checkpoint-every", help="Save a checkpoint every N epochs so a lost training resumes (0 = never; default: every epoch)."),
         run_now: bool = typer.Option(False, "--run-now", help="Train it in this process now (the embedded default has no other worker)."),
         as_json: bool = typer.Option(False, "--json", help="One JSON object."),
     ) -> None:
@@ -84,7 +85,7 @@ def register(app: typer.Typer) -> None:
         child = ranked_child(store, r, rank)
         overrides = final_overrides(r.config, epochs=epochs, cells_per_stage=n, filters=filters, learning_rate=lr,
                                     batch_size=batch_size, drop_path_keep_prob=drop_path_keep_prob,
-                                    validation_size=validation_size)  # fmt: skip
+                                    validation_size=validation_size, checkpoint_every=checkpoint_every)  # fmt: skip
         (job_id,) = store.add_jobs(r.id, level=0, children=[(child.arch_id, child.cell, None, None)],
                                    max_attempts=settings.max_attempts, kind="final", train=overrides)  # fmt: skip
         job = store.job(job_id)

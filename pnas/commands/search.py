@@ -146,6 +146,7 @@ def register(app: typer.Typer) -> None:
         lr: float = typer.Option(None, "--lr"),
         batch_size: int = typer.Option(None),
         keep_predictions: int = typer.Option(None, help="Also store the top N scored candidates per level."),
+        checkpoint_every: int = typer.Option(None, "--checkpoint-every", help="Save a checkpoint every N epochs so a lost training resumes (0 = never; default: children whose epoch takes over a minute)."),
     ) -> None:
         """Run a progressive search; the same command resumes it after a stop or crash."""
         file_data = read_config_file(config) if config else {}
@@ -155,7 +156,8 @@ def register(app: typer.Typer) -> None:
         train = {
             k: v
             for k, v in dict(
-                dataset=dataset, epochs=epochs, filters=filters, cells_per_stage=n, learning_rate=lr, batch_size=batch_size
+                dataset=dataset, epochs=epochs, filters=filters, cells_per_stage=n, learning_rate=lr, batch_size=batch_size,
+                checkpoint_every=checkpoint_every,
             ).items()
             if v is not None
         }

@@ -91,8 +91,21 @@ def collect(store, ref: str | None) -> dict:
         "levels": out_levels,
         "best": None if not top else {"job": top[0].id, "level": top[0].level, "arch_id": top[0].arch_id, "reward": top[0].reward},
         "workers": workers,
+        "checkpoint_bytes": _checkpoint_bytes(run.id),
         **progress,
     }
+
+
+def _checkpoint_bytes(run_id: int) -> int | None:
+    """Space the run's checkpoints take (None: the checkpoint store cannot be read from here)."""
+    from shared.settings import get_settings
+    from worker.checkpoints import CheckpointStore
+
+    try:
+        cs = CheckpointStore.from_settings(get_settings())
+        return cs.size(cs.run_dir(run_id))
+    except Exception:  # an unreachable bucket must not break `status`
+        return None
 
 
 def _progress(run: RunView, levels: list[dict], totals: dict, now: datetime) -> dict:
@@ -169,6 +182,8 @@ def render(st: dict):
     if st["best"]:
         b = st["best"]
         parts.append(Text(f"best: job {b['job']} (level {b['level']}, {b['arch_id']}) accuracy {b['reward']:.4f}"))
+    if st.get("checkpoint_bytes"):
+        parts.append(Text(f"checkpoints: {st['checkpoint_bytes'] / 1e6:.1f} MB (`pnas gc {st['run']}` removes what the run no longer needs)"))
     parts.append(Text(f"workers seen ({len(st['workers'])}):"))
     for w in st["workers"]:
         job = f"training job {w['job_id']}" if w["job_id"] else "idle"

@@ -23,6 +23,19 @@ def _config(**flags) -> TrainConfig:
         raise UserError(f"invalid {where.replace('_', '-')}: {err['msg']}") from None
 
 
+def _checkpoints(cell, cfg: TrainConfig, seed: int):
+    """`pnas train --checkpoint-every N`: checkpoints under ROOT/train/ARCH-sSEED; a rerun resumes."""
+    if not cfg.checkpoint_every:
+        return None
+    from shared.settings import get_settings
+    from worker.checkpoints import CheckpointStore, ChildCheckpoints
+
+    store = CheckpointStore.from_settings(get_settings())
+    d = f"{store.root}/train/{cell.arch_id}-s{seed}"
+    attempt = 1 + max((a for a, _e, _p in store.checkpoints_in(d)), default=0)
+    return ChildCheckpoints(store, 0, 0, attempt, "train", cfg.checkpoint_every, dir=d)
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def train(
@@ -39,6 +52,7 @@ def register(app: typer.Typer) -> None:
         reward: str = typer.Option(None, "--reward", help="best or final epoch's validation accuracy."),
         seed: int = typer.Option(0, "--seed", help="Weights and batch order."),
         data_seed: int = typer.Option(None, "--data-seed", help="Validation split (default 0)."),
+        checkpoint_every: int = typer.Option(0, "--checkpoint-every", help="Save a checkpoint every N epochs (0 = never, the default); the same command run again resumes from the newest."),
         as_json: bool = typer.Option(False, "--json", help="One JSON object instead of the table."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-epoch progress lines."),
     ) -> None:
@@ -46,7 +60,8 @@ def register(app: typer.Typer) -> None:
         c = parse_cell_arg(cell)
         cfg = _config(dataset=dataset, epochs=epochs, cells_per_stage=n, filters=filters, stem=stem,
                       learning_rate=lr, batch_size=batch_size, validation_size=validation_size,
-                      max_train_samples=max_train_samples, reward=reward, data_seed=data_seed)
+                      max_train_samples=max_train_samples, reward=reward, data_seed=data_seed,
+                      checkpoint_every=checkpoint_every)
 
         from shared.settings import get_settings
         from worker.datasets import load_dataset
@@ -56,7 +71,10 @@ def register(app: typer.Typer) -> None:
                             cache_dir=get_settings().data_dir, max_train_samples=cfg.max_train_samples)
         log = None if (quiet or as_json) else (lambda m: print(m, file=sys.stderr, flush=True))
         try:
-            result = train_child(c, cfg, dataset=data, seed=seed, log=log)
+            ckpts = _checkpoints(c, cfg, seed)
+            result = train_child(c, cfg, dataset=data, seed=seed, log=log, checkpoints=ckpts)
+            if ckpts is not None:
+                ckpts.succeeded()  # trained to the end: nothing left to resume
         except (ChildFailed, ChildRetryable) as exc:
             print(f"error: child {c.arch_id} failed: {exc}", file=sys.stderr)
             sys.exit(1)  # the CLI runs click with standalone_mode=False: typer.Exit would be lost

@@ -35,7 +35,8 @@ def _shapes_match(model: Any, ck: Checkpoint) -> None:
     if want != got:
         raise CheckpointUnreadable(f"its {len(got)} weight arrays do not fit this network's {len(want)}")
     opt = model.optimizer
-    opt.build(model.trainable_variables)
+    if not opt.built:
+        opt.build(model.trainable_variables)
     want_opt = [tuple(v.shape) for v in opt.variables]
     got_opt = [tuple(a.shape) for a in ck.arrays[ck.n_weights :]]
     if want_opt != got_opt:

@@ -215,8 +215,9 @@ class ChildCheckpoints:
         return True
 
     def candidates(self) -> list[tuple[int, int, str]]:
-        """Checkpoints of earlier attempts, newest epoch first."""
-        found = [c for c in self.store.checkpoints_in(self.where) if c[0] < self.attempt]
+        """Checkpoints of earlier attempts, newest epoch first. Every one there is: an attempt
+        starts with none of its own, and a handed-back attempt's number is given out again."""
+        found = self.store.checkpoints_in(self.where)
         return sorted(found, key=lambda c: (c[1], c[0]), reverse=True)
 
     def latest(self, identity: dict, check: Callable[[Checkpoint], None] | None = None) -> Checkpoint | None:

@@ -79,7 +79,7 @@ def decode(blob: bytes, identity: dict | None = None) -> Checkpoint:
         header = json.loads(blob[start : start + n])
         payload = blob[start + n :]
     except (ValueError, UnicodeDecodeError) as exc:
-        raise CheckpointUnreadable(f"header unreadable: {exc}") from None
+        raise CheckpointUnreadable(f"header unreadable (truncated or corrupt): {exc}") from None
     if len(payload) != header.get("payload_bytes") or hashlib.sha256(payload).hexdigest() != header.get("sha256"):
         raise CheckpointUnreadable(f"truncated or corrupt ({len(payload)} of {header.get('payload_bytes')} payload bytes)")
     if identity is not None and header.get("identity") != identity:

@@ -45,7 +45,7 @@ def s3_env(tmp_path):
 
         wait_for(lambda: urllib.request.urlopen(env["AWS_ENDPOINT_URL"], timeout=1), timeout=30, what="moto server")
         boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
-                     aws_access_key_id="test", aws_secret_access_key="test").create_bucket(Bucket="ck")  # fmt: skip
+                     aws_access_key_id="test", aws_secret_access_key="test").create_bucket(Bucket="pnas-kill")  # fmt: skip
         yield env
     finally:
         proc.kill()
@@ -59,7 +59,7 @@ def test_a_killed_child_resumes_after_its_last_checkpoint(where, pg_url, redis_u
         env = request.getfixturevalue("s3_env")
         for k, v in env.items():
             monkeypatch.setenv(k, v)
-        extra.update(env, PNAS_CHECKPOINT_URL="s3://ck/pnas")
+        extra.update(env, PNAS_CHECKPOINT_URL="s3://pnas-kill/pnas")
     else:
         extra["PNAS_CHECKPOINT_URL"] = str(tmp_path / "ck")
     ck = CheckpointStore(extra["PNAS_CHECKPOINT_URL"])

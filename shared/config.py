@@ -78,6 +78,10 @@ class TrainConfig(BaseModel):
     jit_compile: Literal["auto", "on", "off"] = "auto"  # XLA; auto = on GPU only
     data_seed: int = 0  # fixes the validation split: identical on every worker
     deterministic: bool = False  # TensorFlow op determinism: repeatable on a GPU too, but slower
+    # Save a checkpoint after every N epochs so a lost child resumes; 0 = never; None = auto:
+    # every epoch for final trainings and for search children whose first epoch took over a
+    # minute (a tiny child costs more to checkpoint than to train again).
+    checkpoint_every: int | None = Field(None, ge=0)
 
 
 class SearchConfig(BaseModel):

@@ -137,6 +137,7 @@ class JobView:
     network_id: str | None = None  # shared by the cells that are the same network
     duplicate_of: int | None = None  # a run made before network ids trained this network first as that job
     test_accuracy: float | None = None  # test split, when measured: reported, never the reward
+    resumed_epoch: int | None = None  # the current attempt continued from this epoch's checkpoint
 
 
 @dataclass(frozen=True)

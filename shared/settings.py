@@ -70,6 +70,17 @@ class Settings(BaseSettings):
     # `pnas dashboard` reads through this URL when set (the role of `pnas db grant-readonly`);
     # unset = database_url. Actions (--allow-actions) always write through database_url.
     dashboard_database_url: str | None = None
+    # Where children's checkpoints go: a directory every worker can reach or s3://bucket/prefix
+    # (credentials from the environment, as boto reads them). Unset: a folder beside the
+    # dataset cache, which every worker of one host shares already.
+    checkpoint_url: str | None = None
+    # TensorFlow's deterministic ops (tf.config.experimental.enable_op_determinism): off by
+    # default because they are slower; tests turn it on to compare a resumed child's reward.
+    deterministic: bool = False
+
+    @property
+    def checkpoint_location(self) -> str:
+        return self.checkpoint_url or str(self.data_dir.parent / "checkpoints")
 
 
 @lru_cache(maxsize=1)

@@ -212,12 +212,15 @@ def run_job(
             raise _NotOurs(f"job {job_id} attempt {attempt} is no longer ours")
         check()
 
+    ckpts = _checkpoints_for(store, job, attempt, train, settings)
     try:
         fn = trainer or load_trainer(settings.trainer)
         check()
         kwargs: dict = dict(seed=seed, on_epoch=on_epoch, log=tail.add)
         if _takes(fn, "check"):
             kwargs["check"] = check
+        if ckpts is not None and _takes(fn, "checkpoints"):
+            kwargs["checkpoints"] = ckpts
         result = fn(cell, train, **kwargs)
     except Shutdown:
         heartbeat.stop()
@@ -245,6 +248,8 @@ def run_job(
             retry_db(lambda: store.hand_back(job_id, attempt=attempt), what="hand the job back", give_up_after=20)
             raise
         retryable = isinstance(exc, ChildRetryable)
+        if not retryable and ckpts is not None:  # a final failure: never resume from this attempt
+            _quietly(ckpts.failed_for_good, "drop the checkpoints of a failed attempt")
         # "final", "retryable", "dataset" (a ChildFailed subclass's own class), else the type
         cls = exc.error_class if isinstance(exc, (ChildFailed, ChildRetryable)) else type(exc).__name__
         buf = io.StringIO()
@@ -273,5 +278,33 @@ def run_job(
     if not ok:
         log.warning("job %s attempt %s finished but a newer attempt owns it; result discarded", job_id, attempt)
         return Outcome(job_id, "not_ours")
+    if ckpts is not None:
+        _quietly(ckpts.succeeded, "clean up the checkpoints")
     log.info("job %s succeeded: reward %.4f in %.1fs", job_id, result.reward, result.wall_seconds)
     return Outcome(job_id, "succeeded", f"{result.reward:.4f}")
+
+
+def _quietly(fn: Callable[[], None], what: str) -> None:
+    try:
+        fn()
+    except Exception as exc:  # the checkpoint store is an aid: its trouble never fails a child
+        log.warning("could not %s: %s", what, exc)
+
+
+def _checkpoints_for(store: Store, job, attempt: int, train: TrainConfig, settings: Settings):
+    """This attempt's checkpoints (None when ``checkpoint_every`` is 0 or the store is unusable)."""
+    if train.checkpoint_every == 0 or train.epochs == 0:
+        return None
+    from worker.checkpoints import CheckpointStore, ChildCheckpoints
+
+    try:
+        cs = CheckpointStore.from_settings(settings)
+    except Exception as exc:
+        log.warning("job %s: checkpoint store %s unusable (%s); training without checkpoints",
+                    job.id, settings.checkpoint_location, exc)
+        return None
+
+    def on_resume(epoch: int) -> None:
+        retry_db(lambda: store.mark_resumed(job.id, attempt=attempt, epoch=epoch), what="record the resume")
+
+    return ChildCheckpoints(cs, job.run_id, job.id, attempt, job.kind, train.checkpoint_every, on_resume=on_resume)

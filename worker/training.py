@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import keras
 import numpy as np
@@ -23,6 +23,9 @@ from worker.augment import Augment, eval_pipeline, train_pipeline
 from worker.datasets import AUGMENTED_BY_DEFAULT, Dataset, flips_by_default, load_for_child
 from worker.device import current_device, use_jit_compile, use_mixed_precision
 
+if TYPE_CHECKING:
+    from worker.checkpoints import ChildCheckpoints
+
 
 def train_child(
     cell: Cell,
@@ -33,6 +36,7 @@ def train_child(
     on_epoch: Callable[[EpochMetrics], None] | None = None,
     log: Callable[[str], None] | None = None,
     check: Callable[[], None] | None = None,
+    checkpoints: "ChildCheckpoints | None" = None,
 ) -> TrainResult:
     """Build the child for ``cell``, train it as ``train`` says and return its reward.
 
@@ -42,6 +46,8 @@ def train_child(
     ``train.evaluate_test`` and a test split, the trained network's test accuracy is
     measured once at the end: reported beside the reward, never part of it. ``check`` is
     called after every batch; it raises to stop the training (a shutdown, a lost lease, a cancel).
+    ``checkpoints`` (from the runner): resume from an earlier attempt's newest checkpoint and
+    save this attempt's every ``checkpoint_every`` epochs (`worker.checkpoint_keras`).
     """
     import tensorflow as tf
 
@@ -62,7 +68,7 @@ def train_child(
 
     keras.backend.clear_session()  # long-lived workers: drop the previous child's graph
     keras.utils.set_random_seed(seed)
-    if train.deterministic:
+    if train.deterministic or _deterministic():
         # Process-wide and one-way (TensorFlow has no switch back): a worker that trained a
         # deterministic child stays deterministic, which changes no result, only speed.
         tf.config.experimental.enable_op_determinism()
@@ -82,16 +88,23 @@ def train_child(
         val_ds = eval_pipeline(dataset.source("val"), train.batch_size, aug, cache=cache).map(targets)
 
         history: list[EpochMetrics] = []
-        fit_seconds = 0.0
+        fit_seconds, initial_epoch = 0.0, 0
         if train.epochs == 0:
             val_loss, val_acc = _evaluate(model, val_ds)
             _check_finite(val_loss, 0, "validation loss")
             reward, reward_epoch = float(val_acc), 0
         else:
             recorder = _EpochRecorder(on_epoch, say, check)
+            callbacks: list = [recorder]
+            if checkpoints is not None:
+                from worker.checkpoint_keras import CheckpointSaver, identity_of, resume
+
+                identity = identity_of(cell, train, dataset)
+                initial_epoch, recorder.history = resume(checkpoints, model, train_ds, identity, say)
+                callbacks.append(CheckpointSaver(checkpoints, recorder, identity, say))
             t0 = time.perf_counter()
-            model.fit(train_ds, validation_data=val_ds, epochs=train.epochs, verbose=0,
-                      shuffle=False, callbacks=[recorder])  # the pipeline shuffles
+            model.fit(train_ds, validation_data=val_ds, epochs=train.epochs, verbose=0, shuffle=False,
+                      callbacks=callbacks, initial_epoch=initial_epoch)  # the pipeline shuffles
             fit_seconds = time.perf_counter() - t0
             if recorder.stopped is not None:
                 raise recorder.stopped
@@ -114,7 +127,7 @@ def train_child(
     finally:
         keras.config.set_dtype_policy(previous_policy)
 
-    seen = n_train * len(history)
+    seen = n_train * (len(history) - initial_epoch)
     return TrainResult(
         reward=float(reward),
         reward_epoch=int(reward_epoch),
@@ -135,6 +148,7 @@ def train_child(
             "test_samples": int(dataset.n_test),
             "fit_seconds": fit_seconds,
             "images_per_second": seen / fit_seconds if fit_seconds else None,
+            "resumed_epoch": initial_epoch or None,
         },
     )
 
@@ -149,6 +163,12 @@ def augment_for(train: TrainConfig, dataset: Dataset) -> Augment:
     flip = train.flip == "on" or (train.flip == "auto" and flips_by_default(dataset.name))
     mean, std = dataset.channel_stats()
     return Augment(mean=mean, std=std, crop=True, flip=flip, cutout=train.cutout)
+
+
+def _deterministic() -> bool:
+    from shared.settings import get_settings
+
+    return get_settings().deterministic
 
 
 _LAST_DATASET: dict[tuple, Dataset] = {}  # a local worker trains many children on one dataset

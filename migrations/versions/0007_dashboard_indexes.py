@@ -8,14 +8,14 @@
 bench/dashboard.py measures the pages with and without them.
 
 Revision ID: 0007_dashboard_indexes
-Revises: 0005_test_accuracy
+Revises: 0006_checkpoints
 Create Date: 2026-12-01
 """
 
 from alembic import op
 
 revision = "0007_dashboard_indexes"
-down_revision = "0005_test_accuracy"
+down_revision = "0006_checkpoints"
 branch_labels = None
 depends_on = None
 

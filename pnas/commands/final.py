@@ -90,6 +90,7 @@ def register(app: typer.Typer) -> None:
         bn_epsilon: float = typer.Option(None, "--bn-epsilon", help="Batch-norm epsilon."),
         reward: str = typer.Option(None, "--reward", help="best or final epoch's validation accuracy."),
         evaluate_test: bool = typer.Option(None, "--evaluate-test/--no-evaluate-test", help="Measure test accuracy at the end (default on)."),
+        checkpoint_every: int = typer.Option(None, "--checkpoint-every", help="Save a checkpoint every N epochs so a lost training resumes (0 = never; default: every epoch)."),
         run_now: bool = typer.Option(False, "--run-now", help="Train it in this process now (the embedded default has no other worker)."),
         as_json: bool = typer.Option(False, "--json", help="One JSON object."),
     ) -> None:
@@ -106,7 +107,8 @@ def register(app: typer.Typer) -> None:
                                     weight_decay=weight_decay, aux_head=aux_head, aux_weight=aux_weight,
                                     label_smoothing=label_smoothing, clip_norm=clip_norm, dropout=dropout,
                                     augment=augment, cutout=cutout, image_size=image_size, bn_momentum=bn_momentum,
-                                    bn_epsilon=bn_epsilon, reward=reward, evaluate_test=evaluate_test)  # fmt: skip
+                                    bn_epsilon=bn_epsilon, reward=reward, evaluate_test=evaluate_test,
+                                    checkpoint_every=checkpoint_every)  # fmt: skip
         (job_id,) = store.add_jobs(r.id, level=0, children=[(child.arch_id, child.cell, None, None)],
                                    max_attempts=settings.max_attempts, kind="final", train=overrides)  # fmt: skip
         job = store.job(job_id)

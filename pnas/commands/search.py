@@ -171,6 +171,7 @@ def register(app: typer.Typer) -> None:
         deterministic: bool = typer.Option(
             None, "--deterministic", help="Children train with TensorFlow op determinism (repeatable on a GPU, slower)."
         ),
+        checkpoint_every: int = typer.Option(None, "--checkpoint-every", help="Save a checkpoint every N epochs so a lost training resumes (0 = never; default: children whose epoch takes over a minute)."),
     ) -> None:
         """Run a progressive search; the same command resumes it after a stop or crash."""
         _sigterm_is_ctrl_c()
@@ -183,6 +184,7 @@ def register(app: typer.Typer) -> None:
             for k, v in dict(
                 dataset=dataset, epochs=epochs, filters=filters, cells_per_stage=n, learning_rate=lr, batch_size=batch_size,
                 deterministic=deterministic,
+                checkpoint_every=checkpoint_every,
             ).items()
             if v is not None
         }

@@ -57,6 +57,7 @@ def collect(store: Store, job_id: int, *, with_equivalent: bool = False) -> dict
         "started_at": iso(j.started_at),
         "finished_at": iso(j.finished_at),
         "lease_until": iso(j.lease_until),
+        "resumed_epoch": j.resumed_epoch,
         "elapsed_seconds": seconds,
         "error_class": j.error_class,
         "error_message": j.error_message,
@@ -103,6 +104,8 @@ def register(app: typer.Typer) -> None:
                 highlight=False)  # fmt: skip
         c.print(f"  queued {d['queued_at'] or '-'}, started {d['started_at'] or '-'}, finished {d['finished_at'] or '-'}",
                 highlight=False)  # fmt: skip
+        if d["resumed_epoch"]:
+            c.print(f"  attempt {d['attempts']} resumed from the checkpoint of epoch {d['resumed_epoch']}", highlight=False)
         if d["train"]:
             c.print(f"  training overrides: {dumps(d['train'])}", highlight=False)
         if with_equivalent:

@@ -90,6 +90,7 @@ def collect(store, ref: str | None) -> dict:
         "workers": workers,
         "gpus": gpus,
         "finals": finals,
+        "checkpoint_bytes": _checkpoint_bytes(run.id),
         **progress,
     }
 
@@ -125,6 +126,16 @@ def final_progress(store: Store, run: RunView) -> list[dict]:
             "accuracy": j.reward, "test_accuracy": j.test_accuracy,
         })  # fmt: skip
     return out
+def _checkpoint_bytes(run_id: int) -> int | None:
+    """Space the run's checkpoints take (None: the checkpoint store cannot be read from here)."""
+    from shared.settings import get_settings
+    from worker.checkpoints import CheckpointStore
+
+    try:
+        cs = CheckpointStore.from_settings(get_settings())
+        return cs.size(cs.run_dir(run_id))
+    except Exception:  # an unreachable bucket must not break `status`
+        return None
 
 
 def _progress(run: RunView, levels: list[dict], totals: dict, now: datetime) -> dict:
@@ -234,6 +245,8 @@ def render(st: dict):
         test = f", test {f['test_accuracy']:.4f}" if f["test_accuracy"] is not None else ""
         parts.append(Text(f"final training job {f['job']}{recipe}: {f['state']}, epoch {f['epoch']} of {f['epochs']}, "
                           f"val accuracy {_f(f['val_accuracy'])}{test}"))
+    if st.get("checkpoint_bytes"):
+        parts.append(Text(f"checkpoints: {st['checkpoint_bytes'] / 1e6:.1f} MB (`pnas gc {st['run']}` removes what the run no longer needs)"))
     if st.get("gpus"):
         parts.append(Text("workers per GPU (live): " + "; ".join(
             f"{g['node']} GPU {g['gpu']} ({g['name']}): {g['workers']} of {g['slots']} slots, {g['training']} training"

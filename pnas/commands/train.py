@@ -23,6 +23,19 @@ def _config(**flags) -> TrainConfig:
         raise UserError("; ".join(parts)) from None
 
 
+def _checkpoints(cell, cfg: TrainConfig, seed: int):
+    """`pnas train --checkpoint-every N`: checkpoints under ROOT/train/ARCH-sSEED; a rerun resumes."""
+    if not cfg.checkpoint_every:
+        return None
+    from shared.settings import get_settings
+    from worker.checkpoints import CheckpointStore, ChildCheckpoints
+
+    store = CheckpointStore.from_settings(get_settings())
+    d = f"{store.root}/train/{cell.arch_id}-s{seed}"
+    attempt = 1 + max((a for a, _e, _p in store.checkpoints_in(d)), default=0)
+    return ChildCheckpoints(store, 0, 0, attempt, "train", cfg.checkpoint_every, dir=d)
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def train(
@@ -44,6 +57,7 @@ def register(app: typer.Typer) -> None:
         cutout: int = typer.Option(None, "--cutout", help="Cutout square side in pixels (default 0 = off)."),
         image_size: int = typer.Option(None, "--image-size", help="folder: datasets are resized to this square size."),
         evaluate_test: bool = typer.Option(True, "--evaluate-test/--no-evaluate-test", help="Also measure test accuracy where the dataset has a test split (never the reward)."),
+        checkpoint_every: int = typer.Option(0, "--checkpoint-every", help="Save a checkpoint every N epochs (0 = never, the default); the same command run again resumes from the newest."),
         as_json: bool = typer.Option(False, "--json", help="One JSON object instead of the table."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-epoch progress lines."),
     ) -> None:
@@ -53,7 +67,8 @@ def register(app: typer.Typer) -> None:
                       learning_rate=lr, batch_size=batch_size, validation_size=validation_size,
                       max_train_samples=max_train_samples, reward=reward, data_seed=data_seed,
                       deterministic=deterministic or None,
-                      augment=augment, cutout=cutout, image_size=image_size, evaluate_test=evaluate_test)
+                      augment=augment, cutout=cutout, image_size=image_size, evaluate_test=evaluate_test,
+                      checkpoint_every=checkpoint_every)
 
         from shared.settings import get_settings
         from worker.datasets import load_dataset
@@ -64,7 +79,10 @@ def register(app: typer.Typer) -> None:
                             image_size=cfg.image_size)
         log = None if (quiet or as_json) else (lambda m: print(m, file=sys.stderr, flush=True))
         try:
-            result = train_child(c, cfg, dataset=data, seed=seed, log=log)
+            ckpts = _checkpoints(c, cfg, seed)
+            result = train_child(c, cfg, dataset=data, seed=seed, log=log, checkpoints=ckpts)
+            if ckpts is not None:
+                ckpts.succeeded()  # trained to the end: nothing left to resume
         except (ChildFailed, ChildRetryable) as exc:
             print(f"error: child {c.arch_id} failed: {exc}", file=sys.stderr)
             sys.exit(1)  # the CLI runs click with standalone_mode=False: typer.Exit would be lost

@@ -140,6 +140,7 @@ class ChildJob(Base):
     log_tail: Mapped[str | None] = mapped_column(Text)
     # Set by `pnas cancel` on a running child: its worker stops it at the next heartbeat.
     stop_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    resumed_epoch: Mapped[int | None] = mapped_column(Integer)  # this attempt resumed after this epoch
 
 
 class EpochRow(Base):

@@ -35,6 +35,7 @@ class Attempts(WorkerRegistry):
             error_class=None,
             error_message=None,
             stop_requested=False,
+            resumed_epoch=None,
         )
 
     def claim(self, job_id: int, *, worker: str, lease_seconds: float) -> int | None:
@@ -138,6 +139,12 @@ class Attempts(WorkerRegistry):
                 )
             )
             return True
+
+    def mark_resumed(self, job_id: int, *, attempt: int, epoch: int) -> bool:
+        """The running attempt continues from an earlier attempt's checkpoint of ``epoch`` (fenced)."""
+        with self._tx() as s:
+            res = s.execute(update(ChildJob).where(*_current(job_id, attempt)).values(resumed_epoch=epoch))
+            return res.rowcount == 1  # type: ignore[attr-defined]
 
     def finish(self, job_id: int, *, attempt: int, result: TrainResult) -> bool:
         """Record success, fenced by job id, attempt and state. False: a newer attempt owns it."""

@@ -1,0 +1,36 @@
+"""`pnas gc RUN`: remove the checkpoints a run no longer needs.
+
+Kept: those of children that may still resume (queued, running, lost) and the weights of
+final trainings (``final.ckpt``). Removed: every other child's checkpoints, and those of jobs
+the database no longer knows.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from pnas.render import dumps, open_store
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def gc(
+        run: str = typer.Argument(..., help="Run name or id."),
+        as_json: bool = typer.Option(False, "--json", help="One JSON object."),
+    ) -> None:
+        """Remove the checkpoints of RUN's children that no longer need them."""
+        from shared.settings import get_settings
+        from worker.checkpoints import CheckpointStore, gc_run
+
+        store = open_store()
+        r = store.require_run(run)
+        cs = CheckpointStore.from_settings(get_settings())
+        states = {j.id: (j.state.value, j.kind) for j in store.jobs(r.id, kind=None)}
+        removed, freed = gc_run(cs, r.id, states)
+        left = cs.size(cs.run_dir(r.id))
+        doc = {"run": r.name, "removed": removed, "freed_bytes": freed, "left_bytes": left, "where": cs.run_dir(r.id)}
+        if as_json:
+            print(dumps(doc))
+        else:
+            print(f"run {r.name!r}: removed {removed} checkpoints ({freed / 1e6:.1f} MB); "
+                  f"{left / 1e6:.1f} MB left in {cs.run_dir(r.id)}")  # fmt: skip

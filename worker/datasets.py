@@ -172,9 +172,11 @@ def load_dataset(
     Raises `UserError` for an unknown name, a bad npz file or a missing offline cache.
     """
     if allow_download is None:
-        from shared.settings import get_settings
+        from shared.settings import Settings
 
-        allow_download = not get_settings().offline
+        # Read now, not the process's cached settings: PNAS_OFFLINE may be set after start-up
+        # (a notebook, a test) and a download must never start once it says offline.
+        allow_download = not Settings().offline
     if name == "digits":
         x, y, xt, yt = _digits()
     elif name in _REMOTE:

@@ -174,8 +174,7 @@ def load_dataset(
     if allow_download is None:
         from shared.settings import Settings
 
-        # Read now, not the process's cached settings: PNAS_OFFLINE may be set after start-up
-        # (a notebook, a test) and a download must never start once it says offline.
+        # read now, not the cached settings: PNAS_OFFLINE may be set after start-up
         allow_download = not Settings().offline
     if name == "digits":
         x, y, xt, yt = _digits()

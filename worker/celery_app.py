@@ -7,25 +7,23 @@ initialise CUDA before it forks; the pool child imports TensorFlow when it train
 Besides the task (`worker.tasks`), two pieces of worker life live here:
 - a bootstep registers the worker in the store and renews its ``last_seen`` on the event
   loop's timer (no thread in the parent, so forking stays safe);
-- each pool child turns SIGTERM into `worker.runner.Shutdown` while it trains, so that a
-  cold or soft shutdown hands the running child back instead of losing it.
+- (`worker.process.training`) each pool child turns a stop signal into
+  `worker.runner.Shutdown` while it trains, so that a cold or soft shutdown hands the running
+  child back instead of losing it.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import signal
 import socket
 from typing import Any
 
-from billiard.common import TERM_SIGNAL
 from celery import Celery, bootsteps
-from celery.signals import worker_process_init
 
 from shared.queue import celery_config
 from shared.settings import get_settings
-from worker.process import store, training_job
+from worker.process import store
 
 log = logging.getLogger("pnas.worker")
 
@@ -69,20 +67,3 @@ class Registration(bootsteps.StartStopStep):
 
 
 app.steps["worker"].add(Registration)
-
-
-@worker_process_init.connect
-def _child_signals(**_kw: Any) -> None:
-    """In a pool child: SIGTERM while training raises Shutdown (the job is handed back)."""
-
-    def _term(signum: int, _frame: Any) -> None:
-        if training_job() is not None:
-            from worker.runner import Shutdown
-
-            raise Shutdown(signal.Signals(signum).name)
-        os._exit(0)  # idle: nothing to hand back
-
-    # Celery cancels a running task with billiard's TERM signal, SIGQUIT when `pnas worker`
-    # remaps SIGTERM (REMAP_SIGTERM=SIGQUIT); a plain SIGTERM may come from a person.
-    for sig in {signal.SIGTERM, TERM_SIGNAL}:
-        signal.signal(sig, _term)

@@ -70,8 +70,9 @@ def train_child(self: Any, *args: Any, **kwargs: Any) -> str:
             retry_db(lambda: store().reject(bad, error_class="invalid_payload", message=msg), what="reject the job")
         return "dropped"
     settings = get_settings()
-    with training(job_id):
-        outcome = run_job(store(), job_id, settings=settings, worker=self.request.hostname, trainer=_gpu_trainer(job_id))
+    with training(job_id) as stop:
+        outcome = run_job(store(), job_id, settings=settings, worker=self.request.hostname,
+                          trainer=_gpu_trainer(job_id), stop=stop)  # fmt: skip
     if outcome.state in ("handed_back", "requeued"):
         # Back in the queue in the store; send it again at once rather than wait for the
         # broker or the controller's reconcile (a duplicate is dropped by the claim). A child

@@ -37,7 +37,7 @@ def test_cancel_ends_queued_children_and_asks_running_ones_to_stop(store) -> Non
 def test_cancel_narrows_to_a_level_and_job_ids(store) -> None:
     run = _run(store)
     one = _jobs(store, run, n=2, level=1)
-    two = _jobs(store, run, n=2, level=2)
+    two = _jobs(store, run, n=2, level=2, first=2)
     assert store.cancel(run.id, level=2).cancelled == two
     assert store.cancel(run.id, job_ids=[one[1]]).cancelled == [one[1]]
     assert store.job(one[0]).state == JobState.queued

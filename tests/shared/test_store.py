@@ -27,9 +27,10 @@ def _cell(i):
     return _ONE_BLOCK.cell(i).to_list()
 
 
-def _jobs(store, run, n=3, level=1, max_attempts=3):
+def _jobs(store, run, n=3, level=1, max_attempts=3, first=0):
+    """n queued children, the one-block cells first..first+n-1 (distinct `first`s: distinct networks)."""
     return store.add_jobs(
-        run.id, level=level, children=[(f"{level}-{i:04x}", _cell(i), 0.5, i + 1) for i in range(n)],
+        run.id, level=level, children=[(f"{level}-{i:04x}", _cell(first + i), 0.5, i + 1) for i in range(n)],
         max_attempts=max_attempts,
     )
 

@@ -13,6 +13,7 @@ import pytest
 
 from pnas.commands._cells import parse_cell_arg
 from tests.cli import run_cli
+from shared.config import SMALL_VALIDATION_FRACTION
 from shared.errors import UserError
 from shared.space import PNASNET5
 
@@ -102,7 +103,7 @@ def test_pnas_train_on_digits_prints_the_epochs_and_the_reward(capsys):
 
 
 def test_pnas_train_json_as_the_issue_asks_it(capsys):
-    # the exact command of issue 14, with no --validation-size: digits holds out a fifth
+    # the exact command of issue 14, with no --validation-size: digits holds out its default tenth
     code, out, _ = run(capsys, "train", "--cell", "pnasnet5", "--dataset", "digits", "--epochs", "1",
                        "--n", "1", "--filters", "8", "--json")
     r = json.loads(out)
@@ -110,7 +111,7 @@ def test_pnas_train_json_as_the_issue_asks_it(capsys):
     for key in ("reward", "val_accuracy", "test_accuracy", "params", "images_per_second", "augment"):
         assert r[key] is not None, key
     assert r["augment"] == "none" and r["val_accuracy"] == r["reward"] and 0 <= r["test_accuracy"] <= 1
-    assert r["extra"]["test_samples"] == 360 and r["extra"]["val_samples"] == round(0.2 * 1437)
+    assert r["extra"]["test_samples"] == 360 and r["extra"]["val_samples"] == round(SMALL_VALIDATION_FRACTION * 1437)
 
 
 def test_pnas_train_json_and_a_failing_child(capsys):

@@ -30,6 +30,7 @@ EXAMPLES: dict[str, str | None] = {
     "pnas train --cell pnasnet5 --dataset digits --epochs 2 --n 1 --filters 8": None,
     "pnas search --preset quick --workers 2 --name my-first-run":
         "minutes of CPU training; the same command path runs with the instant trainer in tests/tools/conftest.py",
+    "pnas dashboard": "serves until stopped: tests/dashboard runs it and drives it with a browser",
     "pnas db upgrade": None,
     "pnas worker --gpu 0": "needs a GPU",
     "pnas worker --gpu auto": "a Celery worker: tests/integration runs real ones",
@@ -39,6 +40,10 @@ EXAMPLES: dict[str, str | None] = {
     "pnas retry RUN": None,
     "pnas retry RUN --level 2 --state failed": None,
     "pnas retry RUN --job 17 --job 42": None,
+    "pnas cancel RUN --dry-run": None,
+    "pnas cancel RUN": None,
+    "pnas cancel RUN --level 2": None,
+    "pnas cancel RUN --job 17 --job 42": None,
 }
 
 
@@ -77,4 +82,4 @@ def test_readme_example_runs_as_written(line: str, env: dict[str, str], tmp_path
     if argv[0] == "model":
         assert 3.0e6 < json.loads(p.stdout)["params"] < 3.4e6  # the README says about 3.2M
     if argv[0] == "train":
-        assert "reward " in p.stdout and "validation images" in p.stdout
+        assert "reward " in p.stdout and " validation / " in p.stdout and "test accuracy " in p.stdout

@@ -22,8 +22,9 @@ CONFIG = """
 ops = ["sep3x3", "max3x3", "identity"]
 blocks = 3
 beam = 8
+predictor = "mlp"  # the loop under test, not the LSTM (tests/controller/test_predictor.py): 2x faster
 ensemble = 3
-predictor_epochs = 80
+predictor_epochs = 30
 seed = 7
 [train]
 dataset = "digits"
@@ -66,7 +67,7 @@ def test_finds_the_planted_best_cell(db_url, tmp_path):
     first = _search(tmp_path, _env(db_url, tmp_path))
     # the predictor fit after each level reports its members and epochs, like the training
     for b in (1, 2):
-        assert f"level {b} predictor: 3 members, epoch 80/80 on " in first.stderr, first.stderr[-3000:]
+        assert f"level {b} predictor: 3 members, epoch 30/30 on " in first.stderr, first.stderr[-3000:]
     run, jobs, top, levels = _result(db_url)
     space = SearchSpace(ops=("sep3x3", "max3x3", "identity"), blocks=3)
     assert run.state == "finished"

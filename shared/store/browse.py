@@ -25,6 +25,7 @@ SORTABLE: dict[str, Any] = {
     "level": ChildJob.level,
     "state": ChildJob.state,
     "accuracy": ChildJob.reward,
+    "test_accuracy": ChildJob.test_accuracy,
     "params": ChildJob.params,
     "predicted": ChildJob.predicted,
     "rank": ChildJob.rank,
@@ -107,7 +108,7 @@ class Browse(StoreBase):
                 like = f"%{query.text}%"
                 where.append(or_(ChildJob.arch_id.like(like), ChildJob.worker.like(like), cast(ChildJob.cell, Text).like(like)))
             total = int(s.scalar(select(func.count(ChildJob.id)).where(*where)) or 0)
-            cols = (ChildJob.id, ChildJob.level, ChildJob.state, ChildJob.reward, ChildJob.params, ChildJob.predicted,
+            cols = (ChildJob.id, ChildJob.level, ChildJob.state, ChildJob.reward, ChildJob.test_accuracy, ChildJob.params, ChildJob.predicted,
                     ChildJob.rank, ChildJob.worker, ChildJob.attempts, ChildJob.max_attempts, ChildJob.wall_seconds,
                     ChildJob.arch_id, ChildJob.cell, ChildJob.finished_at)  # fmt: skip
             q = (
@@ -120,7 +121,7 @@ class Browse(StoreBase):
             rows = []
             for r in s.execute(q):
                 rows.append(
-                    {"id": r.id, "level": r.level, "state": r.state, "accuracy": r.reward, "params": r.params,
+                    {"id": r.id, "level": r.level, "state": r.state, "accuracy": r.reward, "test_accuracy": r.test_accuracy, "params": r.params,
                      "predicted": r.predicted, "rank": r.rank, "worker": r.worker, "attempts": r.attempts,
                      "max_attempts": r.max_attempts, "seconds": r.wall_seconds, "arch_id": r.arch_id,
                      "cell_json": r.cell, "finished_at": as_datetime(r.finished_at)}  # fmt: skip

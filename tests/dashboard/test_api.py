@@ -80,6 +80,22 @@ def test_children_sort_filter_and_page(seeded: tuple[Any, int, list[int]]) -> No
     assert c.get(f"/api/runs/{rid}/children?limit=1").json()["total"] == 4
 
 
+def test_test_accuracy_is_shown_beside_the_accuracy(seeded: tuple[Any, int, list[int]]) -> None:
+    store, rid, ids = seeded
+    (jid,) = store.add_jobs(rid, level=1, children=[("t", [[-1, "identity", -1, "identity"]], None, None)], max_attempts=1)
+    a = store.claim(jid, worker="w1", lease_seconds=60)
+    store.finish(jid, attempt=a, result=TrainResult(reward=0.85, reward_epoch=1, history=[], params=10, wall_seconds=1.0,
+                                                    device="cpu", test_accuracy=0.8125))  # fmt: skip
+    c = client(store)
+    rows = {k["id"]: k for k in c.get(f"/api/runs/{rid}/children?sort=test_accuracy&order=desc").json()["children"]}
+    assert list(rows)[0] == jid and rows[jid]["test_accuracy"] == 0.8125 and rows[jid]["accuracy"] == 0.85
+    assert rows[ids[1]]["test_accuracy"] is None  # a search child without a test evaluation
+    assert c.get(f"/api/children/{jid}").json()["test_accuracy"] == 0.8125
+    page = c.get(f"/children/{jid}").text
+    assert 'id="test-accuracy">test accuracy 0.8125<' in page and "accuracy <b>0.8500</b>" in page
+    assert "test accuracy" not in c.get(f"/children/{ids[1]}").text
+
+
 def test_bad_requests_are_one_clear_line(seeded: tuple[Any, int, list[int]]) -> None:
     store, rid, _ = seeded
     c = client(store)

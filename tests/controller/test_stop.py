@@ -22,11 +22,15 @@ from tests.fakes import fake_search_env
 SEARCH = [sys.executable, "-m", "pnas.cli", "search", "--name", "t", "--workers", "2"]
 
 
-def _start(tmp_path: Path, env: dict) -> subprocess.Popen:
+def _start(tmp_path: Path, env: dict, log: Path | None = None) -> subprocess.Popen:
+    """`pnas search` on CONFIG; its output to pipes, or to ``log`` for a controller whose pipes
+    nobody will read (its local workers inherit them: a full pipe would block a worker, perhaps
+    inside a database transaction, and lock SQLite for everyone)."""
     cfg = tmp_path / "search.toml"
     cfg.write_text(CONFIG)
+    out = subprocess.PIPE if log is None else open(log, "w")
     return subprocess.Popen(
-        [*SEARCH, "--config", str(cfg)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [*SEARCH, "--config", str(cfg)], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT if log else subprocess.PIPE, text=True
     )
 
 
@@ -126,23 +130,24 @@ def test_restart_right_after_sigkill_is_not_refused(sqlite_url: str, tmp_path: P
     env = fake_search_env(sqlite_url, PNAS_FAKE_LOG=tmp_path / "trained.log", PNAS_FAKE_SLEEP="0.3")
     store = Store(sqlite_url)
     store.ensure_schema()
-    proc = _start(tmp_path, env)
+    proc = _start(tmp_path, env, log=tmp_path / "controller0.log")
     for i in range(3):
         _wait_trained(store, 3 * (i + 1))
         proc.send_signal(signal.SIGKILL)  # not reaped yet: a zombie while the next one starts
-        nxt = _start(tmp_path, env)
+        log = tmp_path / f"controller{i + 1}.log"
+        nxt = _start(tmp_path, env, log=log)
         try:
             deadline = time.monotonic() + 90
             while nxt.poll() is None and (_lock_owner(store) or "::").split(":")[1] != str(nxt.pid):
                 assert time.monotonic() < deadline, "the restarted controller never took the lock"
                 time.sleep(0.05)
-            assert nxt.poll() is None, f"restart {i + 1} was refused: {nxt.communicate()[1][-1000:]}"
+            assert nxt.poll() is None, f"restart {i + 1} was refused: {log.read_text()[-1000:]}"
         finally:
             proc.wait()
         proc = nxt
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err[-2000:]
+    proc.wait(timeout=60)
+    assert proc.returncode == 130, log.read_text()[-2000:]
     trained = Counter(line.split()[0] for line in (tmp_path / "trained.log").read_text().splitlines())
     assert set(trained.values()) == {1}, "a child was trained twice"
     store.dispose()

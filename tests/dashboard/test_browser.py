@@ -51,9 +51,16 @@ class World:
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
+    """Poll ``check`` until it is truthy; an element the page replaced meanwhile (the live
+    fragments refresh themselves) counts as not yet."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
     deadline = time.monotonic() + timeout
     while True:
-        value = check()
+        try:
+            value = check()
+        except StaleElementReferenceException:
+            value = None
         if value:
             return value
         if time.monotonic() > deadline:
@@ -146,8 +153,9 @@ def test_sorting_children_by_accuracy_puts_the_best_first(world: World, browser:
     browser.find_element(By.CSS_SELECTOR, "#children-table th[data-sort=accuracy]").click()
     wait_for("the table sorted by accuracy", lambda: browser.find_element(
         By.CSS_SELECTOR, "#children-table tbody tr").get_attribute("data-id") == str(best.id))  # fmt: skip
-    accs = [float(r.get_attribute("data-accuracy")) for r in
-            browser.find_elements(By.CSS_SELECTOR, "#children-table tbody tr") if r.get_attribute("data-accuracy")]
+    # read in one script: a live refresh may replace the rows between two WebDriver calls
+    accs = [float(a) for a in browser.execute_script(
+        "return [...document.querySelectorAll('#children-table tbody tr')].map(r => r.dataset.accuracy).filter(Boolean);")]  # fmt: skip
     assert accs == sorted(accs, reverse=True) and accs[0] == pytest.approx(best.reward)
     wait_for("the run's charts", lambda: browser.execute_script(
         "return ['best', 'levels', 'pred'].every(k => window.pnasCharts[k]);"))  # fmt: skip

@@ -36,7 +36,7 @@
     const box = document.getElementById("children");
     if (th && box) {
       const key = th.dataset.sort;
-      const numeric = ["accuracy", "predicted", "params", "seconds", "attempts"].includes(key);
+      const numeric = ["accuracy", "test_accuracy", "predicted", "params", "seconds", "attempts"].includes(key);
       box.dataset.order = box.dataset.sort === key ? (box.dataset.order === "asc" ? "desc" : "asc") : (numeric ? "desc" : "asc");
       box.dataset.sort = key;
       box.dataset.offset = "0";

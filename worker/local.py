@@ -13,11 +13,11 @@ import logging
 import os
 import signal
 import sys
-import threading
+import time
 
 from shared.settings import get_settings
 from shared.store import Store
-from worker.runner import Shutdown, load_trainer, retry_db, run_job, worker_name
+from worker.runner import Shutdown, StopFlag, load_trainer, retry_db, run_job, worker_name
 
 log = logging.getLogger("pnas.worker")
 
@@ -39,7 +39,7 @@ def serve(run_id: int, *, max_children: int | None = None, parent_pid: int | Non
     name = worker_name()
     retry_db(lambda: store.register_worker(name, hostname=os.uname().nodename, device="cpu (local)"), what="register")
     done, idle = 0, 0.05
-    stopping = threading.Event()  # the training sees it at its next check and hands back
+    stopping = StopFlag()  # the training sees it at its next check and hands back
 
     def _stop(signum: int, _frame: object) -> None:
         # Only a flag: an exception raised from a signal handler lands wherever the main
@@ -61,7 +61,7 @@ def serve(run_id: int, *, max_children: int | None = None, parent_pid: int | Non
             )
             if claimed is None:
                 retry_db(lambda: store.worker_seen(name), what="renew the worker's heartbeat")
-                stopping.wait(idle)
+                time.sleep(idle)  # a signal's handler sets the flag; the loop sees it next
                 idle = min(idle * 2, 1.0)
                 continue
             idle = 0.05

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any, Iterator
@@ -17,9 +16,10 @@ from billiard.common import TERM_SIGNAL
 
 from shared.settings import get_settings
 from shared.store import Store
+from worker.runner import StopFlag
 
 _training: list[int] = []  # the job this process is training (SIGTERM hands it back)
-_stop_asked = threading.Event()  # set by a stop signal while training
+_stop_asked = StopFlag()  # set by a stop signal while training
 
 
 def _stop(signum: int, _frame: Any) -> None:
@@ -30,7 +30,7 @@ def _stop(signum: int, _frame: Any) -> None:
 
 
 @contextmanager
-def training(job_id: int) -> Iterator[threading.Event]:
+def training(job_id: int) -> Iterator[StopFlag]:
     """Mark ``job_id`` as the one this process trains, for as long as the block runs; yields
     the event a stop signal sets (give it to `worker.runner.run_job` as ``stop``).
 

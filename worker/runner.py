@@ -48,6 +48,28 @@ class Shutdown(BaseException):
     """Raised in the training thread when the worker is asked to stop."""
 
 
+class StopFlag:
+    """"Stop at the next check", set from a signal handler: a plain attribute and no lock.
+
+    A handler runs on the main thread between two bytecodes, perhaps while that thread holds
+    a lock; `threading.Event.set` takes the event's lock, so a signal that arrives while the
+    main thread waits on the same event deadlocks the process (seen: local workers that
+    never exited after their controller was killed).
+    """
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+
+    def clear(self) -> None:
+        self._set = False
+
+    def is_set(self) -> bool:
+        return self._set
+
+
 class _NotOurs(Exception):
     """The job was declared lost and handed to another attempt: stop training it."""
 
@@ -161,7 +183,7 @@ def run_job(
     worker: str | None = None,
     attempt: int | None = None,
     trainer: Callable[..., TrainResult] | None = None,
-    stop: threading.Event | None = None,
+    stop: StopFlag | None = None,
 ) -> Outcome:
     """Claim (unless ``attempt`` says it is claimed already), train and record one child.
 

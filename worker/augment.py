@@ -10,9 +10,9 @@ Augmentation works on whole batches with vectorised ops (one gather per axis, no
 Python), so on a CPU it costs little next to the network. It runs in tf.data, i.e. on the
 host CPU beside an accelerator, overlapped with training by prefetch.
 
-Determinism: the batch order comes from a seeded shuffle that changes every epoch; the
-augmentation's randomness from ``tf.data.Dataset.random(seed)`` zipped with the batches, one
-draw per batch, re-drawn every epoch: the same seed gives the same epochs on every machine.
+Determinism: epoch e's batch order comes from a shuffle seeded by (seed, e) and its
+augmentation from stateless draws keyed by (seed, e, batch): the same seed gives the same
+epochs on every machine, and a child resumed at epoch e sees the batches it would have seen.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import numpy as np
 
 PAD = 4  # pixels of zero padding before the random crop: the CIFAR standard
 STREAM_SHUFFLE_BUFFER = 10_000  # file names, not images, when streaming: a few MB at most
+EPOCH_SEED_STRIDE = 1_000_003  # epoch e of seed s shuffles with s * stride + e (epochs < stride)
 
 
 @dataclass(frozen=True)
@@ -47,23 +48,35 @@ def channel_stats(x: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return tuple(float(v) for v in flat.mean(axis=0)), tuple(float(max(v, 1e-6)) for v in std)
 
 
-def train_pipeline(source, n: int, batch_size: int, seed: int, aug: Augment, *, cache: bool = True):
-    """Batches of (image, label), every image exactly once per epoch, in a new seeded order
-    each epoch (no repeat()). ``source`` yields single (image float32 [0, 1], label) pairs."""
+def train_pipeline(source, n: int, batch_size: int, seed: int, aug: Augment, *, cache: bool = True,
+                   epochs: int = 1, first_epoch: int = 0):
+    """Batches of (image, label) for epochs ``first_epoch`` .. ``first_epoch + epochs - 1``
+    (0-based) back to back, every image exactly once per epoch (a last partial batch per epoch,
+    no batch across two epochs). ``source`` yields single (image float32 [0, 1], label) pairs.
+
+    Epoch e's order and augmentation are a function of (``seed``, e) only: a pipeline started
+    at ``first_epoch`` (a resumed child) gives exactly the batches an uninterrupted one gives
+    from that epoch on. Train with ``steps_per_epoch = ceil(n / batch_size)``."""
     import tensorflow as tf
 
-    ds = source.cache() if cache else source
+    data = source.cache() if cache else source
     # in memory: one buffer over everything (a full shuffle); streamed from disk: a window
     buffer = n if cache else min(n, STREAM_SHUFFLE_BUFFER)
-    ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
-    if aug.mean is not None or aug.crop or aug.flip or aug.cutout:
-        noise = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-        ds = tf.data.Dataset.zip(ds, noise).map(
-            lambda batch, s: _augment_batch(batch, s, aug), num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=True,
-        )
-    return ds.prefetch(tf.data.AUTOTUNE)
+    augmented = aug.mean is not None or aug.crop or aug.flip or aug.cutout
+    base = tf.constant(seed, tf.int64)
+
+    def epoch(e):
+        ds = data.shuffle(buffer, seed=base * EPOCH_SEED_STRIDE + e, reshuffle_each_iteration=False)
+        ds = ds.batch(batch_size)
+        if augmented:
+            key = tf.random.experimental.stateless_fold_in(tf.stack([base, e]), 0)
+            ds = tf.data.Dataset.zip(ds, tf.data.Dataset.range(tf.int64.max)).map(
+                lambda batch, i: _augment_batch(batch, tf.random.experimental.stateless_fold_in(key, i), aug),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
+            )
+        return ds
+
+    return tf.data.Dataset.range(first_epoch, first_epoch + epochs).flat_map(epoch).prefetch(tf.data.AUTOTUNE)
 
 
 def eval_pipeline(source, batch_size: int, aug: Augment, *, cache: bool = True):
@@ -86,8 +99,9 @@ def _normalise(x, aug: Augment):
     return (x - tf.constant(aug.mean, tf.float32)) / tf.constant(aug.std, tf.float32)
 
 
-def _augment_batch(batch, s, aug: Augment):
-    """One batch (B, H, W, C): normalise, pad + crop, flip, cutout; ``s`` seeds the draws."""
+def _augment_batch(batch, key, aug: Augment):
+    """One batch (B, H, W, C): normalise, pad + crop, flip, cutout; ``key`` (a stateless
+    seed pair) seeds the draws."""
     import tensorflow as tf
 
     x, y = batch
@@ -95,7 +109,7 @@ def _augment_batch(batch, s, aug: Augment):
     b, h, w = tf.shape(x)[0], tf.shape(x)[1], tf.shape(x)[2]
 
     def draw(k: int, shape, maxval):
-        return tf.random.stateless_uniform(shape, seed=tf.stack([s, tf.constant(k, tf.int64)]),
+        return tf.random.stateless_uniform(shape, seed=tf.random.experimental.stateless_fold_in(key, k),
                                            minval=0, maxval=maxval, dtype=tf.int32)
 
     if aug.crop:

@@ -2,7 +2,8 @@
 
 A checkpoint holds the model's weights (BN statistics and drop-path step counters
 included), the optimizer's variables (its ``iterations`` among them, so the cosine
-schedule continues), the epochs done and the metrics of those epochs. Not yet the data order (see `resume`).
+schedule continues), the epochs done and the metrics of those epochs. The data order is not stored: it is a
+function of (seed, epoch), so the resumed pipeline starts where the killed one was.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def _shapes_match(model: Any, ck: Checkpoint) -> None:
         raise CheckpointUnreadable("its optimizer state does not fit this network's optimizer")
 
 
-def resume(ckpts: ChildCheckpoints, model: Any, train_ds: Any, identity: dict, say: Callable[[str], None]) -> tuple[int, list[EpochMetrics]]:
+def resume(ckpts: ChildCheckpoints, model: Any, identity: dict, say: Callable[[str], None]) -> tuple[int, list[EpochMetrics]]:
     """Load the newest usable checkpoint of an earlier attempt. Returns (epochs done, their metrics)."""
     ck = ckpts.latest(identity, check=lambda c: _shapes_match(model, c))
     for msg in ckpts.skipped:
@@ -53,9 +54,8 @@ def resume(ckpts: ChildCheckpoints, model: Any, train_ds: Any, identity: dict, s
     model.set_weights(ck.arrays[: ck.n_weights])
     for v, a in zip(model.optimizer.variables, ck.arrays[ck.n_weights :]):
         v.assign(a)
-    # Not restored: the data order. Keras's fit rebuilds the input pipeline, whose shuffle
-    # seed generator restarts, so the resumed epochs see the orders of epochs 1, 2, ... again
-    # (measured: the reward then differs from an uninterrupted run by about that noise).
+    # The data order needs no state: epoch e's order and augmentation are a function of
+    # (seed, e) (`worker.augment.train_pipeline`), and the pipeline starts at the next epoch.
     history = [EpochMetrics(**m) for m in ck.header["history"]]
     say(f"resumed from the checkpoint of epoch {ck.epoch}")
     ckpts.resumed(ck.epoch)
@@ -72,8 +72,8 @@ class CheckpointSaver(keras.callbacks.Callback):
         self.seconds_saving = 0.0
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        if self.recorder.failure or not self.recorder.history:
-            return
+        if self.recorder.failure or self.recorder.stopped is not None or not self.recorder.history:
+            return  # a NaN, or stopped mid-epoch: these weights are not those of an epoch's end
         done = self.recorder.history[-1]
         if self.first_seconds is None:
             self.first_seconds = done.seconds

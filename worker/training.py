@@ -83,8 +83,6 @@ def train_child(
             f" augmentation {aug.name})")
         targets = _targets(train)
         cache = not dataset.streamed
-        train_ds = train_pipeline(dataset.source("train"), n_train, train.batch_size, seed, aug,
-                                  cache=cache).map(targets)
         val_ds = eval_pipeline(dataset.source("val"), train.batch_size, aug, cache=cache).map(targets)
 
         history: list[EpochMetrics] = []
@@ -100,11 +98,15 @@ def train_child(
                 from worker.checkpoint_keras import CheckpointSaver, identity_of, resume
 
                 identity = identity_of(cell, train, dataset)
-                initial_epoch, recorder.history = resume(checkpoints, model, train_ds, identity, say)
+                initial_epoch, recorder.history = resume(checkpoints, model, identity, say)
                 callbacks.append(CheckpointSaver(checkpoints, recorder, identity, say))
+            # the epochs still to train, each in the order it has in an uninterrupted training
+            train_ds = train_pipeline(dataset.source("train"), n_train, train.batch_size, seed, aug, cache=cache,
+                                      epochs=train.epochs - initial_epoch, first_epoch=initial_epoch).map(targets)
             t0 = time.perf_counter()
             model.fit(train_ds, validation_data=val_ds, epochs=train.epochs, verbose=0, shuffle=False,
-                      callbacks=callbacks, initial_epoch=initial_epoch)  # the pipeline shuffles
+                      steps_per_epoch=steps_per_epoch, callbacks=callbacks,
+                      initial_epoch=initial_epoch)  # the pipeline shuffles, one epoch after another
             fit_seconds = time.perf_counter() - t0
             if recorder.stopped is not None:
                 raise recorder.stopped
@@ -280,6 +282,8 @@ class _EpochRecorder(keras.callbacks.Callback):
         self._t0 = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None) -> None:
+        if self.stopped is not None:
+            return  # stopped mid-epoch: Keras still ends the epoch, but it is not one done
         logs = logs or {}
         m = EpochMetrics(
             epoch=epoch + 1,

@@ -21,11 +21,16 @@ def halves(n: int = 96, size: int = 32) -> tuple[np.ndarray, np.ndarray]:
     return x, np.arange(n, dtype=np.int32)
 
 
-def epochs(x, y, aug: Augment, *, seed: int = 0, count: int = 2, batch_size: int = 16):
-    ds = train_pipeline(tf.data.Dataset.from_tensor_slices((x, y)), len(x), batch_size, seed, aug)
+def epochs(x, y, aug: Augment, *, seed: int = 0, count: int = 2, batch_size: int = 16, first: int = 0):
+    """Epochs ``first`` .. ``first + count - 1`` of one pipeline, each as (images, labels)."""
+    ds = train_pipeline(tf.data.Dataset.from_tensor_slices((x, y)), len(x), batch_size, seed, aug,
+                        epochs=count, first_epoch=first)
+    batches = [(a.numpy(), b.numpy()) for a, b in ds]
+    per_epoch = -(-len(x) // batch_size)
+    assert len(batches) == per_epoch * count, "no batch spans two epochs"
     out = []
-    for _ in range(count):
-        xs, ys = zip(*[(a.numpy(), b.numpy()) for a, b in ds])
+    for e in range(count):
+        xs, ys = zip(*batches[e * per_epoch : (e + 1) * per_epoch])
         out.append((np.concatenate(xs), np.concatenate(ys)))
     return out
 
@@ -60,6 +65,17 @@ def test_the_same_seed_gives_the_same_epochs_and_another_seed_others():
         np.testing.assert_array_equal(ya, yb)
         np.testing.assert_array_equal(xa, xb)
     assert not np.array_equal(a[0][0], c[0][0])
+
+
+def test_a_pipeline_started_at_an_epoch_gives_that_epoch_as_an_uninterrupted_one_does():
+    """A resumed child continues with the batches it would have seen: epoch e is f(seed, e)."""
+    x, y = halves(70)
+    full = epochs(x, y, STANDARD, seed=5, count=4)
+    resumed = epochs(x, y, STANDARD, seed=5, count=2, first=2)
+    for (xa, ya), (xb, yb) in zip(full[2:], resumed):
+        np.testing.assert_array_equal(ya, yb)
+        np.testing.assert_array_equal(xa, xb)
+    assert not np.array_equal(full[0][1], resumed[0][1])
 
 
 def test_crops_shift_by_at_most_four_pixels_and_flip_only_when_allowed():

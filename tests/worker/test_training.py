@@ -122,3 +122,42 @@ def test_the_final_recipe_parts_train_together(digits):
     assert r.extra["augment"] == "standard" and not r.extra["flip"]  # digits never flip
     plain = train_child(PNASNET5, cfg(epochs=0), dataset=digits)
     assert r.params > plain.params + 768 * 10  # the auxiliary classifier's weights
+
+
+def test_a_child_stopped_mid_epoch_resumes_with_the_training_it_would_have_had(digits, tmp_path):
+    """Stopped in epoch 3 (after the checkpoint of epoch 2), a new attempt resumes after epoch 2
+    and ends with the history and reward of an uninterrupted training: the weights, the
+    optimizer's step and the data order (a function of the seed and the epoch) all continue,
+    and the half-done epoch 3 left no checkpoint behind."""
+    from worker.checkpoints import CheckpointStore, ChildCheckpoints
+
+    c = cfg(epochs=4, deterministic=True, augment="standard")
+    whole = train_child(TINY, c, dataset=digits, seed=3)
+    store = CheckpointStore(str(tmp_path / "ck"))
+
+    def attempt(n: int) -> ChildCheckpoints:
+        return ChildCheckpoints(store, run_id=1, job_id=1, attempt=n, kind="search", every=1)
+
+    class Stop(Exception):
+        pass
+
+    per_epoch, batches = -(-len(digits.x_train) // c.batch_size), 0
+
+    def check() -> None:
+        nonlocal batches
+        batches += 1
+        if batches == 2 * per_epoch + 3:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train_child(TINY, c, dataset=digits, seed=3, check=check, checkpoints=attempt(1))
+    assert [e for _a, e, _p in store.checkpoints(1, 1)] == [1, 2], "no checkpoint of the half-done epoch"
+    second = attempt(2)
+    resumed = train_child(TINY, c, dataset=digits, seed=3, checkpoints=second)
+    assert second.resumed_epoch == 2 and resumed.extra["resumed_epoch"] == 2
+
+    def metrics(r) -> list[float]:
+        return [v for m in r.history for v in (m.epoch, m.loss, m.accuracy, m.val_loss, m.val_accuracy)]
+
+    assert metrics(resumed) == pytest.approx(metrics(whole), abs=1e-6)
+    assert resumed.reward == pytest.approx(whole.reward, abs=1e-9)

@@ -10,7 +10,7 @@ Augmentation works on whole batches with vectorised ops (one gather per axis, no
 Python), so on a CPU it costs little next to the network. It runs in tf.data, i.e. on the
 host CPU beside an accelerator, overlapped with training by prefetch.
 
-Determinism: epoch e's batch order comes from a shuffle seeded by (seed, e) and its
+Determinism: epoch e's batch order is a stateless permutation keyed by (seed, e) and its
 augmentation from stateless draws keyed by (seed, e, batch): the same seed gives the same
 epochs on every machine, and a child resumed at epoch e sees the batches it would have seen.
 """
@@ -22,8 +22,6 @@ from dataclasses import dataclass
 import numpy as np
 
 PAD = 4  # pixels of zero padding before the random crop: the CIFAR standard
-STREAM_SHUFFLE_BUFFER = 10_000  # file names, not images, when streaming: a few MB at most
-EPOCH_SEED_STRIDE = 1_000_003  # epoch e of seed s shuffles with s * stride + e (epochs < stride)
 
 
 @dataclass(frozen=True)
@@ -52,26 +50,36 @@ def train_pipeline(source, n: int, batch_size: int, seed: int, aug: Augment, *, 
                    epochs: int = 1, first_epoch: int = 0):
     """Batches of (image, label) for epochs ``first_epoch`` .. ``first_epoch + epochs - 1``
     (0-based) back to back, every image exactly once per epoch (a last partial batch per epoch,
-    no batch across two epochs). ``source`` yields single (image float32 [0, 1], label) pairs.
+    no batch across two epochs).
 
-    Epoch e's order and augmentation are a function of (``seed``, e) only: a pipeline started
-    at ``first_epoch`` (a resumed child) gives exactly the batches an uninterrupted one gives
-    from that epoch on. Train with ``steps_per_epoch = ceil(n / batch_size)``."""
+    ``source``: with ``cache`` (data held in memory), a tf.data.Dataset of single
+    (image float32 [0, 1], label) pairs; without (streamed from disk), a function that takes
+    an order (an int64 tensor, a permutation of ``range(n)``) and returns those pairs in that
+    order, so that a streamed epoch is shuffled by file, not through a buffer of decoded images.
+
+    Epoch e's order and augmentation are a function of (``seed``, e) only, drawn with
+    stateless ops (the order by `stateless_shuffle`, not by a seeded ``shuffle``: its seed
+    cannot be a tensor once a global seed of 0 is set): a pipeline started at ``first_epoch``
+    (a resumed child) gives exactly the batches an uninterrupted one gives from that epoch on.
+    Train with ``steps_per_epoch = ceil(n / batch_size)``."""
     import tensorflow as tf
 
-    data = source.cache() if cache else source
-    # in memory: one buffer over everything (a full shuffle); streamed from disk: a window
-    buffer = n if cache else min(n, STREAM_SHUFFLE_BUFFER)
     augmented = aug.mean is not None or aug.crop or aug.flip or aug.cutout
     base = tf.constant(seed, tf.int64)
+    whole = source.batch(max(n, 1)).cache() if cache else None  # one element: every image, decoded once
 
     def epoch(e):
-        ds = data.shuffle(buffer, seed=base * EPOCH_SEED_STRIDE + e, reshuffle_each_iteration=False)
-        ds = ds.batch(batch_size)
+        key = tf.stack([base, e])
+        order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=key)
+        if whole is not None:
+            ds = whole.flat_map(lambda x, y: tf.data.Dataset.from_tensor_slices(order).batch(batch_size).map(
+                lambda i: (tf.gather(x, i), tf.gather(y, i))))
+        else:
+            ds = source(order).batch(batch_size)
         if augmented:
-            key = tf.random.experimental.stateless_fold_in(tf.stack([base, e]), 0)
+            aug_key = tf.random.experimental.stateless_fold_in(key, 0)
             ds = tf.data.Dataset.zip(ds, tf.data.Dataset.range(tf.int64.max)).map(
-                lambda batch, i: _augment_batch(batch, tf.random.experimental.stateless_fold_in(key, i), aug),
+                lambda batch, i: _augment_batch(batch, tf.random.experimental.stateless_fold_in(aug_key, i), aug),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
             )
         return ds

@@ -50,13 +50,19 @@ class FolderDataset:
     def n_test(self) -> int:
         return len(self.files.get("test", ()))
 
-    def source(self, part: str):
-        """A tf.data.Dataset of (image float32 [0, 1] (H, W, C), label), decoded lazily."""
+    def source(self, part: str, order=None):
+        """A tf.data.Dataset of (image float32 [0, 1] (H, W, C), label), decoded lazily; with
+        ``order`` (an int64 tensor of indices), the files in that order (a shuffle by file name)."""
         import tensorflow as tf
 
         h, w, c = self.input_shape
-        paths = tf.data.Dataset.from_tensor_slices(
-            (list(self.files[part]), self.labels[part].astype(np.int32)))
+        files, labels = list(self.files[part]), self.labels[part].astype(np.int32)
+        if order is None:
+            paths = tf.data.Dataset.from_tensor_slices((files, labels))
+        else:
+            files_t, labels_t = tf.constant(files), tf.constant(labels)  # names only: small
+            paths = tf.data.Dataset.from_tensor_slices(order).map(
+                lambda i: (tf.gather(files_t, i), tf.gather(labels_t, i)))
 
         def decode(path, label):
             img = tf.io.decode_image(tf.io.read_file(path), channels=c, expand_animations=False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from functools import partial
 from typing import TYPE_CHECKING, Any, Callable
 
 import keras
@@ -101,7 +102,8 @@ def train_child(
                 initial_epoch, recorder.history = resume(checkpoints, model, identity, say)
                 callbacks.append(CheckpointSaver(checkpoints, recorder, identity, say))
             # the epochs still to train, each in the order it has in an uninterrupted training
-            train_ds = train_pipeline(dataset.source("train"), n_train, train.batch_size, seed, aug, cache=cache,
+            train_source = dataset.source("train") if cache else partial(dataset.source, "train")  # streamed: reordered by file
+            train_ds = train_pipeline(train_source, n_train, train.batch_size, seed, aug, cache=cache,
                                       epochs=train.epochs - initial_epoch, first_epoch=initial_epoch).map(targets)
             t0 = time.perf_counter()
             model.fit(train_ds, validation_data=val_ds, epochs=train.epochs, verbose=0, shuffle=False,

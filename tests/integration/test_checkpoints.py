@@ -97,4 +97,18 @@ def test_a_killed_child_resumes_after_its_last_checkpoint(where, pg_url, redis_u
     # The worker removes them right after it records the success, not before (a success it
     # cannot record leaves them to the attempt that owns the job): wait for it, briefly.
     wait_for(lambda: ck.checkpoints(run_id, job_id) == [], timeout=30, what="the checkpoints of both attempts to go")
+
+    # The same child, same seed, trained without interruption through the same worker path
+    # (CPU, deterministic ops): the resumed child trained exactly as it did.
+    _ref_run, ref_id = _one_child(store, f"ck-{where}-uninterrupted")
+    ex.submit([ref_id])
+    wait_for(lambda: store.job(ref_id).state in ("succeeded", "failed"), timeout=240, what="the uninterrupted child")
     ex.stop()
+    ref = store.job(ref_id)
+    assert ref.state == "succeeded" and ref.attempts == 1 and ref.resumed_epoch is None, ref.error_message
+    metrics = ("loss", "accuracy", "val_loss", "val_accuracy")
+    resumed = [tuple(r[k] for k in metrics) for r in rows if r["attempt"] == 2 or (r["attempt"] == 1 and r["epoch"] <= done)]
+    uninterrupted = [tuple(r[k] for k in metrics) for r in store.epochs(ref_id)]
+    assert resumed == uninterrupted, "every epoch's metrics equal those of the uninterrupted training"
+    assert j.reward == ref.reward
+

@@ -133,13 +133,13 @@ def pgbench_exe() -> str:
     return exe
 
 
-def read_log(prefix: Path) -> list[tuple[int, int, float, float]]:
-    """(client, transaction number, latency ms, schedule lag ms) of every logged transaction."""
+def read_log(prefix: Path) -> list[tuple[int, int, float, float, float]]:
+    """(client, transaction number, latency ms, schedule lag ms, end time s) of every logged transaction."""
     rows = []
     for f in prefix.parent.glob(prefix.name + ".*"):
         for line in f.read_text().splitlines():
             x = line.split()  # client_id transaction_no time_us script_no time_epoch time_us [schedule_lag_us]
-            rows.append((int(x[0]), int(x[1]), int(x[2]) / 1000, int(x[6]) / 1000 if len(x) > 6 else 0.0))
+            rows.append((int(x[0]), int(x[1]), int(x[2]) / 1000, int(x[6]) / 1000 if len(x) > 6 else 0.0, int(x[4]) + int(x[5]) / 1e6))
     return rows
 
 
@@ -206,11 +206,12 @@ def phase(url: str, admin_url: str, *, via: str, clients: int, children: int, se
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     client_s = ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime
     log = read_log(tmp / "w")
-    first = min((n for _, n, _, _ in log), default=0)  # pgbench numbers a client's transactions from 0 or 1
+    first = min((n for _, n, _, _, _ in log), default=0)  # pgbench numbers a client's transactions from 0 or 1
     by_step = collections.defaultdict(list)
-    for _, n, ms, _ in log:
+    for _, n, ms, _, _ in log:
         by_step[STEPS[(n - first) % 5]].append(ms)
-    level_ms = [ms - lag for _, _, ms, lag in read_log(tmp / "l")]
+    level_ms = [ms - lag for _, _, ms, lag, _ in read_log(tmp / "l")]
+    window = max((e for *_, e in log), default=0.0) - min((e - ms / 1000 for _, _, ms, _, e in log), default=0.0)
     chk = check(admin, run_id, tag)
     admin.dispose()
     shutil.rmtree(tmp, ignore_errors=True)
@@ -225,7 +226,8 @@ def phase(url: str, admin_url: str, *, via: str, clients: int, children: int, se
         finishes_logged=len(by_step["finish"]), conns_max=max((c[0] for c in b), default=0),
         active_max=max((c[1] for c in b), default=0), errors=errors, failed=failed,
         client_ms=client_s / max(1, succeeded) * 1000, server_ms=server_s / max(1, succeeded) * 1000,
-        commands=per_command(out), rc=pw.returncode or pl.returncode, tps=re.findall(r"tps = ([\d.]+)", out)[:1], **chk,
+        commands=per_command(out), rc=pw.returncode or pl.returncode, tps=re.findall(r"tps = ([\d.]+)", out)[:1],
+        window_s=window, connect_ms=re.findall(r"initial connection time = ([\d.]+) ms", out)[:1], **chk,
     )  # fmt: skip
 
 
@@ -293,7 +295,8 @@ def main() -> None:
     for r in results:
         print(f"# {r['via']} {r['clients']}: succeeded {r['succeeded']} / finishes {r['finishes_logged']}; "
               f"queued left {r['states'].get('queued', 0)}; workers touched {r['touched']} of {r['clients']}; rc {r['rc']}; "
-              f"train step min {min(r['train'], default=float('nan')):.0f} ms; pgbench tps {r['tps']}")  # fmt: skip
+              f"train step min {min(r['train'], default=float('nan')):.0f} ms; pgbench tps {r['tps']}, initial connection time ms {r['connect_ms']}; "
+              f"first transaction start to last end {r['window_s']:.1f} s")  # fmt: skip
     print("\n# mean latency per statement, ms (pgbench -r)")
     print("| statement | " + " | ".join(f"{r['via']} {r['clients']}" for r in results) + " |")
     print("|---|" + "---|" * len(results))

@@ -45,7 +45,7 @@ PG_BIN = Path(os.environ.get("PNAS_BENCH_PG_BIN", "")) if os.environ.get("PNAS_B
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
-def _cpu_of_tree(root_pid: int) -> float:
+def cpu_of_tree(root_pid: int) -> float:
     """CPU seconds of a process, its live children and its reaped children (from /proc)."""
     total = 0.0
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -160,7 +160,7 @@ PG_DATA: list[Path] = []
 def server_cpu() -> float:
     """CPU seconds used so far by PostgreSQL (postmaster and backends) and PgBouncer."""
     pg = int(PG_DATA[0].joinpath("postmaster.pid").read_text().split()[0])
-    return _cpu_of_tree(pg) + (_cpu_of_tree(BOUNCER_PID[0]) if BOUNCER_PID[0] else 0.0)
+    return cpu_of_tree(pg) + (cpu_of_tree(BOUNCER_PID[0]) if BOUNCER_PID[0] else 0.0)
 
 
 # --- the simulated workers (one process, many threads) ------------------------------------

@@ -153,6 +153,12 @@ def per_command(out: str) -> list[tuple[float, int, str]]:
     return rows
 
 
+def machine_busy() -> tuple[float, float]:
+    """(busy, all) jiffies of every CPU since boot, from /proc/stat: the whole machine, others' work too."""
+    x = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(x) - x[3] - x[4], sum(x)  # idle and iowait are not busy
+
+
 def check(admin, run_id: int, tag: str) -> dict:
     from sqlalchemy import text
 
@@ -192,7 +198,7 @@ def phase(url: str, admin_url: str, *, via: str, clients: int, children: int, se
                         "-D", "step=4", "-D", "c_id=0", "-D", f"worker_tag={tag}", "-f", str(tmp / "worker.sql"), url]  # fmt: skip
     level = common + ["-c", "1", "-R", str(level_hz), "-l", f"--log-prefix={tmp}/l", "-f", str(tmp / "level.sql"), url]
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu0 = store_load.server_cpu()
+    cpu0, bouncer0, busy0 = store_load.server_cpu(), bouncer_cpu(), machine_busy()
     conns: list = []
     t0 = time.time()
     pw = subprocess.Popen(workers, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp)
@@ -202,7 +208,8 @@ def phase(url: str, admin_url: str, *, via: str, clients: int, children: int, se
     out, err = pw.communicate(timeout=seconds + 300)
     lout, lerr = pl.communicate(timeout=60)
     mon.join()
-    server_s = store_load.server_cpu() - cpu0
+    server_s, bouncer_s = store_load.server_cpu() - cpu0, bouncer_cpu() - bouncer0
+    busy1 = machine_busy()
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     client_s = ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime
     log = read_log(tmp / "w")
@@ -225,10 +232,15 @@ def phase(url: str, admin_url: str, *, via: str, clients: int, children: int, se
         claim=by_step["claim"], finish=by_step["finish"], train=by_step["train"], level=level_ms,
         finishes_logged=len(by_step["finish"]), conns_max=max((c[0] for c in b), default=0),
         active_max=max((c[1] for c in b), default=0), errors=errors, failed=failed,
-        client_ms=client_s / max(1, succeeded) * 1000, server_ms=server_s / max(1, succeeded) * 1000,
+        client_ms=client_s / max(1, succeeded) * 1000, server_ms=(server_s - bouncer_s) / max(1, succeeded) * 1000,
+        bouncer_ms=bouncer_s / max(1, succeeded) * 1000, busy=(busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]),
         commands=per_command(out), rc=pw.returncode or pl.returncode, tps=re.findall(r"tps = ([\d.]+)", out)[:1],
         window_s=window, connect_ms=re.findall(r"initial connection time = ([\d.]+) ms", out)[:1], **chk,
     )  # fmt: skip
+
+
+def bouncer_cpu() -> float:
+    return store_load.cpu_of_tree(store_load.BOUNCER_PID[0]) if store_load.BOUNCER_PID[0] else 0.0
 
 
 def p(xs: list[float], q: float) -> str:
@@ -253,8 +265,8 @@ def main() -> None:
     version = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout.strip()
     print(f"# store_load_pgbench: {machine()}; {version}; {a.children} queued children per run, {a.seconds} s per phase, "
           f"{a.train:.2f} s simulated training per child, pgbench -j {a.threads}, level wait {a.level_hz:g}/s")  # fmt: skip
-    print("| via | clients | children/s | claim p50 / p99 ms | finish p50 / p99 ms | level wait p99 ms | connections (active) | errors | lost / doubled / running | CPU ms per child: pgbench / PostgreSQL+PgBouncer | load |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| via | clients | children/s | claim p50 / p99 ms | finish p50 / p99 ms | level wait p99 ms | connections (active) | errors | lost / doubled / running | CPU ms per child: pgbench / PostgreSQL / PgBouncer | machine busy | load |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     results = []
     with store_load.private_cluster(a.max_connections) as (pg_url, data):
         from shared.store import Store
@@ -267,7 +279,7 @@ def main() -> None:
         for via in vias:
             ns = [n for n in counts if via == "pgbouncer" or n + 5 <= a.max_connections]
             for n in sorted(set(counts) - set(ns)):
-                print(f"| {via} | {n} | not run: over the cluster's max_connections = {a.max_connections} | | | | | | | | |")
+                print(f"| {via} | {n} | not run: over the cluster's max_connections = {a.max_connections} | | | | | | | | | |")
             if not ns:
                 continue
             bouncer = (
@@ -285,11 +297,11 @@ def main() -> None:
                         f"| {via} | {n} | {r['children_s']:.0f} | {p(r['claim'], .5)} / {p(r['claim'], .99)} | "
                         f"{p(r['finish'], .5)} / {p(r['finish'], .99)} | {p(r['level'], .99)} | {r['conns_max']} ({r['active_max']}) | "
                         f"{r['failed'] + len(r['errors'])} | {r['lost']} / {r['doubled']} / {running} | "
-                        f"{r['client_ms']:.1f} / {r['server_ms']:.1f} | {os.getloadavg()[0]:.1f} |",
+                        f"{r['client_ms']:.1f} / {r['server_ms']:.1f} / {r['bouncer_ms']:.1f} | {r['busy']:.0%} | {os.getloadavg()[0]:.1f} |",
                         flush=True,
                     )
                     for line in r["errors"][:3]:
-                        print(f"|  | | error: {line[:160]} | | | | | | | | |", flush=True)
+                        print(f"|  | | error: {line[:160]} | | | | | | | | | |", flush=True)
     print("\n# checks: succeeded = finishes pgbench completed; workers whose row the claim touched; pgbench rc; "
           "min 'train' step ms (the step count lines up when it is >= the training)")  # fmt: skip
     for r in results:

@@ -18,6 +18,8 @@ succeeded children.
 
     python bench/store_load_pgbench.py                  # 50, 200, 1000 clients via PgBouncer; 50 direct
     python bench/store_load_pgbench.py --clients 1000 --via pgbouncer --seconds 20
+    python bench/store_load_pgbench.py --compare-sql    # the store's statements against these, from the server's log
+    python bench/store_load_pgbench.py --clients 1000 --via pgbouncer --no-ping   # what the pool's pre-ping costs
 """
 
 from __future__ import annotations
@@ -87,12 +89,12 @@ LEVEL_PROGRESS = (  # Scheduling.level_progress(run_id, 1), shared/store/schedul
 STEPS = ("claim", "heartbeat", "train", "add_epoch", "finish")  # one pgbench transaction each
 
 
-def tx(*statements: str) -> str:
+def tx(*statements: str, ping: bool = True) -> str:
     """One store call: the pre-ping, then the statements in one transaction."""
-    return "\n".join([PING, "BEGIN;", *statements, "COMMIT;"])
+    return "\n".join([PING] * ping + ["BEGIN;", *statements, "COMMIT;"])
 
 
-def worker_script(train_ms: int) -> str:
+def worker_script(train_ms: int, *, ping: bool = True) -> str:
     """The pgbench script of one simulated worker: one step of a child per transaction.
 
     The claim stores what it returned in :c_id, :c_attempts (\\aset: no error when no child is
@@ -103,7 +105,7 @@ def worker_script(train_ms: int) -> str:
             r"\set step (:step + 1) % 5",
             r"\if :step = 0",
             r"\set c_id 0",
-            PING,
+            *[PING] * ping,
             "BEGIN;",
             CLAIM + r" \aset c_",
             r"\if :c_id > 0",
@@ -113,13 +115,13 @@ def worker_script(train_ms: int) -> str:
             r"\elif :c_id = 0",
             r"\sleep 10 ms",  # each of the 4 other steps of an empty round: 50 ms in all
             r"\elif :step = 1",
-            tx(HEARTBEAT, TOUCH_WORKER),
+            tx(HEARTBEAT, TOUCH_WORKER, ping=ping),
             r"\elif :step = 2",
             rf"\sleep {train_ms} ms",  # "training"
             r"\elif :step = 3",
-            tx(*ADD_EPOCH),
+            tx(*ADD_EPOCH, ping=ping),
             r"\else",
-            tx(*FINISH),
+            tx(*FINISH, ping=ping),
             r"\endif",
             "",
         ]
@@ -177,7 +179,7 @@ def check(admin, run_id: int, tag: str) -> dict:
     return dict(states=states, bad=bad, doubled=twice + two_running + bad, lost=lost, touched=touched)
 
 
-def phase(url: str, admin_url: str, *, via: str, clients: int, children: int, seconds: int, train_ms: int, threads: int, level_hz: float) -> dict:
+def phase(url: str, admin_url: str, *, via: str, clients: int, children: int, seconds: int, train_ms: int, threads: int, level_hz: float, ping: bool) -> dict:
     from sqlalchemy import text
 
     from shared.store import Store
@@ -191,8 +193,8 @@ def phase(url: str, admin_url: str, *, via: str, clients: int, children: int, se
             dict(t=tag, n=clients),
         )
     tmp = Path(tempfile.mkdtemp(prefix="pnas-pgbench-"))
-    (tmp / "worker.sql").write_text(worker_script(train_ms))
-    (tmp / "level.sql").write_text(tx(LEVEL_PROGRESS) + "\n")
+    (tmp / "worker.sql").write_text(worker_script(train_ms, ping=ping))
+    (tmp / "level.sql").write_text(tx(LEVEL_PROGRESS, ping=ping) + "\n")
     common = [pgbench_exe(), "-n", "-M", "simple", "-T", str(seconds), "-D", f"run_id={run_id}"]
     workers = common + ["-c", str(clients), "-j", str(min(threads, clients)), "-r", "-l", f"--log-prefix={tmp}/w",
                         "-D", "step=4", "-D", "c_id=0", "-D", f"worker_tag={tag}", "-f", str(tmp / "worker.sql"), url]  # fmt: skip
@@ -243,6 +245,57 @@ def bouncer_cpu() -> float:
     return store_load.cpu_of_tree(store_load.BOUNCER_PID[0]) if store_load.BOUNCER_PID[0] else 0.0
 
 
+def compare_sql(url: str, data: Path) -> list[str]:
+    """The store's statements for one child and a level wait against this script's, as the
+    server logs them (log_statement = all), with numbers and worker names blanked and trailing
+    semicolons dropped: a unified diff, empty when they are the same."""
+    import difflib
+
+    from sqlalchemy import text
+
+    from shared.jobs import EpochMetrics, TrainResult
+    from shared.store import Store
+
+    def logged(text_: str) -> list[str]:
+        found = re.findall(r"LOG:  statement: (.*?)(?=\n\S|\Z)", text_, re.S)
+        out = [re.sub(r"\b\d+\b", "N", re.sub(r"'(w|pgb-[^']*)'", "'W'", st)).rstrip().rstrip(";").rstrip() for st in found]
+        return [st for st in out if st not in ("ROLLBACK",) and not st.startswith(("select ", "SET ", "show "))]
+
+    admin, w = Store(url), Store(url, pool_size=1)
+    run_id = store_load.new_run(admin, 50)
+    with admin.engine.begin() as c:
+        c.execute(text("insert into workers (name, started_at, last_seen) values ('pgb-t-0', now(), now())"))
+    m = EpochMetrics(epoch=1, loss=1.0, accuracy=0.5, val_loss=1.0, val_accuracy=0.5, seconds=1.0)
+    res = TrainResult(0.5, 1, [m], 1000, 1.0, "sim")
+    job, att = w.claim_next(worker="w", lease_seconds=150, run_id=run_id)  # warm: worker row, dialect queries
+    w.finish(job, attempt=att, result=res)
+    with admin.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+        c.execute(text("alter system set log_statement = 'all'"))
+        c.execute(text("select pg_reload_conf()"))
+    time.sleep(0.5)
+    log = data.parent / "log"
+    n0 = len(log.read_text())
+    job, att = w.claim_next(worker="w", lease_seconds=150, run_id=run_id)
+    w.heartbeat(job, attempt=att, worker="w", lease_seconds=150)
+    w.add_epoch(job, attempt=att, metrics=m)
+    w.finish(job, attempt=att, result=res)
+    w.level_progress(run_id, 1)
+    time.sleep(0.3)
+    n1 = len(log.read_text())
+    tmp = Path(tempfile.mkdtemp(prefix="pnas-pgbench-"))
+    (tmp / "w.sql").write_text(worker_script(0))
+    (tmp / "l.sql").write_text(tx(LEVEL_PROGRESS) + "\n")
+    base = [pgbench_exe(), "-n", "-M", "simple", "-c", "1", "-D", f"run_id={run_id}"]
+    subprocess.run(base + ["-t", "5", "-D", "step=4", "-D", "c_id=0", "-D", "worker_tag=t", "-f", str(tmp / "w.sql"), url], check=True, capture_output=True)
+    subprocess.run(base + ["-t", "1", "-f", str(tmp / "l.sql"), url], check=True, capture_output=True)
+    time.sleep(0.3)
+    text_ = log.read_text()
+    shutil.rmtree(tmp, ignore_errors=True)
+    w.dispose()
+    admin.dispose()
+    return list(difflib.unified_diff(logged(text_[n0:n1]), logged(text_[n1:]), "store", "pgbench", lineterm="", n=0))
+
+
 def p(xs: list[float], q: float) -> str:
     return f"{pct(xs, q):.1f}" if xs else "n/a"
 
@@ -258,15 +311,15 @@ def main() -> None:
     ap.add_argument("--level-hz", type=float, default=2.0, help="the controller's level wait, queries per second")
     ap.add_argument("--max-connections", type=int, default=100, help="the private cluster's (PostgreSQL's default)")
     ap.add_argument("--pool", type=int, default=20, help="PgBouncer's server connections")
+    ap.add_argument("--compare-sql", action="store_true", help="only: the store's statements against this script's, as the server logs them")
+    ap.add_argument("--no-ping", action="store_true", help="leave out the pool's pre-ping (SELECT 1): not what the store sends today")
     a = ap.parse_args()
     exe = pgbench_exe()
     counts = [int(x) for x in a.clients.split(",")]
     vias = ["pgbouncer", "direct"] if a.via == "both" else [a.via]
     version = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout.strip()
     print(f"# store_load_pgbench: {machine()}; {version}; {a.children} queued children per run, {a.seconds} s per phase, "
-          f"{a.train:.2f} s simulated training per child, pgbench -j {a.threads}, level wait {a.level_hz:g}/s")  # fmt: skip
-    print("| via | clients | children/s | claim p50 / p99 ms | finish p50 / p99 ms | level wait p99 ms | connections (active) | errors | lost / doubled / running | CPU ms per child: pgbench / PostgreSQL / PgBouncer | machine busy | load |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          f"{a.train:.2f} s simulated training per child, pgbench -j {a.threads}, level wait {a.level_hz:g}/s, PgBouncer pool {a.pool}{'; NO pre-ping' if a.no_ping else ''}")  # fmt: skip
     results = []
     with store_load.private_cluster(a.max_connections) as (pg_url, data):
         from shared.store import Store
@@ -276,6 +329,12 @@ def main() -> None:
         s.upgrade()
         s.dispose()
         pg_port = int(pg_url.rsplit(":", 1)[1].split("/")[0])
+        if a.compare_sql:
+            diff = compare_sql(pg_url, data)
+            print("\n".join(diff) if diff else "# the store and this script send the same statements (claim, heartbeat, epoch, finish, level wait)")
+            return
+        print("| via | clients | children/s | claim p50 / p99 ms | finish p50 / p99 ms | level wait p99 ms | connections (active) | errors | lost / doubled / running | CPU ms per child: pgbench / PostgreSQL / PgBouncer | machine busy | load |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for via in vias:
             ns = [n for n in counts if via == "pgbouncer" or n + 5 <= a.max_connections]
             for n in sorted(set(counts) - set(ns)):
@@ -290,7 +349,7 @@ def main() -> None:
             with bouncer as url:
                 for n in ns:
                     r = phase(url, pg_url, via=via, clients=n, children=a.children, seconds=a.seconds,
-                              train_ms=round(a.train * 1000), threads=a.threads, level_hz=a.level_hz)  # fmt: skip
+                              train_ms=round(a.train * 1000), threads=a.threads, level_hz=a.level_hz, ping=not a.no_ping)  # fmt: skip
                     results.append(r)
                     running = r["states"].get("running", 0)
                     print(

@@ -131,7 +131,7 @@ def worker_script(train_ms: int, *, ping: bool = True) -> str:
 def pgbench_exe() -> str:
     exe = shutil.which("pgbench") or next((str(p) for p in sorted(Path("/usr/lib/postgresql").glob("*/bin/pgbench"))), None)
     if not exe:
-        raise SystemExit("store_load_pgbench: pgbench not found (apt-get install postgresql-contrib, or postgresql-client for PostgreSQL 15)")
+        raise SystemExit("store_load_pgbench: pgbench not found (Debian ships it in the server package: apt-get install postgresql-15, or postgresql-contrib)")
     return exe
 
 

@@ -45,7 +45,7 @@ PG_BIN = Path(os.environ.get("PNAS_BENCH_PG_BIN", "")) if os.environ.get("PNAS_B
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
-def _cpu_of_tree(root_pid: int) -> float:
+def cpu_of_tree(root_pid: int) -> float:
     """CPU seconds of a process, its live children and its reaped children (from /proc)."""
     total = 0.0
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -134,14 +134,16 @@ pidfile = {tmp}/pgbouncer.pid
     if os.geteuid() == 0:
         for p in [tmp, *tmp.iterdir()]:
             shutil.chown(p, "postgres", "postgres")
-    proc = subprocess.Popen(_as_postgres([exe, str(tmp / "pgbouncer.ini")]), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    # One descriptor per client and per server connection: runuser starts it with a soft
+    # limit of 1,024, too few for 1,000 clients, so raise it (up to the hard limit) first.
+    cmd = ["sh", "-c", f'ulimit -n {max_clients + pool_size + 100} 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec "$0" "$1"', exe, str(tmp / "pgbouncer.ini")]
+    proc = subprocess.Popen(_as_postgres(cmd), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     try:
         for _ in range(100):
             with socket.socket() as s:
                 if s.connect_ex(("127.0.0.1", port)) == 0:
                     break
             time.sleep(0.05)
-        # ulimit: pgbouncer needs one descriptor per client and per server connection.
         BOUNCER_PID[0] = proc.pid  # runuser, whose child is pgbouncer
         yield f"postgresql://postgres@127.0.0.1:{port}/pnas_load"
     finally:
@@ -155,10 +157,10 @@ BOUNCER_PID = [0]
 PG_DATA: list[Path] = []
 
 
-def _server_cpu() -> float:
+def server_cpu() -> float:
     """CPU seconds used so far by PostgreSQL (postmaster and backends) and PgBouncer."""
     pg = int(PG_DATA[0].joinpath("postmaster.pid").read_text().split()[0])
-    return _cpu_of_tree(pg) + (_cpu_of_tree(BOUNCER_PID[0]) if BOUNCER_PID[0] else 0.0)
+    return cpu_of_tree(pg) + (cpu_of_tree(BOUNCER_PID[0]) if BOUNCER_PID[0] else 0.0)
 
 
 # --- the simulated workers (one process, many threads) ------------------------------------
@@ -238,7 +240,7 @@ def _controller(url: str, run_id: int, t_start: float, t_end: float, lat: list, 
     store.dispose()
 
 
-def _connections(admin_url: str, t_end: float, samples: list) -> None:
+def sample_connections(admin_url: str, t_end: float, samples: list) -> None:
     import psycopg2
 
     conn = psycopg2.connect(admin_url.replace("/pnas_load", "/postgres"))
@@ -251,7 +253,7 @@ def _connections(admin_url: str, t_end: float, samples: list) -> None:
     conn.close()
 
 
-def _new_run(store, children: int) -> int:
+def new_run(store, children: int) -> int:
     from sqlalchemy import text
 
     run, _ = store.create_run(name=f"load-{time.time_ns()}", config={}, seed=0)
@@ -297,7 +299,7 @@ def phase(url: str, admin_url: str, *, workers: int, children: int, seconds: flo
     from shared.store import Store
 
     admin = Store(admin_url)
-    run_id = _new_run(admin, children)
+    run_id = new_run(admin, children)
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
     names = [f"sim-{workers}-{i}@load" for i in range(workers)]
@@ -311,7 +313,7 @@ def phase(url: str, admin_url: str, *, workers: int, children: int, seconds: flo
         p.start()
     for _ in ps:
         ready.get(timeout=300)
-    cpu0 = _server_cpu()
+    cpu0 = server_cpu()
     t_start = time.time() + 1.0 + workers / 500  # every thread started and waiting
     t_end = t_start + seconds
     window[1] = t_end
@@ -320,12 +322,12 @@ def phase(url: str, admin_url: str, *, workers: int, children: int, seconds: flo
     conns: list = []
     stop = threading.Event()
     ctl = threading.Thread(target=_controller, args=(url, run_id, t_start, t_end, ctl_lat, stop))
-    mon = threading.Thread(target=_connections, args=(admin_url, t_end, conns))
+    mon = threading.Thread(target=sample_connections, args=(admin_url, t_end, conns))
     ctl.start()
     mon.start()
     results = [out.get(timeout=seconds + 300) for _ in ps]
     t_done = time.time()
-    server_cpu = _server_cpu() - cpu0
+    server_s = server_cpu() - cpu0
     for p in ps:
         p.join()
     ctl.join()
@@ -354,7 +356,7 @@ def phase(url: str, admin_url: str, *, workers: int, children: int, seconds: flo
         active_max=max((c[1] for c in busy), default=0),
         errors=errors,
         client_ms=client_cpu / max(1, len(finished)) * 1000,
-        server_ms=server_cpu / max(1, len(finished)) * 1000,
+        server_ms=server_s / max(1, len(finished)) * 1000,
         **check,
     )
 
@@ -365,7 +367,7 @@ def probe(url: str, admin_url: str, n: int = 200) -> dict[str, float]:
     from shared.store import Store
 
     admin = Store(admin_url)
-    run_id = _new_run(admin, n + 20)
+    run_id = new_run(admin, n + 20)
     admin.dispose()
     s = Store(url, pool_size=1)
     m = EpochMetrics(epoch=1, loss=1.0, accuracy=0.5, val_loss=1.0, val_accuracy=0.5, seconds=0.0)

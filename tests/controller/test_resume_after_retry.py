@@ -6,31 +6,7 @@ from controller.search import Controller
 from shared.config import build_config
 from shared.settings import Settings
 from shared.store import Store
-from tests.fakes import instant_trainer
-from worker.runner import run_job
-
-
-class InlineExecutor:
-    """Trains every queued child in the controller's own thread (tests only)."""
-
-    name = "inline"
-
-    def __init__(self, store: Store, settings: Settings) -> None:
-        self.store, self.settings, self.pending = store, settings, []
-
-    def start(self, run_id: int) -> None: ...
-
-    def submit(self, job_ids) -> None:
-        self.pending.extend(job_ids)
-
-    def check(self) -> None:
-        while self.pending:
-            run_job(self.store, self.pending.pop(0), settings=self.settings, worker="inline", trainer=instant_trainer)
-
-    def reconcile(self, queued_ids) -> list[int]:
-        return []
-
-    def stop(self) -> None: ...
+from tests.fakes import InlineExecutor
 
 
 def test_a_retried_child_of_a_done_level_is_trained_on_resume(sqlite_url, monkeypatch):

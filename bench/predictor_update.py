@@ -14,6 +14,7 @@ no worker processes), each search into its own SQLite file. Read from the `level
 
     .venv/bin/python bench/predictor_update.py                    # 3 seeds, 8 ops, B=4, K=32, MLP
     .venv/bin/python bench/predictor_update.py --seeds 5 --predictor lstm --predictor-epochs 60
+    .venv/bin/python bench/predictor_update.py --finetune-share 1.0 --updates finetune  # all epochs
 """
 
 from __future__ import annotations
@@ -81,28 +82,40 @@ def main() -> None:
     ap.add_argument("--predictor", default="mlp")
     ap.add_argument("--ensemble", type=int, default=5)
     ap.add_argument("--predictor-epochs", type=int, default=100)
+    ap.add_argument("--finetune-share", type=float, default=None,
+                    help="a fine-tune's share of the epochs (default: FINETUNE_EPOCH_SHARE, 0.25)")
+    ap.add_argument("--updates", default=",".join(UPDATES), help="which to run (refit is deterministic: rerun it once)")
     args = ap.parse_args()
+    updates = args.updates.split(",")
+    if args.finetune_share is not None:
+        import controller.predictor.ensemble as ensemble
+
+        ensemble.FINETUNE_EPOCH_SHARE = args.finetune_share  # read when each fine-tune starts
+    from controller.predictor import finetune_epochs
+
     print(machine(), flush=True)
     print(f"8 operators, B={args.blocks}, K={args.beam}, {args.predictor} x{args.ensemble}, "
-          f"{args.predictor_epochs} epochs from scratch, instant trainer, in-process", flush=True)  # fmt: skip
-    res: dict[str, list[dict]] = {u: [] for u in UPDATES}
+          f"{args.predictor_epochs} epochs from scratch, a fine-tune {finetune_epochs(args.predictor_epochs)}, "
+          "instant trainer, in-process", flush=True)  # fmt: skip
+    res: dict[str, list[dict]] = {u: [] for u in updates}
     with tempfile.TemporaryDirectory() as d:
         for seed in range(args.seeds):
-            for update in UPDATES:
+            for update in updates:
                 r = run_search(args, update, seed, Path(d))
                 res[update].append(r)
                 ex = " ".join(f"b={b} {v:+.3f}" for b, v in sorted(r["extrap"].items()) if v is not None)
                 print(f"seed {seed} {update:8}: extrapolation {ex}; last level mean {r['last_mean']:.4f}; "
                       f"{r['children']} children, {r['seconds']:.0f} s", flush=True)  # fmt: skip
     for b in range(2, args.blocks + 1):
-        per = {u: [r["extrap"][b] for r in res[u]] for u in UPDATES}
-        diff = [f - r for f, r in zip(per["finetune"], per["refit"], strict=True) if f is not None and r is not None]
-        wins = sum(d > 0 for d in diff)
-        print(f"b={b} extrapolation: refit {ms(per['refit'])}; finetune {ms(per['finetune'])}; "
-              f"finetune - refit {ms(diff, '+.3f')}, finetune higher in {wins}/{len(diff)} seeds")  # fmt: skip
+        per = {u: [r["extrap"][b] for r in res[u]] for u in updates}
+        line = f"b={b} extrapolation: " + "; ".join(f"{u} {ms(per[u])}" for u in updates)
+        if len(per) == 2:
+            diff = [f - r for f, r in zip(per["finetune"], per["refit"], strict=True) if f is not None and r is not None]
+            line += f"; finetune - refit {ms(diff, '+.3f')}, finetune higher in {sum(d > 0 for d in diff)}/{len(diff)} seeds"
+        print(line)
     for b in range(1, args.blocks + 1):
-        print(f"b={b} in-sample: " + "; ".join(f"{u} {ms([r['insample'][b] for r in res[u]])}" for u in UPDATES))
-    for u in UPDATES:
+        print(f"b={b} in-sample: " + "; ".join(f"{u} {ms([r['insample'][b] for r in res[u]])}" for u in updates))
+    for u in updates:
         print(f"{u}: last level mean {ms([r['last_mean'] for r in res[u]], '.4f')}, "
               f"{ms([r['seconds'] for r in res[u]], '.0f')} s per search")  # fmt: skip
 

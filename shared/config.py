@@ -99,7 +99,8 @@ class SearchConfig(BaseModel):
     ensemble: int = Field(5, ge=1)  # paper: 5 predictors, each on a different 4/5
     predictor_epochs: int = Field(200, ge=1)  # fitting passes over the (small) training set
     # At b>1: "refit" fits a new ensemble from scratch on every child so far; "finetune" starts
-    # each member from level b-1's weights (the paper's update). refit: BENCHMARKS.md section 12
+    # each member from level b-1's weights (the paper's update), a quarter of the epochs.
+    # refit: it ranked the next level better in every seed measured (BENCHMARKS.md section 12)
     predictor_update: Literal["refit", "finetune"] = "refit"
     keep_predictions: int = Field(0, ge=0)  # also store the top N scored candidates per level
     seed: int = 0

@@ -322,7 +322,7 @@ class Controller:
         # finetune: on every child so far (the earlier ones keep what the predictor knew)
         init = self._previous_predictor(run, b, sum(lv < b for lv, _, _ in rows)) if cfg.predictor_update == "finetune" else None
         epochs = cfg.predictor_epochs if init is None else finetune_epochs(cfg.predictor_epochs)
-        how = "fitting" if init is None else f"fine-tuning level {b - 1}'s"
+        how = "fitting the" if init is None else f"fine-tuning level {b - 1}'s"
         self.reporter.message(f"level {b}: {how} {cfg.predictor} predictor ensemble on {len(rows)} children")
         t0, first = time.monotonic(), [0.0]
 
@@ -358,7 +358,7 @@ class Controller:
         stored = self.store.latest_predictor(run.id) if b > 1 else None
         ens = Ensemble.from_bytes(stored[1]) if stored is not None and stored[0] == b - 1 else None
         if b > 1 and (ens is None or ens.info.get("rows") != rows_before):
-            self.reporter.message(f"level {b}: level {b - 1}'s predictor does not match its children; refitting")
+            self.reporter.message(f"level {b}: level {b - 1}'s predictor is not the newest or saw other children; refitting")
             return None
         return ens
 

@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._common import fresh_pg_database, machine, pct  # noqa: E402
 
 LEVELS = 5
+FIRST_LEVEL = 100  # of the 136 distinct one-block networks of 8 operators
 
 
 def seed(store, children: int) -> tuple[int, int, int]:
@@ -32,23 +33,26 @@ def seed(store, children: int) -> tuple[int, int, int]:
     from shared.db.models import ChildJob
     from shared.jobs import EpochMetrics, JobState
     from shared.space import Cell
+    from shared.space.network import network_id
 
     rng = random.Random(0)
     ops = ["sep3x3", "sep5x5", "sep7x7", "max3x3", "avg3x3", "identity", "dil3x3", "conv7x1"]
     run, _ = store.create_run(name="bench", config={"strategy": "pnas", "blocks": LEVELS, "beam": children // LEVELS,
                                                    "train": {"dataset": "cifar10"}}, seed=0)  # fmt: skip
-    per_level = children // LEVELS
-    for b in range(1, LEVELS + 1):
+    # as in a search: level 1 holds the few distinct one-block networks, the rest share the others
+    sizes = [FIRST_LEVEL] + [(children - FIRST_LEVEL) // (LEVELS - 1)] * (LEVELS - 1)
+    sizes[-1] += children - sum(sizes)
+    for b, per_level in enumerate(sizes, start=1):
         store.start_level(run.id, b, candidates=per_level * 40)
-        seen: set[str] = set()
+        seen: set[str] = set()  # one child per network, as the database enforces
         rows = []
         while len(rows) < per_level:
             blocks = [[rng.choice([-2, -1, *range(k)]), rng.choice(ops), rng.choice([-2, -1, *range(k)]), rng.choice(ops)]
                       for k in range(b)]  # fmt: skip
             cell = Cell.of(blocks, ops)
-            if cell.arch_id in seen:
+            if network_id(cell) in seen:
                 continue
-            seen.add(cell.arch_id)
+            seen.add(network_id(cell))
             rows.append((cell.arch_id, cell.to_list(), rng.uniform(0.5, 0.95) if b > 1 else None, len(rows) + 1 if b > 1 else None))
         ids = store.add_jobs(run.id, level=b, children=rows, max_attempts=3)
         now = store.db_now()

@@ -101,7 +101,7 @@ class SearchConfig(BaseModel):
     # At b>1: "refit" fits a new ensemble from scratch on every child so far; "finetune" starts
     # each member from level b-1's weights (the paper's update), a quarter of the epochs.
     # refit: the measured winner flips with the predictor (MLP: refit, LSTM at 40 epochs:
-    # finetune), so today's behaviour stays until real rewards decide (BENCHMARKS.md sec. 12)
+    # finetune), so today's behaviour stays until real rewards decide (BENCHMARKS.md sec. 13)
     predictor_update: Literal["refit", "finetune"] = "refit"
     keep_predictions: int = Field(0, ge=0)  # also store the top N scored candidates per level
     seed: int = 0

@@ -210,8 +210,10 @@ class DropPath(layers.Layer):
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def build(self, input_shape) -> None:
+        # autocast off: under mixed precision a read would give float16 (steps past 2,048
+        # lose counts, and the float16 ratio cannot meet the float32 keep probability)
         self.step = self.add_weight(
-            shape=(), initializer="zeros", trainable=False, dtype="float32", name="step"
+            shape=(), initializer="zeros", trainable=False, dtype="float32", name="step", autocast=False
         )
 
     def call(self, x, training=None):

@@ -10,7 +10,9 @@ its result shows in `pnas show ID` and `pnas top RUN --final`. Who trains it:
 - with PNAS_BROKER_URL set, a Celery worker: the job id is sent by task name;
 - otherwise (the embedded default) ``--run-now`` trains it in this process through the
   worker's runner; without it the job waits in the queue.
-Asking again with the same settings finds the same job instead of adding a second one.
+Asking again with the same settings finds the same job instead of adding a second one; if
+that job was lost (its trainer killed: the lease ran out), asking again with ``--run-now``
+(or with a broker) trains it again, and it resumes from its last checkpoint.
 """
 
 from __future__ import annotations
@@ -113,6 +115,15 @@ def register(app: typer.Typer) -> None:
                                    max_attempts=settings.max_attempts, kind="final", train=overrides)  # fmt: skip
         job = store.job(job_id)
         action = "exists"
+        if job.state == JobState.running.value and job_id in store.sweep_expired(r.id):
+            job = store.job(job_id)  # its trainer stopped renewing the lease (killed): lost
+        if job.state == JobState.lost.value and (run_now or settings.broker_url):
+            # Asked again for a training whose trainer was killed: train it again; the runner
+            # resumes it from its last checkpoint (`worker.checkpoints`).
+            store.retry(r.id, job_ids=[job_id], states=[JobState.lost.value])
+            job = store.job(job_id)
+            print(f"job {job_id} was lost ({job.error_message}): training it again from its last checkpoint",
+                  file=sys.stderr)  # fmt: skip
         if job.state == JobState.queued.value:
             if run_now:
                 from worker.runner import run_job

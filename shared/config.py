@@ -98,6 +98,11 @@ class SearchConfig(BaseModel):
     predictor: Literal["lstm", "mlp"] = "lstm"  # the paper's best surrogate is the LSTM
     ensemble: int = Field(5, ge=1)  # paper: 5 predictors, each on a different 4/5
     predictor_epochs: int = Field(200, ge=1)  # fitting passes over the (small) training set
+    # At b>1: "refit" fits a new ensemble from scratch on every child so far; "finetune" starts
+    # each member from level b-1's weights (the paper's update), a quarter of the epochs.
+    # refit: the measured winner flips with the predictor (MLP: refit, LSTM at 40 epochs:
+    # finetune), so today's behaviour stays until real rewards decide (BENCHMARKS.md sec. 13)
+    predictor_update: Literal["refit", "finetune"] = "refit"
     keep_predictions: int = Field(0, ge=0)  # also store the top N scored candidates per level
     seed: int = 0
     train: TrainConfig = TrainConfig()

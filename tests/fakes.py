@@ -18,8 +18,13 @@ from __future__ import annotations
 import os
 import time
 import zlib
+from typing import TYPE_CHECKING
 
 from shared.jobs import EpochMetrics, TrainResult
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
+    from shared.store import Store
 
 PLANTED_OP = "sep3x3"
 
@@ -123,3 +128,29 @@ def oom_unless_alone(cell, train, *, seed=0, on_epoch=None, log=None, **kw):
     if not got or got["shares"] < got["k"]:
         raise ChildOutOfMemory(f"fake out of memory for {cell.arch_id} with {got}")
     return instant_trainer(cell, train, seed=seed, on_epoch=on_epoch, log=log, **kw)
+
+
+class InlineExecutor:
+    """Trains every queued child with `instant_trainer` in the controller's own thread (tests and
+    bench scripts: no worker processes)."""
+
+    name = "inline"
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store, self.settings, self.pending = store, settings, []
+
+    def start(self, run_id: int) -> None: ...
+
+    def submit(self, job_ids) -> None:
+        self.pending.extend(job_ids)
+
+    def check(self) -> None:
+        from worker.runner import run_job
+
+        while self.pending:
+            run_job(self.store, self.pending.pop(0), settings=self.settings, worker="inline", trainer=instant_trainer)
+
+    def reconcile(self, queued_ids) -> list[int]:
+        return []
+
+    def stop(self) -> None: ...

@@ -5,12 +5,14 @@
     ens.predict(batch)                                 # (N,) float32, mean of the members
     ens.predict(batch, return_members=True)            # (members, N)
     Ensemble.from_bytes(ens.to_bytes())                # store/load; scoring needs only NumPy
+    fit_ensemble(space, more_cells, more_rewards, init=ens, epochs=finetune_epochs(200))
+                                                       # fine-tune: members start from ens's
     spearman(predicted, true)
 
 Modules: `tokens` (cells -> model tokens), `keras_models` (members and their training),
 `fast` (NumPy scoring over shared prefixes), `ensemble` (the public API above).
 """
 
-from controller.predictor.ensemble import Ensemble, fit_ensemble, kfold_holdout, spearman
+from controller.predictor.ensemble import Ensemble, finetune_epochs, fit_ensemble, kfold_holdout, spearman
 
-__all__ = ["Ensemble", "fit_ensemble", "kfold_holdout", "spearman"]
+__all__ = ["Ensemble", "finetune_epochs", "fit_ensemble", "kfold_holdout", "spearman"]

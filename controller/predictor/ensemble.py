@@ -24,6 +24,14 @@ HIDDEN = 100  # paper: LSTM hidden size 100 / MLP layers of 100 units
 LR_FIRST_LEVEL = 0.01  # paper: when fitting on b = 1 cells only
 LR_LATER = 0.002  # paper: afterwards
 BATCH_SIZE = 32  # small data (136..1160 cells): small batches, many steps per epoch
+# A fine-tune starts from a fitted predictor and most of its rows were fitted already:
+# a quarter of the epochs (our judgement; the paper gives no count, only the lower lr).
+FINETUNE_EPOCH_SHARE = 0.25
+
+
+def finetune_epochs(epochs: int) -> int:
+    """The epochs of a fine-tune when a fit from scratch takes ``epochs`` (at least 1)."""
+    return max(1, round(epochs * FINETUNE_EPOCH_SHARE))
 
 
 @dataclass(frozen=True)
@@ -140,6 +148,13 @@ def kfold_holdout(n: int, members: int, seed: int) -> list[np.ndarray]:
     return [np.sort(f) for f in np.array_split(order, members)]
 
 
+def extend_holdout(previous: list[np.ndarray], n_previous: int, n: int, seed: int) -> list[np.ndarray]:
+    """Folds for ``n`` rows whose first ``n_previous`` keep their ``previous`` folds; the new
+    rows are split as `kfold_holdout` splits (seeded), so member k never trains on its fold."""
+    new = kfold_holdout(n - n_previous, len(previous), seed)
+    return [np.sort(np.concatenate([old, n_previous + rows])).astype(np.int64) for old, rows in zip(previous, new, strict=True)]
+
+
 def fit_ensemble(
     space: SearchSpace,
     cells: Cells,
@@ -152,8 +167,13 @@ def fit_ensemble(
     first_level: bool = False,
     batch_size: int = BATCH_SIZE,
     on_epoch: Callable[[int, float], None] | None = None,
+    init: Ensemble | None = None,
 ) -> Ensemble:
     """Fit ``members`` predictors from scratch, member k on all rows but fold k; deterministic.
+
+    ``init``: fine-tune instead: member k starts from ``init``'s member k. The first
+    ``init.info["rows"]`` rows must be the rows ``init`` was fitted on, in the same order:
+    they keep their folds (`extend_holdout`). ``epochs`` may then be 0 (``init`` unchanged).
 
     ``cells`` as for `Ensemble.predict` (mixed block counts are fine: shorter cells are padded
     and the models ignore padding); ``rewards`` (N,) validation accuracies in [0, 1], in the
@@ -171,9 +191,18 @@ def fit_ensemble(
         raise UserError(f"{n} cells but {len(rewards)} rewards")
     if not np.all(np.isfinite(rewards)):
         raise UserError("rewards must be finite numbers")
-    if members < 1 or epochs < 1:
+    if members < 1 or epochs < (0 if init is not None else 1):
         raise UserError("members and epochs must be >= 1")
-    holdout = kfold_holdout(n, members, seed)
+    if init is None:
+        holdout = kfold_holdout(n, members, seed)
+    else:
+        n_init = int(init.info.get("rows", -1))
+        if (init.kind, init.vocab, init.members, len(init.holdout)) != (kind, vocab, members, members) or not 0 <= n_init <= n:
+            raise UserError(
+                f"cannot fine-tune a {init.kind} predictor of {init.members} members fitted on {n_init} rows "
+                f"into a {kind} one of {members} on {n} rows of this space"
+            )
+        holdout = extend_holdout(init.holdout, n_init, n, seed)
     train_mask = np.ones((members, n), bool)
     for k, rows in enumerate(holdout):
         train_mask[k, rows] = False
@@ -194,8 +223,11 @@ def fit_ensemble(
             learning_rate=lr,
             seed=seed,
             on_epoch=on_epoch,
+            init=None if init is None else init.weights,
         )
     info = {"seed": seed, "epochs": epochs, "rows": n, "learning_rate": lr, "batch_size": batch_size}
+    if init is not None:
+        info["finetuned_from_rows"] = n_init
     return Ensemble(kind, tuple(space.ops), space.blocks, vocab, weights, holdout, info)
 
 

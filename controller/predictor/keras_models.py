@@ -113,12 +113,15 @@ def fit_members(
     learning_rate: float,
     seed: int,
     on_epoch: Callable[[int, float], None] | None = None,
+    init: list[dict[str, np.ndarray]] | None = None,
 ) -> list[dict[str, np.ndarray]]:
     """Train all members at once on padded model tokens; return each member's weights.
 
     ``tokens`` (N, T) int32, ``rewards`` (N,), ``train_mask`` (m, N) bool. The members share
     nothing but the batches: each has its own weights, and the loss of a member only sees
     its own rows, so this equals training them one by one (and is m times fewer steps).
+    ``init``: member k starts from ``init[k]`` (a fine-tune) instead of fresh weights; with
+    ``epochs`` 0 the members come back unchanged.
     ``on_epoch(epoch, loss)`` is called after each epoch (1-based), for progress.
     """
     keras.utils.set_random_seed(seed)
@@ -126,6 +129,11 @@ def fit_members(
     members = [
         member_model(kind, vocab_size, embed=embed, hidden=hidden, name=f"member{k}") for k in range(m)
     ]
+    for member, start in zip(members, init, strict=True) if init is not None else ():
+        for layer, names in _LAYER_WEIGHTS[kind].items():
+            member.get_layer(layer).set_weights([start[n] for n in names])
+    if epochs == 0:
+        return [get_member_weights(member, kind) for member in members]
     inputs = keras.Input((None,), dtype="int32")
     outs = [member(inputs) for member in members]
     trainer = keras.Model(inputs, layers.Concatenate()(outs) if m > 1 else outs[0])

@@ -162,6 +162,7 @@ def register(app: typer.Typer) -> None:
         lookback: int = typer.Option(None, help="2 = H[c-1] and H[c-2] (paper); 1 = H[c-1] only."),
         lookforward: int = typer.Option(None, help="A block may read the first N earlier blocks of its cell (default: all; 0 = none)."),
         predictor: str = typer.Option(None, help="lstm (paper's best) or mlp."),
+        predictor_update: str = typer.Option(None, help="refit (default: from scratch at every level) or finetune (from the previous level's weights)."),
         epochs: int = typer.Option(None, help="Epochs per child."),
         filters: int = typer.Option(None, "--filters", "-F"),
         n: int = typer.Option(None, "--n", "-N", help="Cells per stage."),
@@ -197,6 +198,7 @@ def register(app: typer.Typer) -> None:
             lookback=lookback,
             lookforward=lookforward,
             predictor=predictor,
+            predictor_update=predictor_update,
             keep_predictions=keep_predictions,
         )
         if train:

@@ -168,3 +168,47 @@ def test_spearman():
     assert spearman([1, 2, 3, 4], [10, 20, 30, 45]) == pytest.approx(1.0)
     assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
     assert np.isnan(spearman([1, 1, 1], [1, 2, 3]))
+
+
+def _next_level(data, seed: int):
+    """The fixture's data plus a new level of 4-block cells, as a search's next refit sees it."""
+    cells, rewards = data
+    rng = np.random.default_rng(seed)
+    extra = random_cells(4, 60, rng)
+    return [*cells, extra], np.concatenate([rewards, known_reward(extra.tokens, rng)])
+
+
+def test_finetune_starts_from_the_previous_predictor(fitted, data):
+    cells, rewards = _next_level(data, 8)
+    probe = mixed_cells(20, 9)
+    same = fit_ensemble(SPACE, cells, rewards, kind=fitted.kind, members=5, epochs=0, seed=2, init=fitted)
+    np.testing.assert_allclose(
+        same.predict(probe, return_members=True), fitted.predict(probe, return_members=True), rtol=0, atol=1e-6
+    )
+    tuned = fit_ensemble(SPACE, cells, rewards, kind=fitted.kind, members=5, epochs=2, seed=2, init=fitted)
+    assert np.abs(tuned.predict(probe) - fitted.predict(probe)).max() > 1e-4  # it did train
+    assert tuned.info["learning_rate"] == 0.002 and tuned.info["finetuned_from_rows"] == len(data[1])
+    assert spearman(tuned.predict(cells), rewards) > 0.9
+
+
+def test_finetuned_members_keep_their_held_out_fold(fitted, data):
+    cells, rewards = _next_level(data, 10)
+    n_old, n = len(data[1]), len(rewards)
+    tuned = fit_ensemble(SPACE, cells, rewards, kind=fitted.kind, members=5, epochs=0, seed=3, init=fitted)
+    assert sorted(np.concatenate(tuned.holdout).tolist()) == list(range(n))  # still disjoint folds
+    for old, new in zip(fitted.holdout, tuned.holdout, strict=True):
+        assert new[new < n_old].tolist() == old.tolist()  # the earlier rows stay in their fold
+        assert abs(np.sum(new >= n_old) - (n - n_old) / 5) <= 1  # the new rows are split evenly
+
+
+def test_finetune_refuses_a_predictor_of_another_shape(fitted, data):
+    cells, rewards = _next_level(data, 11)
+    other = "mlp" if fitted.kind == "lstm" else "lstm"
+    with pytest.raises(UserError, match="cannot fine-tune"):
+        fit_ensemble(SPACE, cells, rewards, kind=other, members=5, epochs=1, init=fitted)
+    with pytest.raises(UserError, match="cannot fine-tune"):
+        fit_ensemble(SPACE, cells, rewards, kind=fitted.kind, members=3, epochs=1, init=fitted)
+    with pytest.raises(UserError, match="cannot fine-tune"):  # fewer rows than it was fitted on
+        fit_ensemble(SPACE, cells[:1], rewards[: len(cells[0])], kind=fitted.kind, members=5, epochs=1, init=fitted)
+    with pytest.raises(UserError, match=">= 1"):  # 0 epochs only for a fine-tune
+        fit_ensemble(SPACE, cells, rewards, kind=fitted.kind, members=5, epochs=0)

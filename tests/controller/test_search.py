@@ -84,6 +84,30 @@ def test_finds_the_planted_best_cell(db_url, tmp_path):
     assert len((tmp_path / "trained.log").read_text().splitlines()) == 37
 
 
+def test_a_search_that_finetunes_the_predictor(sqlite_url, tmp_path):
+    """Levels 2 and 3 start from the previous level's predictor, on every child so far."""
+    p = _search(tmp_path, _env(sqlite_url, tmp_path), "--predictor-update", "finetune")
+    for b in (2, 3):
+        assert f"level {b}: fine-tuning level {b - 1}'s mlp predictor ensemble on " in p.stderr, p.stderr[-3000:]
+        assert f"level {b} predictor: 3 members, epoch 8/8 on " in p.stderr  # a quarter of 30 epochs
+    assert "level 1 predictor: 3 members, epoch 30/30 on 21 children" in p.stderr
+    import sqlite3
+
+    from controller.predictor import Ensemble
+
+    run, _, _, levels = _result(sqlite_url)
+    assert run.state == "finished" and run.config["predictor_update"] == "finetune"
+    assert levels == [(1, "done"), (2, "done"), (3, "done")]
+    with sqlite3.connect(sqlite_url.removeprefix("sqlite:///")) as db:  # every level's predictor, not only the latest
+        blobs = [blob for (blob,) in db.execute("SELECT predictor FROM levels ORDER BY b")]
+    fitted = [Ensemble.from_bytes(blob).info for blob in blobs]
+    assert [i["rows"] for i in fitted] == [21, 29, 37]
+    assert "finetuned_from_rows" not in fitted[0] and [i["finetuned_from_rows"] for i in fitted[1:]] == [21, 29]
+    s = Store(sqlite_url)
+    assert all(lv.spearman_extrapolation is not None for lv in s.levels(run.id)[1:])
+    s.dispose()
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """One uninterrupted run with the same seed: what every resumed run must reproduce."""

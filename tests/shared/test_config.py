@@ -53,6 +53,7 @@ def test_config_round_trips_through_json():
         ({"bogus": 1}, "invalid setting bogus"),
         ({"ops": "sep3x3,conv9x9"}, "unknown operator 'conv9x9'"),
         ({"strategy": "evolution"}, "invalid setting strategy"),
+        ({"predictor_update": "warm"}, "invalid setting predictor_update: Input should be 'refit' or 'finetune'$"),
     ],
 )
 def test_bad_values_name_the_field(data, message):
@@ -103,3 +104,22 @@ def test_the_validation_size_defaults_per_dataset(dataset, size):
     assert cfg.train.validation_size == size
     cfg, _ = build_config(preset="paper", overrides={"train": {"dataset": dataset, "validation_size": 0.3}})
     assert cfg.train.validation_size == 0.3  # a given size wins
+
+
+def test_predictor_update_from_file_and_flag_and_stored_runs_without_it():
+    assert build_config(preset="quick")[0].predictor_update == "refit"
+    cfg, _ = build_config(file_data={"predictor_update": "finetune"})
+    assert cfg.predictor_update == "finetune"
+    assert SearchConfig.from_json(cfg.to_json()).predictor_update == "finetune"  # stored with the run
+    assert build_config(file_data={"predictor_update": "finetune"}, overrides={"predictor_update": "refit"})[0].predictor_update == "refit"
+    old = cfg.model_dump(mode="json")
+    del old["predictor_update"]  # a run stored before the setting existed refitted
+    assert SearchConfig.from_json(old).predictor_update == "refit"
+
+
+def test_search_cli_reports_a_bad_predictor_update_in_one_line(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "pnas.cli", "search", "--predictor-update", "warm"], cwd=ROOT,
+                       capture_output=True, text=True, env={"PNAS_DATABASE_URL": f"sqlite:///{tmp_path}/x.db", "PATH": "/usr/bin:/bin"})
+    assert p.returncode == 2
+    assert p.stderr.strip().splitlines()[-1] == "error: invalid setting predictor_update: Input should be 'refit' or 'finetune'"
+    assert "Traceback" not in p.stderr

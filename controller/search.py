@@ -3,7 +3,8 @@
 For b = 1: train every one-block cell, fit the surrogate. For b = 2..B: expand the cells
 trained at b-1 by every possible block, score all candidates with the surrogate, train the
 top K, refit the surrogate on everything so far. The `random` strategy picks the K at random
-from the same expansion instead (same budget, for comparison).
+from the same expansion instead, and `evolution` runs regularized evolution in generations
+(`controller.evolution`): baselines at the same budget, for comparison.
 
 Everything the loop needs is rebuilt from the store on every start: the level, the beam
 (the children that succeeded at b-1), the predictor (its weights are stored with each level)
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from controller import evolution
 from controller.executors import Executor
 from controller.progress import FitProgress, LevelClock, Reporter, SilentReporter
 from controller.run_lock import RunLock, new_owner
@@ -110,7 +112,7 @@ class Controller:
     def _search(self, run: RunView) -> None:
         cfg = SearchConfig.from_json(run.config)
         space = cfg.space()
-        for b in range(1, cfg.blocks + 1):
+        for b in range(1, evolution.level_count(cfg) + 1):  # evolution: its generations
             level = self.store.get_level(run.id, b)
             if level is not None and level.state == LevelState.done and not self._reopened(run, level):
                 continue
@@ -145,6 +147,8 @@ class Controller:
         Candidates are distinct networks: of the cells that are one network (blocks in another
         order) only the first is scored, and networks the run already has are left out.
         """
+        if cfg.strategy == "evolution":
+            return self._evolve(run, cfg, space, b)
         if b == 1:
             expanded = space.one_block_cells()
             nets = space.networks(expanded)
@@ -191,6 +195,16 @@ class Controller:
         ]
         ids = self.store.add_jobs(run.id, level=b, children=children, max_attempts=self.settings.max_attempts)
         return ids, candidates
+
+    def _evolve(self, run: RunView, cfg: SearchConfig, space: SearchSpace, g: int) -> tuple[list[int], int]:
+        """Generation g of regularized evolution (`controller.evolution`): insert its jobs."""
+        trained = [(Cell.from_json(j.cell, space.ops), float(j.reward or 0.0))
+                   for j in sorted(self.store.jobs(run.id, states=[JobState.succeeded]), key=lambda j: (j.level, j.id))]
+        cells = evolution.generation(g, cfg, space, seed=run.seed, trained=trained, exclude=self.store.network_ids(run.id))
+        self._step("scored", g)
+        self.store.start_level(run.id, g, candidates=len(cells), distinct=len(cells))
+        children = [(c.arch_id, c.to_list(), None, None) for c in cells]
+        return self.store.add_jobs(run.id, level=g, children=children, max_attempts=self.settings.max_attempts), len(cells)
 
     def _beam(self, run: RunView, space: SearchSpace, b: int) -> CellBatch:
         jobs = self.store.jobs(run.id, level=b, states=[JobState.succeeded])

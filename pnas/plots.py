@@ -137,7 +137,7 @@ def save(fig: Figure, path: Path, *, name: str, title: str) -> PlotFile:
 
 
 def comparison_run(store, run: RunView) -> RunView | None:
-    """The most recent run on the same dataset with the other strategy (pnas <-> random)
+    """The most recent run on the same dataset with another strategy (pnas, random, evolution)
     that has succeeded children; None if there is none."""
     def key(r: RunView) -> tuple:
         return ((r.config.get("train") or {}).get("dataset"), r.config.get("strategy"))

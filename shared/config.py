@@ -89,7 +89,7 @@ class SearchConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    strategy: Literal["pnas", "random"] = "pnas"
+    strategy: Literal["pnas", "random", "evolution"] = "pnas"  # random, evolution: baselines at the same budget
     ops: tuple[str, ...] = PAPER_OPS
     blocks: int = Field(5, ge=1)  # B in the paper
     beam: int = Field(256, ge=1)  # K in the paper
@@ -104,6 +104,8 @@ class SearchConfig(BaseModel):
     # finetune), so today's behaviour stays until real rewards decide (BENCHMARKS.md sec. 13)
     predictor_update: Literal["refit", "finetune"] = "refit"
     keep_predictions: int = Field(0, ge=0)  # also store the top N scored candidates per level
+    population: int | None = Field(None, ge=2)  # evolution: P, the newest P kept; None = a fifth of the budget, <= 100 (Real et al.)
+    tournament: int | None = Field(None, ge=2)  # evolution: S, drawn per parent; None = a quarter of P (Real et al.: 25 of 100)
     seed: int = 0
     train: TrainConfig = TrainConfig()
 

@@ -113,9 +113,9 @@ def load_predictor(store: Store, run: RunView):
 
     stored = store.latest_predictor(run.id)
     if stored is None:
-        if run.config.get("strategy") == "random":
+        if run.config.get("strategy") in ("random", "evolution"):
             raise UserError(
-                f"run {run.name!r} uses the random strategy, which fits no predictor; "
+                f"run {run.name!r} uses the {run.config['strategy']} strategy, which fits no predictor; "
                 "score cells with a run of the pnas strategy"
             )
         raise UserError(

@@ -15,6 +15,16 @@ if TYPE_CHECKING:
     from shared.store import Store
 
 
+def _level_count(cfg: dict) -> int | None:
+    """B, or an evolution run's generations (`controller.evolution`)."""
+    if cfg.get("strategy") != "evolution":
+        return cfg.get("blocks")
+    from controller import evolution
+    from shared.config import SearchConfig
+
+    return evolution.level_count(SearchConfig.from_json(cfg))
+
+
 def collect(store: Store) -> list[dict]:
     out = []
     for row in store.run_summaries():
@@ -29,6 +39,7 @@ def collect(store: Store) -> list[dict]:
                 "dataset": (cfg.get("train") or {}).get("dataset"),
                 "level": run.level,
                 "blocks": cfg.get("blocks"),
+                "level_count": _level_count(cfg),
                 "children_done": jobs["succeeded"] + jobs["failed"] + jobs["lost"],
                 "children_total": sum(jobs.values()),
                 "jobs": jobs,
@@ -62,7 +73,7 @@ def register(app: typer.Typer) -> None:
         for r in rows:
             t.add_row(
                 str(r["id"]), r["name"], r["strategy"] or "-", r["dataset"] or "-", r["state"],
-                f"{r['level']}/{r['blocks'] or '?'}", f"{r['children_done']}/{r['children_total']}",
+                f"{r['level']}/{r['level_count'] or '?'}", f"{r['children_done']}/{r['children_total']}",
                 str(r["jobs"]["failed"] + r["jobs"]["lost"]), str(r["jobs"]["cancelled"]), num(r["best"]),
                 (r["updated_at"] or "-")[:19].replace("T", " "),
             )  # fmt: skip

@@ -153,7 +153,7 @@ def register(app: typer.Typer) -> None:
         name: str = typer.Option(None, help="Run name; the same name resumes the run."),
         executor: str = typer.Option(None, help="local (default) or celery (default when PNAS_BROKER_URL is set)."),
         workers: int = typer.Option(None, help="Local worker processes (local executor)."),
-        strategy: str = typer.Option(None, help="pnas (default) or random: same budget, random children."),
+        strategy: str = typer.Option(None, help="pnas (default), random (same budget, random children) or evolution (regularized evolution, same budget)."),
         seed: int = typer.Option(None),
         dataset: str = typer.Option(None, help="digits, cifar10, cifar100, mnist, fashion_mnist or npz:PATH."),
         ops: str = typer.Option(None, help="Comma-separated operators."),

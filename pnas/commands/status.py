@@ -145,6 +145,8 @@ def _progress(run: RunView, levels: list[dict], totals: dict, now: datetime) -> 
     as long as the finished ones did on average, predictor fitting included."""
     from shared.config import SearchConfig
 
+    from controller import evolution
+
     cfg = SearchConfig.from_json(run.config)
     by_b = {lv["b"]: lv for lv in levels}
     first = by_b[1]["children"] if 1 in by_b else len(cfg.space().one_block_cells())
@@ -152,6 +154,8 @@ def _progress(run: RunView, levels: list[dict], totals: dict, now: datetime) -> 
         by_b[b]["children"] if b in by_b and by_b[b]["children"] else (first if b == 1 else cfg.beam)
         for b in range(1, cfg.blocks + 1)
     )
+    if cfg.strategy == "evolution":  # its levels are generations, its budget is PNAS's
+        expected = evolution.budget(cfg.space(), cfg.beam)
     finished = totals["succeeded"] + totals["failed"] + totals["lost"]
     end = run.finished_at or (now if run.state == RunState.running.value else run.updated_at)
     elapsed = max(0.0, (end - run.created_at).total_seconds())
@@ -164,6 +168,7 @@ def _progress(run: RunView, levels: list[dict], totals: dict, now: datetime) -> 
         "strategy": cfg.strategy,
         "dataset": cfg.train.dataset,
         "blocks": cfg.blocks,
+        "level_count": evolution.level_count(cfg),  # B, or an evolution run's generations
         "candidates_scored": sum(lv["candidates"] or 0 for lv in levels),
         "children_trained": finished,
         "children_expected": expected,
@@ -208,7 +213,7 @@ def headline(st: dict) -> str:
 
     return (
         f"run {st['run']!r} (id {st['id']}, {st['strategy']} on {st['dataset']}): {st['state']}, level "
-        f"{st['level']}/{st['blocks']}; {st['children_trained']}/{st['children_expected']} children trained, "
+        f"{st['level']}/{st['level_count']}; {st['children_trained']}/{st['children_expected']} children trained, "
         f"{st['candidates_scored']:,} candidates scored; elapsed {duration(st['elapsed_seconds'])}, "
         f"ETA {duration(st['eta_seconds']) if st['eta_seconds'] is not None else '?'}"
     )

@@ -129,7 +129,7 @@ class Browse(StoreBase):
             return total, rows
 
     def baseline_run(self, run_id: int) -> int | None:
-        """The newest other run on the same dataset with the other strategy (pnas <-> random)
+        """The newest other run on the same dataset with another strategy (pnas, random, evolution)
         that has a succeeded child: the baseline the run page compares against; None if none."""
         with self._tx() as s:
             runs = [(r.id, r.config or {}, r.updated_at) for r in s.scalars(select(Run))]

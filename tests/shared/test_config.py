@@ -52,7 +52,7 @@ def test_config_round_trips_through_json():
         ({"train": {"epochs": "many"}}, "invalid setting train.epochs"),
         ({"bogus": 1}, "invalid setting bogus"),
         ({"ops": "sep3x3,conv9x9"}, "unknown operator 'conv9x9'"),
-        ({"strategy": "evolution"}, "invalid setting strategy"),
+        ({"strategy": "bayesian"}, "invalid setting strategy"),
         ({"predictor_update": "warm"}, "invalid setting predictor_update: Input should be 'refit' or 'finetune'$"),
     ],
 )

@@ -119,7 +119,7 @@ def read_run(db: Path, name: str) -> dict:
     }
 
 
-def plot(rows: dict[str, list[dict]], path: Path, title: str) -> None:
+def plot(rows: dict[str, list[dict]], path: Path, title: str, ylabel: str) -> None:
     """Best so far against children trained: the mean over seeds, the min-max band."""
     import matplotlib
 
@@ -135,7 +135,7 @@ def plot(rows: dict[str, list[dict]], path: Path, title: str) -> None:
         ax.plot(x, curves.mean(0), label=f"{strategy} (mean of {len(runs)} seeds)")
         ax.fill_between(x, curves.min(0), curves.max(0), alpha=0.2)
     ax.set_xlabel("children trained")
-    ax.set_ylabel("best validation accuracy so far")
+    ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend()
@@ -189,10 +189,10 @@ def main() -> None:
         print(f"seed {seed}: " + "; ".join(f"{s} top-5 {rows[s][-1]['top5']:.4f}, top-1 {rows[s][-1]['top1']:.4f}, "
                                            f"{rows[s][-1]['children']} children" for s in strategies), flush=True)  # fmt: skip
     (out / "results.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "runs": rows}, indent=1))
-    title = (f"digits ({args.trainer} trainer), {len(args.ops.split(','))} ops, B={args.blocks} K={args.beam}, "
-             f"{args.epochs} epoch(s), {args.seeds} seeds")  # fmt: skip
+    data = "digits" if args.trainer == "real" else "the instant trainer's synthetic reward (no data)"
+    title = f"{data}, {len(args.ops.split(','))} ops, B={args.blocks} K={args.beam}, {args.epochs} epoch(s), {args.seeds} seeds"
     png = out / "best_so_far.png"
-    plot(rows, png, title)
+    plot(rows, png, title, "best validation accuracy so far" if args.trainer == "real" else "best reward so far")
     print(f"best so far against children trained: {png}")
 
     for s in strategies:

@@ -44,9 +44,13 @@ def _pump(read_fd: int, out_fd: int, stop: threading.Event) -> None:
     """Copy lines from ``read_fd`` to ``out_fd``, dropping noise, until ``stop`` and drained."""
     buf = b""
     while True:
-        ready, _, _ = select.select([read_fd], [], [], 0.05)
+        # Read the flag before waiting: every byte written before `stop` was set is then in the
+        # pipe when select looks, so a last line (an error printed just before exit) is never
+        # dropped by a select that timed out a moment before it was written.
+        stopping = stop.is_set()
+        ready, _, _ = select.select([read_fd], [], [], 0 if stopping else 0.05)
         if not ready:
-            if stop.is_set():
+            if stopping:
                 break
             continue
         chunk = os.read(read_fd, 65536)

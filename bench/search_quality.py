@@ -153,9 +153,18 @@ def ms(xs: list[float | None], fmt: str = ".4f") -> str:
     return f"{statistics.mean(xs):{fmt}}±{sd:{fmt.lstrip('+')}}"
 
 
+def _seeds(text: str) -> list[int]:
+    """``3`` is seeds 0, 1, 2; ``1,2,0`` is those seeds in that order (finished runs are reused)."""
+    try:
+        return list(range(int(text))) if "," not in text else [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds takes a count (3) or a list (1,2,0), not {text!r}") from None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1, one run per strategy each")
+    ap.add_argument("--seeds", type=_seeds, default=_seeds("3"),
+                    help="N: seeds 0..N-1, one run per strategy each; or a comma-separated list, run in its order")
     ap.add_argument("--blocks", "-B", type=int, default=3)
     ap.add_argument("--beam", "-K", type=int, default=8)
     ap.add_argument("--epochs", type=int, default=2, help="epochs per child")
@@ -171,7 +180,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smoke test: 2 seeds, 2 operators, B=2, K=2, 1 epoch")
     args = ap.parse_args()
     if args.quick:
-        args.seeds, args.ops, args.blocks, args.beam, args.epochs = 2, "sep3x3,max3x3", 2, 2, 1
+        args.seeds, args.ops, args.blocks, args.beam, args.epochs = [0, 1], "sep3x3,max3x3", 2, 2, 1
     if args.ops == "paper":
         args.ops = PAPER_OPS
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
@@ -181,7 +190,7 @@ def main() -> None:
           f"; trainer {args.trainer}", flush=True)  # fmt: skip
 
     rows: dict[str, list[dict]] = {s: [] for s in strategies}
-    for seed in range(args.seeds):
+    for seed in args.seeds:
         order = strategies if seed % 2 == 0 else strategies[::-1]  # spread drift in the load over all
         for strategy in order:
             db = run_search(args, strategy, seed, out)
@@ -190,7 +199,7 @@ def main() -> None:
                                            f"{rows[s][-1]['children']} children" for s in strategies), flush=True)  # fmt: skip
     (out / "results.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "runs": rows}, indent=1))
     data = "digits" if args.trainer == "real" else "the instant trainer's synthetic reward (no data)"
-    title = f"{data}, {len(args.ops.split(','))} ops, B={args.blocks} K={args.beam}, {args.epochs} epoch(s), {args.seeds} seeds"
+    title = f"{data}, {len(args.ops.split(','))} ops, B={args.blocks} K={args.beam}, {args.epochs} epoch(s), {len(args.seeds)} seeds"
     png = out / "best_so_far.png"
     plot(rows, png, title, "best validation accuracy so far" if args.trainer == "real" else "best reward so far")
     print(f"best so far against children trained: {png}")

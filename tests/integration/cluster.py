@@ -33,6 +33,20 @@ PG_BIN = _pg_bin()
 SMALL = dict(strategy="random", ops="sep3x3,max3x3", blocks=2, beam=4, epochs=1, dataset="digits")
 
 
+def redis_or_fail(url: str):
+    """A client of the Redis at ``url`` that answered a ping, or a clear test failure (never a skip)."""
+    import pytest
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=5)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        client.close()
+        pytest.fail(f"Redis is needed at {url} (set PNAS_TEST_REDIS_URL): {exc}", pytrace=False)
+    return client
+
+
 def wait_for(cond, *, timeout: float, what: str, every: float = 0.1):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

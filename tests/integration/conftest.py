@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import REDIS_URL
-from tests.integration.cluster import PrivatePostgres, PrivateRedis, Workers, base_env
+from tests.integration.cluster import PrivatePostgres, PrivateRedis, Workers, base_env, redis_or_fail
 
 
 def pytest_collection_modifyitems(items):
@@ -17,13 +17,9 @@ def pytest_collection_modifyitems(items):
 @pytest.fixture
 def redis_url() -> str:
     """The shared Redis, in its own database number, emptied first."""
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL, socket_timeout=5)
+    client = redis_or_fail(REDIS_URL)
     try:
         client.flushdb()
-    except Exception as exc:  # a clear failure, never a silent skip
-        pytest.fail(f"Redis is needed at {REDIS_URL} (set PNAS_TEST_REDIS_URL): {exc}", pytrace=False)
     finally:
         client.close()
     return REDIS_URL

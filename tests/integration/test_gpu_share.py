@@ -23,7 +23,7 @@ import redis
 from shared.settings import Settings
 from shared.store import Store
 from tests.conftest import REDIS_URL, ROOT
-from tests.integration.cluster import base_env, wait_for
+from tests.integration.cluster import base_env, redis_or_fail, wait_for
 from worker.gpu_share import Gate, Share, memory_limit_mb
 from worker.gpu_slot import GpuSlots, hold_slot
 
@@ -32,11 +32,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def client():
-    c = redis.Redis.from_url(REDIS_URL, socket_timeout=5)
-    try:
-        c.ping()
-    except redis.RedisError as exc:  # a clear failure, never a silent skip
-        pytest.fail(f"Redis is needed at {REDIS_URL} (set PNAS_TEST_REDIS_URL): {exc}", pytrace=False)
+    c = redis_or_fail(REDIS_URL)
     scope = f"test-{uuid.uuid4().hex[:8]}"
     c.scope = scope
     yield c

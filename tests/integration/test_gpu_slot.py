@@ -13,10 +13,10 @@ import time
 import uuid
 
 import pytest
-import redis
 
 from shared.settings import Settings
 from tests.conftest import REDIS_URL
+from tests.integration.cluster import redis_or_fail
 from worker.gpu_slot import LEASE_LOST_EXIT, GpuSlots, HeldSlot, KeepAlive, hold_slot, parse_slots
 
 pytestmark = pytest.mark.integration
@@ -24,11 +24,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def client():
-    c = redis.Redis.from_url(REDIS_URL, socket_timeout=5)
-    try:
-        c.ping()
-    except redis.RedisError as exc:  # a clear failure, never a silent skip
-        pytest.fail(f"Redis is needed at {REDIS_URL} (set PNAS_TEST_REDIS_URL): {exc}", pytrace=False)
+    c = redis_or_fail(REDIS_URL)
     scopes: list[str] = []
     c.scopes = scopes
     yield c

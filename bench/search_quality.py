@@ -154,17 +154,21 @@ def ms(xs: list[float | None], fmt: str = ".4f") -> str:
 
 
 def _seeds(text: str) -> list[int]:
-    """``3`` is seeds 0, 1, 2; ``1,2,0`` is those seeds in that order (finished runs are reused)."""
+    """``3`` is seeds 0, 1, 2; ``1,2,0`` is those seeds in that order (finished runs are reused);
+    one seed alone is a list of one: ``0,``."""
     try:
-        return list(range(int(text))) if "," not in text else [int(x) for x in text.split(",") if x.strip()]
+        seeds = list(range(int(text))) if "," not in text else [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--seeds takes a count (3) or a list (1,2,0), not {text!r}") from None
+        seeds = []
+    if not seeds:
+        raise argparse.ArgumentTypeError(f"--seeds takes a count (3), a list (1,2,0) or one seed as a list (0,), not {text!r}")
+    return seeds
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=_seeds, default=_seeds("3"),
-                    help="N: seeds 0..N-1, one run per strategy each; or a comma-separated list, run in its order")
+                    help="N: seeds 0..N-1, one run per strategy each; or a comma-separated list, run in its order (one seed: 0,)")
     ap.add_argument("--blocks", "-B", type=int, default=3)
     ap.add_argument("--beam", "-K", type=int, default=8)
     ap.add_argument("--epochs", type=int, default=2, help="epochs per child")

@@ -29,6 +29,7 @@ accuracy on data.
 
     .venv/bin/python bench/search_quality.py                        # 3 seeds, B=3, K=8, 2 epochs
     .venv/bin/python bench/search_quality.py --ops paper -B 3 -K 32 --epochs 1 --trainer instant
+    .venv/bin/python bench/search_quality.py --ops paper -B 3 -K 32 --epochs 1 --predictor mlp --out DIR   # about 3 h on 2 CPU cores
     .venv/bin/python bench/search_quality.py --quick                # smoke test, a few minutes
 
 Runs that already finished in ``--out`` are reused (`pnas search` resumes by name), so an

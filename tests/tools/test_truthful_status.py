@@ -112,3 +112,14 @@ def test_runs_and_status_count_the_same_children(store: Any, cli) -> None:
     assert st["levels"][0]["state"] == "training" and st["levels"][0]["eta_seconds"] is not None
     code, out, _ = cli("runs")
     assert code == 0 and "3/13" in out
+
+
+def test_the_dashboards_runs_page_counts_as_pnas_runs_does(store: Any) -> None:
+    from starlette.testclient import TestClient
+
+    from pnas.dashboard import create_app
+    from shared.settings import Settings
+
+    _level_one(store, succeed=2, fail=2, cancel=1)
+    page = TestClient(create_app(store, Settings(database_url=store.url))).get("/").text
+    assert "2 / 13" in " ".join(page.split()) and "(2 failed)" in page and "(1 cancelled)" in page

@@ -48,6 +48,11 @@ def test_a_local_worker_that_exits_is_offline_at_once(sqlite_url, monkeypatch) -
         proc.kill()
     (w,) = collect(store, "t")["workers"]
     assert w["state"] == "offline" and w["stopped_at"] is not None and w["seconds_ago"] < 600
+    from pnas.dashboard.data import workers_data
+    from shared.settings import Settings
+
+    page = workers_data(store, Settings(database_url=sqlite_url, lease_seconds=600))
+    assert page["live"] == [] and [x["name"] for x in page["offline"]] == [w["name"]]
     for i in range(6):  # the workers of six earlier local searches
         store.register_worker(f"old-{i}", hostname="h", device="cpu (local)")
         store.worker_stopped(f"old-{i}")

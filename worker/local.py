@@ -82,12 +82,14 @@ def serve(run_id: int, *, max_children: int | None = None, parent_pid: int | Non
             done += 1
             if outcome.state == "failed" and _too_many_failures(store, run_id, settings):
                 # What the controller aborts on at its next poll: take no more children
-                # meanwhile (a child failing in milliseconds would drain the level).
+                # meanwhile (a child failing in milliseconds would drain the level), unless
+                # another worker's success ends the streak first.
                 log.info("worker %s: too many children failed in a row; waiting for the controller", name)
-                while not stopping.is_set() and not (parent_pid and os.getppid() != parent_pid):
+                while not stopping.is_set() and _too_many_failures(store, run_id, settings):
+                    if parent_pid and os.getppid() != parent_pid:
+                        return 0
                     retry_db(lambda: store.worker_seen(name), what="renew the worker's heartbeat")
                     time.sleep(0.5)
-                break
     except Shutdown:
         log.info("worker %s stopping", name)
     finally:

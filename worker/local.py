@@ -113,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(
         level=get_settings().log_level.upper(),
-        format="%(asctime)s %(levelname)s [worker %(process)d] %(message)s",
+        # its lines land in the search's own output (the executor relays them): its style
+        format="  local worker %(process)d: %(message)s",
     )
     _die_with_parent()
     return serve(args.run, max_children=args.max_children, parent_pid=args.parent_pid)

@@ -16,7 +16,7 @@ from shared.store import Store
 from tests.fakes import fake_search_env
 
 
-def test_a_dataset_the_local_workers_cannot_load_stops_after_the_limit(sqlite_url, tmp_path) -> None:
+def test_a_dataset_the_local_workers_cannot_load_stops_after_the_limit(sqlite_url, tmp_path, capfd) -> None:
     missing = tmp_path / "gone" / "data.npz"
     env = fake_search_env(sqlite_url, PNAS_FAKE_LOAD_DATASET="1", PNAS_MAX_DATASET_FAILURES="3")
     settings = Settings(database_url=sqlite_url, lease_seconds=5, heartbeat_seconds=1, poll_seconds=0.3,
@@ -34,4 +34,7 @@ def test_a_dataset_the_local_workers_cannot_load_stops_after_the_limit(sqlite_ur
     newest = max(failed, key=lambda j: (j.finished_at, j.id))
     assert "3 children in a row could not load the dataset" in str(info.value)
     assert f"(last: job {newest.id}: " in str(info.value) and str(missing) in str(info.value)
+    # one line per failed child, in the search's style, with no timestamp or log level
+    lines = [line for line in capfd.readouterr().err.splitlines() if " failed: DatasetError: " in line]
+    assert len(lines) == 3 and all(line.startswith("  local worker ") for line in lines), lines
     store.dispose()

@@ -5,8 +5,10 @@ their last heartbeat.
 One aggregate query for the counts, one for the level timings, one per level for its best
 reward; ``--json`` prints one object for scripts (its keys only grow). ``--watch`` redraws
 every ``--interval`` seconds until the run stops running (with ``--json``, or when stdout is
-not a terminal: one object or one line per refresh). A worker whose last heartbeat is older
-than the lease is listed as ``offline``, after the live ones.
+not a terminal: one object or one line per refresh). A worker that exited, or whose last
+heartbeat is older than the lease, is ``offline``: after the live ones, the newest few, the
+rest folded into one line. Counts, level states, elapsed times and ETAs are `shared.progress`'s,
+as `pnas runs` and the dashboard have them.
 """
 
 from __future__ import annotations

@@ -69,5 +69,8 @@ class Registration(bootsteps.StartStopStep):
         except Exception as exc:
             log.warning("could not mark worker %s offline: %s", worker.hostname, exc)
 
+    def terminate(self, worker: Any) -> None:  # a cold shutdown (a second signal, SIGQUIT)
+        self.stop(worker)
+
 
 app.steps["worker"].add(Registration)

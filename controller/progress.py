@@ -6,6 +6,8 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
+from shared.progress import Tally
+
 
 @dataclass
 class LevelProgress:
@@ -18,7 +20,8 @@ class LevelProgress:
 
     @property
     def done(self) -> int:
-        return self.counts["succeeded"] + self.counts["failed"] + self.counts["lost"]
+        """Trained or failed, as `pnas status` counts them (`shared.progress.Tally`)."""
+        return Tally.of(self.counts).done
 
 
 @dataclass

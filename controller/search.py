@@ -273,7 +273,7 @@ class Controller:
         dataset: every child would fail the same way)."""
         data_fails = self.store.consecutive_failures(run.id, error_class="dataset")
         if data_fails >= self.settings.max_dataset_failures:
-            last = self._last_failure(run)
+            last = self._last_failure(run, error_class="dataset")
             raise SearchAborted(
                 f"{data_fails} children in a row could not load the dataset on their workers"
                 + (f" (last: job {last.id}: {last.error_message})" if last else "")
@@ -288,8 +288,10 @@ class Controller:
                 + ". See `pnas status` and `pnas show ID`; fix it, then `pnas retry` and run the search again."
             )
 
-    def _last_failure(self, run: RunView) -> JobView | None:
-        failed = self.store.jobs(run.id, states=[JobState.failed], kind=None)
+    def _last_failure(self, run: RunView, *, error_class: str | None = None) -> JobView | None:
+        """The newest failure (of ``error_class``), in the order `consecutive_failures` counts."""
+        failed = [j for j in self.store.jobs(run.id, states=[JobState.failed], kind=None)
+                  if error_class is None or j.error_class == error_class]  # fmt: skip
         return max(failed, key=lambda j: (j.finished_at is not None, j.finished_at or 0, j.id), default=None)
 
     def _finish_level(self, run: RunView, cfg: SearchConfig, space: SearchSpace, b: int) -> dict:

@@ -11,6 +11,7 @@ naming the role and what to grant. TensorFlow's start-up lines are dropped unles
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import pkgutil
 import sys
@@ -45,6 +46,19 @@ def _register() -> None:
         if mod.name.startswith("_"):  # helpers shared by commands, not commands
             continue
         importlib.import_module(f"pnas.commands.{mod.name}").register(app)
+    for info in app.registered_commands:
+        if info.short_help is None:
+            info.short_help = short_help(info.help or info.callback.__doc__ if info.callback else None)
+
+
+def short_help(doc: str | None) -> str | None:
+    """The first sentence of a command's help, whole: `pnas --help` wraps it rather than
+    cutting it at the terminal's width with "..." (click's default short help)."""
+    if not doc:
+        return None
+    para = " ".join(inspect.cleandoc(doc).split("\n\n")[0].split())
+    end = para.find(". ")
+    return para if end < 0 else para[: end + 1]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,6 +3,13 @@
 # (Debian packages) and starting them when they do not. Creates the test database.
 # Idempotent; needs root (or sudo) only when something has to be installed or started.
 set -euo pipefail
+# This checkout's own test database and Redis database number, from a hash of its path (the
+# same as tests/conftest.py's checkout_names), so two checkouts on one machine do not collide.
+root=$(cd "$(dirname "$0")/.." && pwd -P)
+tag=$(printf '%s' "$root" | sha1sum | cut -c1-8)
+db="pnas_test_$tag"
+redis_db=$((1 + 16#$tag % 15))
+if [[ ${1:-} == --names ]]; then echo "$db $redis_db"; exit 0; fi
 SUDO=""; [[ $(id -u) -ne 0 ]] && command -v sudo >/dev/null && SUDO=sudo
 say() { printf 'services: %s\n' "$*" >&2; }
 apt_install() {
@@ -48,9 +55,9 @@ if [[ -n ${PNAS_TEST_PG_URL:-} ]]; then
   exit 0
 fi
 if psql -h 127.0.0.1 -U postgres -d postgres -tAc "select 1" >/dev/null 2>&1; then
-  url="postgresql://postgres@127.0.0.1:5432/pnas_test"
-  psql -h 127.0.0.1 -U postgres -d postgres -tAc "select 1 from pg_database where datname='pnas_test'" | grep -q 1 \
-    || psql -h 127.0.0.1 -U postgres -d postgres -qc "create database pnas_test"
+  url="postgresql://postgres@127.0.0.1:5432/$db"
+  psql -h 127.0.0.1 -U postgres -d postgres -tAc "select 1 from pg_database where datname='$db'" | grep -q 1 \
+    || psql -h 127.0.0.1 -U postgres -d postgres -qc "create database $db"
 else
   as_pg() { if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else sudo -u postgres "$@"; fi; }
   as_pg psql -d postgres -tAc "select 1" >/dev/null 2>&1 || {
@@ -58,15 +65,16 @@ else
     exit 1
   }
   pw=$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  # a role per checkout too: a new password for one checkout's role leaves the others' alone
   as_pg psql -d postgres -qc "do \$\$ begin
-      if not exists (select from pg_roles where rolname = 'pnas_test') then
-        create role pnas_test login superuser;  -- the tests create databases and roles and switch to them
+      if not exists (select from pg_roles where rolname = '$db') then
+        create role $db login superuser;  -- the tests create databases and roles and switch to them
       end if; end \$\$;" >/dev/null
-  as_pg psql -d postgres -qc "alter role pnas_test superuser password '$pw'" >/dev/null
-  as_pg psql -d postgres -tAc "select 1 from pg_database where datname='pnas_test'" | grep -q 1 \
-    || as_pg psql -d postgres -qc "create database pnas_test owner pnas_test" >/dev/null
-  url="postgresql://pnas_test:$pw@127.0.0.1:5432/pnas_test"
-  say "made role pnas_test for the tests (password auth over TCP)"
+  as_pg psql -d postgres -qc "alter role $db superuser password '$pw'" >/dev/null
+  as_pg psql -d postgres -tAc "select 1 from pg_database where datname='$db'" | grep -q 1 \
+    || as_pg psql -d postgres -qc "create database $db owner $db" >/dev/null
+  url="postgresql://$db:$pw@127.0.0.1:5432/$db"
+  say "made role $db for the tests (password auth over TCP)"
 fi
 say "PostgreSQL and Redis are up"
 echo "$url"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
 from pathlib import Path
@@ -10,8 +11,19 @@ import pytest
 from sqlalchemy import create_engine, text
 
 ROOT = Path(__file__).resolve().parents[1]
-PG_URL = os.environ.get("PNAS_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/pnas_test")
-REDIS_URL = os.environ.get("PNAS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def checkout_names(root: Path) -> tuple[str, int]:
+    """This checkout's own PostgreSQL database and Redis database number (1-15), from a hash
+    of its path, so two checkouts on one machine do not empty each other's (scripts/services.sh
+    computes the same name)."""
+    tag = hashlib.sha1(str(root).encode()).hexdigest()[:8]
+    return f"pnas_test_{tag}", 1 + int(tag, 16) % 15
+
+
+_DB_NAME, _REDIS_DB = checkout_names(ROOT)
+PG_URL = os.environ.get("PNAS_TEST_PG_URL", f"postgresql://postgres@127.0.0.1:5432/{_DB_NAME}")
+REDIS_URL = os.environ.get("PNAS_TEST_REDIS_URL", f"redis://127.0.0.1:6379/{_REDIS_DB}")
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

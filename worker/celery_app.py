@@ -64,6 +64,13 @@ class Registration(bootsteps.StartStopStep):
     def stop(self, worker: Any) -> None:
         if self.tref is not None:
             self.tref.cancel()
+        try:  # offline at once, not live and idle until the heartbeat is a lease old
+            store().worker_stopped(worker.hostname)
+        except Exception as exc:
+            log.warning("could not mark worker %s offline: %s", worker.hostname, exc)
+
+    def terminate(self, worker: Any) -> None:  # a cold shutdown (a second signal, SIGQUIT)
+        self.stop(worker)
 
 
 app.steps["worker"].add(Registration)

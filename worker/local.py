@@ -32,6 +32,16 @@ def _die_with_parent() -> None:
         pass
 
 
+def _too_many_failures(store: Store, run_id: int, settings) -> bool:
+    """The controller's abort rule (`Search._check_failures`), read by the worker: as many
+    dataset failures in a row as PNAS_MAX_DATASET_FAILURES, or any failures as
+    PNAS_MAX_CONSECUTIVE_FAILURES."""
+    data = retry_db(lambda: store.consecutive_failures(run_id, error_class="dataset"), what="count failures")
+    if data >= settings.max_dataset_failures:
+        return True
+    return retry_db(lambda: store.consecutive_failures(run_id), what="count failures") >= settings.max_consecutive_failures
+
+
 def serve(run_id: int, *, max_children: int | None = None, parent_pid: int | None = None) -> int:
     settings = get_settings()
     store = Store.from_settings(settings)
@@ -70,10 +80,29 @@ def serve(run_id: int, *, max_children: int | None = None, parent_pid: int | Non
             if outcome.state == "handed_back":
                 break
             done += 1
+            if outcome.state == "failed" and _too_many_failures(store, run_id, settings):
+                # What the controller aborts on at its next poll: take no more children
+                # meanwhile (a child failing in milliseconds would drain the level), unless
+                # another worker's success ends the streak first.
+                log.info("worker %s: too many children failed in a row; waiting for the controller", name)
+                while not stopping.is_set() and _too_many_failures(store, run_id, settings):
+                    if parent_pid and os.getppid() != parent_pid:
+                        return 0
+                    retry_db(lambda: store.worker_seen(name), what="renew the worker's heartbeat")
+                    time.sleep(0.5)
     except Shutdown:
         log.info("worker %s stopping", name)
+    finally:
+        _say_stopped(store, name)
     log.info("worker %s stopped", name)
     return 0
+
+
+def _say_stopped(store: Store, name: str) -> None:
+    try:
+        store.worker_stopped(name)
+    except Exception as exc:  # the database is away: the lease rule marks it offline later
+        log.warning("could not mark worker %s offline: %s", name, exc)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(
         level=get_settings().log_level.upper(),
-        format="%(asctime)s %(levelname)s [worker %(process)d] %(message)s",
+        # its lines land in the search's own output (the executor relays them): its style
+        format="  local worker %(process)d: %(message)s",
     )
     _die_with_parent()
     return serve(args.run, max_children=args.max_children, parent_pid=args.parent_pid)

@@ -15,6 +15,22 @@ def _ids(ids: list[int]) -> str:
     return ", ".join(str(i) for i in ids[:50]) + (" ..." if len(ids) > 50 else "")
 
 
+def _why_nothing(store: Any, run: RunView, job_ids: Sequence[int]) -> list[str]:
+    """Why nothing was cancelled: each asked-for job that does not exist (UserError), is
+    another run's, or is in a state that cannot be cancelled."""
+    jobs = {i: store.job(i) for i in job_ids}
+    missing = [str(i) for i, j in jobs.items() if j is None]
+    if missing:
+        raise UserError(f"job {', '.join(missing)} does not exist; `pnas top {run.name}` or the dashboard lists the run's children")
+    lines = []
+    for i, j in jobs.items():
+        if j.run_id != run.id:
+            lines.append(f"job {i} is not a child of run {run.name!r} (it belongs to run id {j.run_id}); nothing to cancel")
+        else:
+            lines.append(f"job {i} is {j.state}: only queued or running children can be cancelled; nothing to cancel")
+    return lines or [f"run {run.name!r}: no queued or running children match; nothing to cancel"]
+
+
 def cancel_children(
     store: Any,
     settings: Settings,
@@ -28,7 +44,7 @@ def cancel_children(
     matching children. Returns (the store's `Cancelled`, lines to show)."""
     done = store.cancel(run.id, level=level, job_ids=job_ids or None, dry_run=dry_run)
     if not done.cancelled and not done.stopping:
-        return done, [f"run {run.name!r}: no queued or running children match; nothing to cancel"]
+        return done, _why_nothing(store, run, job_ids or [])
     verb = ("would cancel", "would ask") if dry_run else ("cancelled", "asked")
     lines = []
     if done.cancelled:

@@ -9,7 +9,8 @@ as the search's children, so it is claimed, leased, retried and recorded the sam
 its result shows in `pnas show ID` and `pnas top RUN --final`. Who trains it:
 - with PNAS_BROKER_URL set, a Celery worker: the job id is sent by task name;
 - otherwise (the embedded default) ``--run-now`` trains it in this process through the
-  worker's runner; without it the job waits in the queue.
+  worker's runner (the queued job, when one is waiting); without it the command refuses in
+  one line (exit 2), since nothing would ever take the job.
 Asking again with the same settings finds the same job instead of adding a second one; if
 that job was lost (its trainer killed: the lease ran out), asking again with ``--run-now``
 (or with a broker) trains it again, and it resumes from its last checkpoint.
@@ -43,6 +44,30 @@ def final_overrides(run_config: dict, *, recipe_name: str | None = None, **flags
         where = ".".join(str(p) for p in err["loc"]) or "setting"
         raise UserError(f"invalid {where.replace('_', '-')}: {err['msg']}") from None
     return overrides
+
+
+def _asked_before(store, run_id: int, arch_id: str, overrides: dict) -> bool:
+    """Whether this training is in the table already, in a state other than waiting for a
+    worker (what it is then is worth showing, even with no broker to train it)."""
+    waiting = (JobState.queued.value, JobState.lost.value)
+    return any(j.arch_id == arch_id and j.train == overrides and j.state not in waiting
+               for j in store.jobs(run_id, kind="final"))  # fmt: skip
+
+
+def _run_here(store, job_id: int, settings) -> str:
+    """Train the job in this process, listed among the workers (as this process, on its
+    device) while it trains and offline once it is done."""
+    import os
+    import socket
+
+    from worker.runner import run_job, worker_name
+
+    name = worker_name()
+    store.register_worker(name, hostname=socket.gethostname(), device=f"this process (pnas final --run-now, pid {os.getpid()})")
+    try:
+        return run_job(store, job_id, settings=settings, worker=name, trainer=_echo_trainer(settings.trainer)).state
+    finally:
+        store.worker_stopped(name)
 
 
 def _echo_trainer(path: str):
@@ -111,6 +136,9 @@ def register(app: typer.Typer) -> None:
                                     augment=augment, cutout=cutout, image_size=image_size, bn_momentum=bn_momentum,
                                     bn_epsilon=bn_epsilon, reward=reward, evaluate_test=evaluate_test,
                                     checkpoint_every=checkpoint_every)  # fmt: skip
+        if not run_now and not settings.broker_url and not _asked_before(store, r.id, child.arch_id, overrides):
+            raise UserError("no broker (PNAS_BROKER_URL is not set), so no worker would take this training: "
+                            "add --run-now to train it in this process")  # fmt: skip
         (job_id,) = store.add_jobs(r.id, level=0, children=[(child.arch_id, child.cell, None, None)],
                                    max_attempts=settings.max_attempts, kind="final", train=overrides)  # fmt: skip
         job = store.job(job_id)
@@ -126,11 +154,8 @@ def register(app: typer.Typer) -> None:
                   file=sys.stderr)  # fmt: skip
         if job.state == JobState.queued.value:
             if run_now:
-                from worker.runner import run_job
-
                 print(f"training job {job_id} ({child.arch_id}, {dumps(overrides)}) in this process", file=sys.stderr)
-                outcome = run_job(store, job_id, settings=settings, trainer=_echo_trainer(settings.trainer))
-                action = f"ran: {outcome.state}"
+                action = f"ran: {_run_here(store, job_id, settings)}"
             elif settings.broker_url:
                 from controller.celery_executor import CeleryExecutor
 

@@ -1,15 +1,20 @@
 """`pnas runs [--json]`: every run in the database with its state, level, children and best.
 
+The children are counted as `pnas status` and the dashboard count them (`shared.progress`):
+trained (succeeded) of those the run expects, failed, cancelled.
+
 Exit status 1 (nothing to show yet) when the database holds no run."""
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import typer
 
 from pnas.render import console, dumps, iso, num, open_store
 from shared.errors import NothingToShow
+from shared.progress import Tally
 
 if TYPE_CHECKING:
     from shared.store import Store
@@ -25,11 +30,41 @@ def _level_count(cfg: dict) -> int | None:
     return evolution.level_count(SearchConfig.from_json(cfg))
 
 
+@lru_cache(maxsize=64)
+def _planned(cfg_json: str) -> tuple[int, int, int, int | None]:
+    """(one-block children, K, B, evolution's budget or None) of a run's configuration."""
+    import json
+
+    from controller import evolution
+    from shared.config import SearchConfig
+
+    cfg = SearchConfig.from_json(json.loads(cfg_json))
+    space = cfg.space()
+    budget = evolution.budget(space, cfg.beam) if cfg.strategy == "evolution" else None
+    return len(space.one_block_cells()), cfg.beam, cfg.blocks, budget
+
+
+def expected_children(config: dict, level_totals: dict[int, int]) -> int | None:
+    """The search children a run trains in all: the children of the levels made so far, and
+    for the levels to come the one-block cells (level 1) or K each; an evolution run's budget.
+    None when the configuration cannot be read (a run from another version)."""
+    import json
+
+    try:
+        first, beam, blocks, budget = _planned(json.dumps(config, sort_keys=True))
+    except Exception:
+        return None
+    if budget is not None:
+        return budget
+    return sum(level_totals.get(b) or (first if b == 1 else beam) for b in range(1, blocks + 1))
+
+
 def collect(store: Store) -> list[dict]:
     out = []
     for row in store.run_summaries():
         run, jobs = row["run"], row["jobs"]
         cfg = run.config or {}
+        tally = Tally.of(jobs)
         out.append(
             {
                 "id": run.id,
@@ -40,8 +75,12 @@ def collect(store: Store) -> list[dict]:
                 "level": run.level,
                 "blocks": cfg.get("blocks"),
                 "level_count": _level_count(cfg),
-                "children_done": jobs["succeeded"] + jobs["failed"] + jobs["lost"],
-                "children_total": sum(jobs.values()),
+                "children_done": tally.done,  # trained or failed
+                "children_trained": tally.trained,
+                "children_failed": tally.failed,
+                "children_cancelled": tally.cancelled,
+                "children_expected": expected_children(cfg, row["level_totals"]),
+                "children_total": tally.total,  # made so far
                 "jobs": jobs,
                 "best": row["best"],
                 "created_at": iso(run.created_at),
@@ -56,7 +95,7 @@ def collect(store: Store) -> list[dict]:
 def register(app: typer.Typer) -> None:
     @app.command()
     def runs(as_json: bool = typer.Option(False, "--json", help="Print a JSON list.")) -> None:
-        """The runs in the database: state, level, children done, best accuracy."""
+        """The runs in the database: state, level, children trained, best accuracy."""
         store = open_store()
         rows = collect(store)
         if as_json:
@@ -68,13 +107,14 @@ def register(app: typer.Typer) -> None:
         from rich.table import Table
 
         t = Table(title=f"runs in {store.safe_url}")
-        for col in ("id", "name", "strategy", "dataset", "state", "level", "done", "failed", "cancelled", "best", "updated"):
-            t.add_column(col, justify="right" if col in ("id", "level", "done", "failed", "cancelled", "best") else "left")
+        numeric = ("id", "level", "trained", "failed", "cancelled", "best")
+        for col in ("id", "name", "strategy", "dataset", "state", "level", "trained", "failed", "cancelled", "best", "updated"):
+            t.add_column(col, justify="right" if col in numeric else "left")
         for r in rows:
             t.add_row(
                 str(r["id"]), r["name"], r["strategy"] or "-", r["dataset"] or "-", r["state"],
-                f"{r['level']}/{r['level_count'] or '?'}", f"{r['children_done']}/{r['children_total']}",
-                str(r["jobs"]["failed"] + r["jobs"]["lost"]), str(r["jobs"]["cancelled"]), num(r["best"]),
+                f"{r['level']}/{r['level_count'] or '?'}", f"{r['children_trained']}/{r['children_expected'] or '?'}",
+                str(r["children_failed"]), str(r["children_cancelled"]), num(r["best"]),
                 (r["updated_at"] or "-")[:19].replace("T", " "),
             )  # fmt: skip
         console().print(t)

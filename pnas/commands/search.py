@@ -145,6 +145,14 @@ def print_top(store: Store, run: RunView, k: int = 5) -> None:
     Console().print(t)
 
 
+def print_closing(store: Store, run: RunView, *, broker: bool) -> None:
+    """After the leaderboard: the predictor's quality in words and what to type next."""
+    from pnas.commands._closing import closing_lines
+
+    for line in closing_lines(store, run, broker=broker):
+        print(line)
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def search(
@@ -155,7 +163,7 @@ def register(app: typer.Typer) -> None:
         workers: int = typer.Option(None, help="Local worker processes (local executor)."),
         strategy: str = typer.Option(None, help="pnas (default), random (same budget, random children) or evolution (regularized evolution, same budget)."),
         seed: int = typer.Option(None),
-        dataset: str = typer.Option(None, help="digits, cifar10, cifar100, mnist, fashion_mnist or npz:PATH."),
+        dataset: str = typer.Option(None, help="digits, cifar10, cifar100, mnist, fashion_mnist, npz:PATH or folder:PATH (one subfolder of images per class)."),
         ops: str = typer.Option(None, help="Comma-separated operators."),
         blocks: int = typer.Option(None, "--blocks", "-B"),
         beam: int = typer.Option(None, "--beam", "-K"),
@@ -232,10 +240,12 @@ def register(app: typer.Typer) -> None:
         if run.state == "finished":
             console.print(f"run {run.name!r} already finished; its results:")
             print_top(store, run)
+            print_closing(store, run, broker=bool(settings.broker_url))
             return
         console.print(
-            f"run {run.name!r} on {store.safe_url} with the {ex.name} executor"
+            f"run [bold]{run.name}[/bold] on {store.safe_url} with the {ex.name} executor"
             + (f" ({n_workers} worker process{'es' if n_workers > 1 else ''})" if ex.name == "local" else "")
+            + ("" if name or extras.get("name") else "; the name comes from the preset and settings (--name chooses one)")
         )
         try:
             run = ctl.run(run)
@@ -250,3 +260,4 @@ def register(app: typer.Typer) -> None:
             sys.exit(3)
         console.print(f"run {run.name!r} finished")
         print_top(store, run)
+        print_closing(store, run, broker=bool(settings.broker_url))

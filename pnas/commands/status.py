@@ -5,8 +5,10 @@ their last heartbeat.
 One aggregate query for the counts, one for the level timings, one per level for its best
 reward; ``--json`` prints one object for scripts (its keys only grow). ``--watch`` redraws
 every ``--interval`` seconds until the run stops running (with ``--json``, or when stdout is
-not a terminal: one object or one line per refresh). A worker whose last heartbeat is older
-than the lease is listed as ``offline``, after the live ones.
+not a terminal: one object or one line per refresh). A worker that exited, or whose last
+heartbeat is older than the lease, is ``offline``: after the live ones, the newest few, the
+rest folded into one line. Counts, level states, elapsed times and ETAs are `shared.progress`'s,
+as `pnas runs` and the dashboard have them.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from typing import TYPE_CHECKING
 import typer
 
 from shared.jobs import ALL_STATES, RunState
+from shared.progress import Tally, level_report, run_elapsed, run_eta
 from shared.settings import get_settings
+from shared.store.registry import worker_state
 
 if TYPE_CHECKING:
     from shared.jobs import RunView
@@ -36,36 +40,35 @@ def collect(store, ref: str | None) -> dict:
     timing = store.level_timing(run.id)
     now = store.db_now()
     out_levels = []
+    stopped_at = run.finished_at or run.updated_at
     for b in sorted(set(counts) | set(levels)):
         lv = levels.get(b)
         jobs = counts.get(b, {st: 0 for st in ALL_STATES})
         best = store.top(run.id, k=1, level=b)
         tm = timing.get(b, {})
-        total = sum(jobs.values())
-        finished = jobs["succeeded"] + jobs["failed"] + jobs["lost"]
-        elapsed = eta = None
-        if lv is not None:
-            end = lv.finished_at or (now if run.state == RunState.running.value else tm.get("last_finished") or now)
-            elapsed = max(0.0, (end - lv.started_at).total_seconds())
-            if lv.state != "done" and finished and total > finished:
-                eta = elapsed / finished * (total - finished)
-            elif lv.state != "done" and total == finished:
-                eta = 0.0
+        rep = level_report(
+            counts=jobs, level_state_value=lv.state if lv else None, level_started=lv.started_at if lv else None,
+            level_finished=lv.finished_at if lv else None, first_child_started=tm.get("first_started"),
+            last_child_finished=tm.get("last_finished"), run_state=run.state, run_stopped_at=stopped_at, now=now,
+        )  # fmt: skip
         out_levels.append(
             {
                 "b": b,
-                "state": lv.state if lv else "training",
+                "state": rep.state,
                 "candidates": lv.candidates if lv else None,
                 "jobs": jobs,
                 "best": best[0].reward if best else None,
                 "spearman_extrapolation": lv.spearman_extrapolation if lv else None,
                 "spearman_insample": lv.spearman_insample if lv else None,
-                "children": total,
+                "children": rep.tally.total,
+                "trained": rep.tally.trained,
+                "failed": rep.tally.failed,
+                "cancelled": rep.tally.cancelled,
                 "mean": tm.get("mean"),
-                "started_at": _iso(lv.started_at) if lv else None,
+                "started_at": _iso(rep.started_at),
                 "finished_at": _iso(lv.finished_at) if lv else None,
-                "elapsed_seconds": elapsed,
-                "eta_seconds": eta,
+                "elapsed_seconds": rep.elapsed_seconds,
+                "eta_seconds": rep.eta_seconds,
             }
         )
     top = store.top(run.id, k=1)
@@ -73,7 +76,8 @@ def collect(store, ref: str | None) -> dict:
                      key=lambda w: (w["state"] == "offline", w["seconds_ago"]))  # fmt: skip
     totals = {st: sum(lv["jobs"][st] for lv in out_levels) for st in ALL_STATES}
     finals = final_progress(store, run)
-    progress = _progress(run, out_levels, totals, now)
+    last_finished = max((t["last_finished"] for t in timing.values() if t["last_finished"]), default=None)
+    progress = _progress(run, out_levels, totals, now, last_finished=last_finished)
     gpus = per_gpu(workers, live_seconds=get_settings().lease_seconds)
     return {
         "run": run.name,
@@ -96,15 +100,15 @@ def collect(store, ref: str | None) -> dict:
 
 
 def _worker(w: dict, *, lease: float) -> dict:
-    """One worker for the list: ``offline`` once its heartbeat is older than the lease (the
-    same rule that declares its child lost), else ``training`` or ``idle``."""
-    state = "offline" if w["seconds_ago"] > lease else ("training" if w["job_id"] else "idle")
+    """One worker for the list, in the state `worker_state` gives it."""
+    state = worker_state(w, lease=lease)
     return {
         "name": w["name"],
         "hostname": w["hostname"],
         "device": w["device"],
         "job_id": w["job_id"],
         "last_seen": _iso(w["last_seen"]),
+        "stopped_at": _iso(w.get("stopped_at")),
         "seconds_ago": round(w["seconds_ago"], 1),
         "state": state,
     }
@@ -138,7 +142,7 @@ def _checkpoint_bytes(run_id: int) -> int | None:
         return None
 
 
-def _progress(run: RunView, levels: list[dict], totals: dict, now: datetime) -> dict:
+def _progress(run: RunView, levels: list[dict], totals: dict, now: datetime, *, last_finished: datetime | None) -> dict:
     """Run-wide: candidates scored, children trained of those expected, elapsed and ETA.
 
     The ETA assumes the remaining children (the levels not chosen yet count K each) take
@@ -146,31 +150,23 @@ def _progress(run: RunView, levels: list[dict], totals: dict, now: datetime) -> 
     from shared.config import SearchConfig
 
     from controller import evolution
+    from pnas.commands.runs import expected_children
 
     cfg = SearchConfig.from_json(run.config)
-    by_b = {lv["b"]: lv for lv in levels}
-    first = by_b[1]["children"] if 1 in by_b else len(cfg.space().one_block_cells())
-    expected = sum(
-        by_b[b]["children"] if b in by_b and by_b[b]["children"] else (first if b == 1 else cfg.beam)
-        for b in range(1, cfg.blocks + 1)
-    )
-    if cfg.strategy == "evolution":  # its levels are generations, its budget is PNAS's
-        expected = evolution.budget(cfg.space(), cfg.beam)
-    finished = totals["succeeded"] + totals["failed"] + totals["lost"]
-    end = run.finished_at or (now if run.state == RunState.running.value else run.updated_at)
-    elapsed = max(0.0, (end - run.created_at).total_seconds())
-    eta = None
-    if run.state not in (RunState.finished.value, RunState.aborted.value) and finished:
-        eta = elapsed / finished * max(0, expected - finished)
-    elif run.state == RunState.finished.value:
-        eta = 0.0
+    expected = expected_children(run.config, {lv["b"]: lv["children"] for lv in levels}) or 0
+    tally = Tally.of(totals)
+    elapsed = run_elapsed(created_at=run.created_at, run_state=run.state, stopped_at=run.finished_at or run.updated_at,
+                          last_child_finished=last_finished, now=now)  # fmt: skip
+    eta = run_eta(run_state=run.state, elapsed=elapsed, tally=tally, expected=expected)
     return {
         "strategy": cfg.strategy,
         "dataset": cfg.train.dataset,
         "blocks": cfg.blocks,
         "level_count": evolution.level_count(cfg),  # B, or an evolution run's generations
         "candidates_scored": sum(lv["candidates"] or 0 for lv in levels),
-        "children_trained": finished,
+        "children_trained": tally.trained,  # succeeded
+        "children_failed": tally.failed,  # failed or lost
+        "children_cancelled": tally.cancelled,
         "children_expected": expected,
         "elapsed_seconds": elapsed,
         "eta_seconds": eta,
@@ -199,6 +195,9 @@ def per_gpu(workers: list[dict], *, live_seconds: float) -> list[dict]:
     return [groups[key] for key in sorted(groups)]
 
 
+OFFLINE_SHOWN = 3  # the newest offline workers listed; each local search leaves its own behind
+
+
 def _iso(t: datetime | None) -> str | None:
     return t.isoformat() if t else None
 
@@ -213,9 +212,10 @@ def headline(st: dict) -> str:
 
     return (
         f"run {st['run']!r} (id {st['id']}, {st['strategy']} on {st['dataset']}): {st['state']}, level "
-        f"{st['level']}/{st['level_count']}; {st['children_trained']}/{st['children_expected']} children trained, "
-        f"{st['candidates_scored']:,} candidates scored; elapsed {duration(st['elapsed_seconds'])}, "
-        f"ETA {duration(st['eta_seconds']) if st['eta_seconds'] is not None else '?'}"
+        f"{st['level']}/{st['level_count']}; {Tally.of(st['jobs']).words(st['children_expected'])}, "
+        f"{st['candidates_scored']:,} candidates scored; elapsed {duration(st['elapsed_seconds'])}"
+        + (f", ETA {duration(st['eta_seconds'])}" if st["eta_seconds"] is not None
+           else ", ETA ?" if st["state"] == RunState.running.value else "")
     )
 
 
@@ -239,7 +239,7 @@ def render(st: dict):
             str(lv["b"]), lv["state"], f"{lv['candidates']:,}" if lv["candidates"] is not None else "-",
             *[str(lv["jobs"][s]) for s in ALL_STATES], _f(lv["best"]), _f(lv["mean"]),
             _f(lv["spearman_extrapolation"], ".3f"), duration(lv["elapsed_seconds"]),
-            duration(lv["eta_seconds"]) if lv["eta_seconds"] is not None else ("-" if lv["state"] == "done" else "?"),
+            duration(lv["eta_seconds"]) if lv["eta_seconds"] is not None else ("?" if lv["state"] == "training" else "-"),
         )  # fmt: skip
     parts.append(t)
     if st["best"]:
@@ -256,11 +256,16 @@ def render(st: dict):
         parts.append(Text("workers per GPU (live): " + "; ".join(
             f"{g['node']} GPU {g['gpu']} ({g['name']}): {g['workers']} of {g['slots']} slots, {g['training']} training"
             for g in st["gpus"])))  # fmt: skip
-    live = sum(w["state"] != "offline" for w in st["workers"])
-    parts.append(Text(f"workers seen ({live} live, {len(st['workers']) - live} offline):"))
-    for w in st["workers"]:
+    live = [w for w in st["workers"] if w["state"] != "offline"]
+    offline = [w for w in st["workers"] if w["state"] == "offline"]
+    parts.append(Text(f"workers seen ({len(live)} live, {len(offline)} offline):"))
+    for w in live + offline[:OFFLINE_SHOWN]:
         job = f"training job {w['job_id']}" if w["state"] == "training" else w["state"]
-        parts.append(Text(f"  {w['name']:<40} {w['device'] or '?':<28} last heartbeat {duration(w['seconds_ago'])} ago, {job}"))
+        heard = "exited" if w.get("stopped_at") else "last heartbeat"
+        parts.append(Text(f"  {w['name']:<40} {w['device'] or '?':<28} {heard} {duration(w['seconds_ago'])} ago, {job}"))
+    if len(offline) > OFFLINE_SHOWN:
+        parts.append(Text(f"  ... and {len(offline) - OFFLINE_SHOWN} more offline, the last heard from "
+                          f"{duration(offline[-1]['seconds_ago'])} ago (`pnas status --json` lists every one)"))
     return Group(*parts)
 
 

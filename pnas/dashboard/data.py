@@ -11,12 +11,14 @@ from typing import Any
 
 from pnas.render import cell_of, iso
 from shared.errors import UserError
-from shared.jobs import ALL_STATES, JobState, LevelState, RunState
+from pnas.commands.runs import expected_children
+from shared.jobs import ALL_STATES, JobState, RunState
+from shared.progress import Tally, level_report
 from shared.settings import Settings
 from shared.store.browse import SORTABLE, ChildrenQuery
+from shared.store.registry import worker_state
 
 LIVE_RUN_STATES = (RunState.created.value, RunState.running.value)
-_ENDED = (JobState.succeeded.value, JobState.failed.value, JobState.lost.value, JobState.cancelled.value)
 
 
 def _seconds(a: datetime | None, b: datetime | None) -> float | None:
@@ -29,42 +31,45 @@ def runs_data(store: Any) -> dict:
     runs = []
     for row in reversed(store.run_summaries()):
         r, jobs = row["run"], row["jobs"]
-        done = sum(jobs[st] for st in _ENDED)
+        tally = Tally.of(jobs)
         last = max((t for t in (r.updated_at, row["last_finished"]) if t), default=None)
         runs.append({
             "id": r.id, "name": r.name, "state": str(r.state), "level": r.level, "message": r.message,
             "strategy": r.config.get("strategy", "pnas"), "dataset": (r.config.get("train") or {}).get("dataset"),
-            "children_done": done, "children_total": sum(jobs.values()), "jobs": jobs, "best": row["best"],
+            "children_done": tally.done, "children_trained": tally.trained, "children_failed": tally.failed,
+            "children_cancelled": tally.cancelled, "children_total": tally.total,
+            "children_expected": expected_children(r.config or {}, row["level_totals"]), "jobs": jobs, "best": row["best"],
             "started_at": iso(r.created_at), "last_activity": iso(last),
             "idle_seconds": _seconds(last, now),
         })  # fmt: skip
     return {"now": iso(now), "runs": runs}
 
 
-def _level_rows(store: Any, run_id: int, now: datetime) -> list[dict]:
-    progress = store.level_overview(run_id)
-    levels = {lv.b: lv for lv in store.levels(run_id)}
+def _level_rows(store: Any, run: Any, now: datetime) -> list[dict]:
+    """Each level's state, progress, elapsed and ETA as `pnas status` has them (`shared.progress`)."""
+    progress = store.level_overview(run.id)
+    levels = {lv.b: lv for lv in store.levels(run.id)}
     rows = []
     for b in sorted(set(progress) | set(levels)):
         p = progress.get(b, {"states": {st: 0 for st in ALL_STATES}, "total": 0, "best": None, "mean": None,
                              "first_started": None, "last_finished": None, "child_seconds": 0.0})  # fmt: skip
         lv = levels.get(b)
-        live = lv is None or lv.state == LevelState.training
-        start = p["first_started"] or (lv.started_at if lv else None)
-        elapsed = _seconds(start, now if live else (lv.finished_at if lv and lv.finished_at else p["last_finished"]))
-        ended = sum(p["states"][st] for st in _ENDED)
-        remaining = p["states"][JobState.queued.value] + p["states"][JobState.running.value]
-        eta = None
-        if live and remaining and ended and elapsed:
-            eta = remaining * elapsed / ended  # at the rate this level has finished children so far
+        rep = level_report(
+            counts=p["states"], level_state_value=lv.state if lv else None, level_started=lv.started_at if lv else None,
+            level_finished=lv.finished_at if lv else None, first_child_started=p["first_started"],
+            last_child_finished=p["last_finished"], run_state=run.state, run_stopped_at=run.finished_at or run.updated_at,
+            now=now,
+        )  # fmt: skip
         rows.append({
-            "level": b, "state": str(lv.state) if lv else "training", "candidates": lv.candidates if lv else None,
+            "level": b, "state": rep.state, "candidates": lv.candidates if lv else None,
             "distinct_candidates": lv.distinct_candidates if lv else None,
-            "states": p["states"], "total": p["total"], "done": ended, "best": p["best"], "mean": p["mean"],
+            "states": p["states"], "total": p["total"], "done": rep.tally.trained, "trained": rep.tally.trained,
+            "failed": rep.tally.failed, "cancelled": rep.tally.cancelled, "progress": rep.progress,
+            "best": p["best"], "mean": p["mean"],
             "spearman_extrapolation": lv.spearman_extrapolation if lv else None,
             "spearman_insample": lv.spearman_insample if lv else None,
-            "started_at": iso(start), "finished_at": iso(lv.finished_at if lv else None),
-            "elapsed_seconds": elapsed, "eta_seconds": eta, "child_seconds": p["child_seconds"],
+            "started_at": iso(rep.started_at), "finished_at": iso(lv.finished_at if lv else None),
+            "elapsed_seconds": rep.elapsed_seconds, "eta_seconds": rep.eta_seconds, "child_seconds": p["child_seconds"],
         })  # fmt: skip
     return rows
 
@@ -85,7 +90,7 @@ def run_data(store: Any, ref: str | int) -> dict:
     if r is None:
         raise LookupError(f"no run {ref!r}")
     now = store.db_now()
-    levels = _level_rows(store, r.id, now)
+    levels = _level_rows(store, r, now)
     points = store.trained_points(r.id)
     baseline = None
     other_id = store.baseline_run(r.id)
@@ -101,7 +106,8 @@ def run_data(store: Any, ref: str | int) -> dict:
                 "blocks": r.config.get("blocks"), "beam": r.config.get("beam"), "seed": r.seed,
                 "created_at": iso(r.created_at), "updated_at": iso(r.updated_at), "finished_at": iso(r.finished_at),
                 "live": str(r.state) in LIVE_RUN_STATES},  # fmt: skip
-        "children": {"states": totals, "total": sum(totals.values()), "done": sum(totals[st] for st in _ENDED)},
+        "children": {"states": totals, "total": sum(totals.values()), "done": Tally.of(totals).done,
+                     "trained": Tally.of(totals).trained},
         "levels": levels,
         "charts": {
             "best_so_far": _best_so_far(points),
@@ -173,6 +179,6 @@ def workers_data(store: Any, settings: Settings) -> dict:
     live: list[dict] = []
     offline: list[dict] = []
     for w in store.workers():
-        row = {**w, "started_at": iso(w["started_at"]), "last_seen": iso(w["last_seen"])}
-        (live if w["seconds_ago"] <= settings.lease_seconds else offline).append(row)
+        row = {**w, "started_at": iso(w["started_at"]), "last_seen": iso(w["last_seen"]), "stopped_at": iso(w["stopped_at"])}
+        (offline if worker_state(w, lease=settings.lease_seconds) == "offline" else live).append(row)
     return {"lease_seconds": settings.lease_seconds, "live": live, "offline": offline}

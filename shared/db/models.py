@@ -169,3 +169,4 @@ class WorkerRow(Base):
     started_at: Mapped[datetime] = mapped_column(DateTime)
     last_seen: Mapped[datetime] = mapped_column(DateTime)
     job_id: Mapped[int | None] = mapped_column(Integer, index=True)  # the child it trains now, if any
+    stopped_at: Mapped[datetime | None] = mapped_column(DateTime)  # it exited (None: running, or died unheard)

@@ -76,7 +76,8 @@ class Reports(StoreBase):
 
     def run_summaries(self) -> list[dict]:
         """One dict per run (oldest first): the run's columns, its search children by state,
-        their best reward and the time of the last finished child, in one aggregate query."""
+        their best reward, the time of the last finished child and the children per level
+        (``level_totals``), in two aggregate queries."""
         with self._tx() as s:
             agg = (
                 select(
@@ -92,11 +93,16 @@ class Reports(StoreBase):
             q = select(Run, *[agg.c[st] for st in ALL_STATES], agg.c.best, agg.c.last_finished).outerjoin(
                 agg, agg.c.run_id == Run.id
             )
+            per_level: dict[int, dict[int, int]] = {}
+            q2 = select(ChildJob.run_id, ChildJob.level, func.count()).where(ChildJob.kind == "search")
+            for run_id, level, n in s.execute(q2.group_by(ChildJob.run_id, ChildJob.level)):
+                per_level.setdefault(run_id, {})[int(level)] = int(n)
             out = []
             for row in s.execute(q.order_by(Run.id)):
                 run = run_view(row[0])
                 counts = {st: int(row[1 + i] or 0) for i, st in enumerate(ALL_STATES)}
-                out.append({"run": run, "jobs": counts, "best": row[-2], "last_finished": as_datetime(row[-1])})
+                out.append({"run": run, "jobs": counts, "best": row[-2], "last_finished": as_datetime(row[-1]),
+                            "level_totals": per_level.get(run.id, {})})  # fmt: skip
             return out
 
     def level_timing(self, run_id: int, *, kind: str = "search") -> dict[int, dict]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import REDIS_URL
+from tests.conftest import REDIS_URL, ROOT
 from tests.integration.cluster import PrivatePostgres, PrivateRedis, Workers, base_env, redis_or_fail
 
 
@@ -14,12 +14,21 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.integration)
 
 
+OWNER_KEY = "pnas-tests:checkout"  # which checkout's tests use this Redis database
+
+
 @pytest.fixture
 def redis_url() -> str:
-    """The shared Redis, in its own database number, emptied first."""
+    """The shared Redis, in this checkout's own database number, emptied first; a database
+    another checkout's tests hold (a hash collision) is a clear failure, never emptied."""
     client = redis_or_fail(REDIS_URL)
     try:
+        owner = client.get(OWNER_KEY)
+        if owner is not None and owner.decode() != str(ROOT):
+            pytest.fail(f"{REDIS_URL} is in use by the tests of {owner.decode()}; set PNAS_TEST_REDIS_URL to "
+                        "another database number", pytrace=False)  # fmt: skip
         client.flushdb()
+        client.set(OWNER_KEY, str(ROOT), ex=3600)
     finally:
         client.close()
     return REDIS_URL

@@ -47,7 +47,8 @@ def test_runs_lists_both_runs(cli, store):
     assert set(runs) == {"t", "r"}
     t = runs["t"]
     assert (t["state"], t["strategy"], t["dataset"], t["level"], t["blocks"]) == ("finished", "pnas", "digits", 3, 3)
-    assert t["children_done"] == t["children_total"] == 21 + 4 + 4
+    assert t["children_done"] == t["children_total"] == t["children_expected"] == 21 + 4 + 4
+    assert (t["children_trained"], t["children_failed"]) == (28, 1)  # as `pnas status` counts them
     assert t["jobs"]["failed"] == 1
     assert t["best"] == store.top(store.require_run("t").id, k=1)[0].reward
     code, out, _ = cli("runs")
@@ -64,7 +65,7 @@ def test_status_json_keeps_its_shape_and_adds_progress(cli, store):
     assert [lv["b"] for lv in st["levels"]] == [1, 2, 3]
     assert st["levels"][0]["jobs"]["succeeded"] == 20 and st["levels"][0]["candidates"] == 21
     # and what this issue adds
-    assert st["children_trained"] == st["children_expected"] == 29
+    assert (st["children_trained"], st["children_failed"], st["children_expected"]) == (28, 1, 29)
     assert st["candidates_scored"] == sum(lv["candidates"] for lv in st["levels"]) > 29
     assert st["eta_seconds"] == 0.0 and st["elapsed_seconds"] > 0
     run = store.require_run("t")
@@ -245,13 +246,15 @@ def test_final_enqueues_then_runs_now_and_lands_in_the_same_table(cli, store, fi
     run = store.require_run("t")
     best = store.top(run.id, k=1)[0]
     args = ("final", "t", "--epochs", "2", "--n", "1", "--filters", "8", "--json")
-    code, out, _ = cli(*args)
-    assert code == 0
-    queued = json.loads(out)
-    assert (queued["state"], queued["action"], queued["kind"], queued["level"]) == ("queued", "queued", "final", 0)
-    assert queued["train"] == {"epochs": 2, "cells_per_stage": 1, "filters": 8, "evaluate_test": True}
-    assert queued["arch_id"] == best.arch_id and queued["from_job"] == best.id
-    assert json.loads(cli(*args)[1])["id"] == queued["id"], "the same request finds the same job"
+    # no broker: nothing would take a queued job, so it is refused in one line, nothing stored
+    code, out, err = cli(*args)
+    assert code == 2 and "no broker (PNAS_BROKER_URL" in err and "--run-now" in err and len(err.strip().splitlines()) == 1
+    assert store.jobs(run.id, kind="final") == []
+    # a job queued while a broker was configured: --run-now takes that one, it adds none
+    train = {"epochs": 2, "cells_per_stage": 1, "filters": 8, "evaluate_test": True}
+    (waiting,) = store.add_jobs(run.id, level=0, children=[(best.arch_id, best.cell, None, None)], max_attempts=2,
+                                kind="final", train=train)  # fmt: skip
+    queued = {"id": waiting}
 
     code, out, _ = cli(*args, "--run-now")
     assert code == 0
@@ -267,18 +270,20 @@ def test_final_enqueues_then_runs_now_and_lands_in_the_same_table(cli, store, fi
     assert "test accuracy" in cli("show", str(queued["id"]))[1]
     # the search's numbers do not change
     st = json.loads(cli("status", "t", "--json")[1])
-    assert st["children_trained"] == 29 and st["best"]["job"] == best.id
+    assert st["children_trained"] == 28 and st["best"]["job"] == best.id
     (fin,) = st["finals"]
     assert (fin["job"], fin["state"], fin["epoch"], fin["epochs"]) == (queued["id"], "succeeded", 2, 2)
     assert "epoch 2 of 2" in cli("status", "t")[1]
+    assert json.loads(cli(*args)[1])["id"] == queued["id"], "the same request finds the same job, broker or not"
 
     # a named recipe, stored with the job; flags override its fields
-    code, out, _ = cli("final", "t", "--recipe", "paper-cifar", "--epochs", "1", "--n", "1", "--filters", "8",
-                       "--batch-size", "64", "--json")
-    assert code == 0
-    rec = json.loads(out)
-    assert rec["id"] != queued["id"] and rec["train"]["recipe"] == "paper-cifar"
+    from pnas.commands.final import final_overrides
+
+    rec = {"train": final_overrides(run.config, recipe_name="paper-cifar", epochs=1, cells_per_stage=1, filters=8,
+                                    batch_size=64)}  # fmt: skip
+    assert rec["train"]["recipe"] == "paper-cifar"
     assert (rec["train"]["epochs"], rec["train"]["aux_head"], rec["train"]["drop_path_keep_prob"]) == (1, True, 0.6)
+    assert cli("final", "t", "--recipe", "paper-cifar", "--epochs", "1")[0] == 2  # no broker, no --run-now
     assert cli("final", "t", "--recipe", "paper-imagenet")[0] == 2
     # the final training's test accuracy gets its figure
     code, text, _ = cli("plot", "t", "--out", str(finished.dir / "plots-final"), "--json")

@@ -35,7 +35,7 @@ def read_npz(path: str):
     x, y = data["x_train"], data["y_train"]
     xt, yt = data.get("x_test"), data.get("y_test")
     _check_pair(where, "train", x, y)
-    if xt is not None:
+    if xt is not None and yt is not None:  # both or neither, checked above
         _check_pair(where, "test", xt, yt)
         if xt.shape[1:] != x.shape[1:]:
             raise UserError(f"{where}: x_test images are {xt.shape[1:]}, x_train images {x.shape[1:]}")

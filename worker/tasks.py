@@ -3,7 +3,8 @@
 Delivery is at least once, so the task is idempotent through the store: `run_job` claims
 the job with one conditional update and drops a message whose job is taken, finished or out
 of attempts. A payload that is not exactly one positive integer is never executed; if a job
-id can still be read from it, that job gets a final failure saying why.
+id can still be read from it, that job gets a final failure saying why. A body that is not
+Celery's ``[args, kwargs, embed]`` never reaches the task: `worker.message_check` drops it.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def _gpu_trainer(job_id: int):
     return guard(load_trainer(settings.trainer), job_id, share, client, queue=settings.queue, ttl=settings.gpu_slot_ttl)
 
 
-@app.task(name=TASK_NAME, bind=True)
+@app.task(name=TASK_NAME, bind=True, Strategy="worker.message_check:checked")
 def train_child(self: Any, *args: Any, **kwargs: Any) -> str:
     try:
         job_id = parse_job_id(args, kwargs)

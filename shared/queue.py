@@ -14,6 +14,11 @@ from shared.errors import UserError
 from shared.settings import Settings
 
 TASK_NAME = "pnas.train_child"  # the controller sends by this name; it never imports the worker
+# Before a run's first child: one worker loads the dataset and answers on a reply queue
+# (``DATASET_REPLY_PREFIX`` + a random hex), so a dataset no worker has stops the search;
+# the controller sends it to the queue its children go to.
+DATASET_TASK = "pnas.check_dataset"
+DATASET_REPLY_PREFIX = "pnas.reply."
 TIME_LIMIT_GRACE = 60  # seconds between the soft limit (the child fails cleanly) and the hard kill
 
 

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     db_outage_seconds: float = Field(600.0, gt=0)
     # The Celery executor gives up (the run stops, resumable) after the broker is gone this long.
     broker_outage_seconds: float = Field(3600.0, gt=0)
+    # A new Celery search asks a worker to load its dataset first; with no answer in this
+    # long it says so (and goes on waiting), so a farm with no worker up is never silent.
+    dataset_check_seconds: float = Field(30.0, gt=0)
     # `pnas worker --gpu auto` refuses to start without a GPU (also implied by CUDA_VISIBLE_DEVICES).
     require_gpu: bool = False
     poll_seconds: float = Field(2.0, gt=0)  # longest wait between the controller's DB polls

@@ -10,10 +10,12 @@ Celery's ``[args, kwargs, embed]`` never reaches the task: `worker.message_check
 from __future__ import annotations
 
 import logging
+import re
+import socket
 from typing import Any
 
 from shared.errors import UserError
-from shared.queue import TASK_NAME
+from shared.queue import DATASET_REPLY_PREFIX, DATASET_TASK, TASK_NAME
 from shared.settings import get_settings
 from worker.celery_app import app
 from worker.process import store, training
@@ -84,3 +86,33 @@ def train_child(self: Any, *args: Any, **kwargs: Any) -> str:
             log.warning("job %s handed back but not re-sent (%s); the controller's reconcile will", job_id, exc)
     log.info("job %s: %s %s", job_id, outcome.state, outcome.detail)
     return outcome.state
+
+
+@app.task(name=DATASET_TASK, bind=True, Strategy="worker.message_check:checked")
+def check_dataset(self: Any, train: Any = None, reply_to: Any = None) -> str:
+    """Load a search's dataset as its children will (``train``: its TrainConfig as JSON) and
+    answer on the reply queue ``reply_to``: {"ok", "error", "worker", "host"}."""
+    from pydantic import ValidationError
+
+    from shared.config import TrainConfig
+    from shared.errors import DatasetError
+    from worker.datasets import load_for_child
+
+    if not (isinstance(reply_to, str) and re.fullmatch(re.escape(DATASET_REPLY_PREFIX) + "[0-9a-f]{32}", reply_to)):
+        log.error("message %s dropped: the dataset check names no reply queue (%r)", self.request.id, reply_to)
+        return "dropped"
+    answer = {"ok": True, "error": None, "worker": self.request.hostname, "host": socket.gethostname()}
+    try:
+        load_for_child(TrainConfig.model_validate(train), get_settings().data_dir)
+    except (ValidationError, TypeError) as exc:
+        answer.update(ok=False, error=f"the dataset check's settings are not valid here ({exc.__class__.__name__})")
+    except DatasetError as exc:
+        answer.update(ok=False, error=str(exc))
+    with self.app.connection_for_write() as conn:
+        replies = conn.SimpleQueue(reply_to, no_ack=True)
+        try:
+            replies.put(answer, serializer="json")
+        finally:
+            replies.close()
+    log.info("dataset check for %s: %s", reply_to, "ok" if answer["ok"] else answer["error"])
+    return "ok" if answer["ok"] else "missing"

@@ -31,6 +31,8 @@ def ask_a_worker(
     conn = app.connection_for_write()
     try:
         with conn:
+            timeout = app.conf.broker_connection_timeout  # PNAS_BROKER_TIMEOUT
+            conn.ensure_connection(max_retries=1, interval_start=0.2, timeout=timeout)
             replies = conn.SimpleQueue(reply_to, no_ack=True)
             try:
                 answer = _wait(app, replies, queue=queue, train=train, reply_to=reply_to, wait_seconds=wait_seconds, say=say)
@@ -38,7 +40,10 @@ def ask_a_worker(
                 replies.queue(conn.default_channel).delete()  # the reply list and its binding
                 replies.close()
     except (OperationalError, *conn.connection_errors) as exc:
-        raise UserError(f"cannot reach the broker at {broker} to check the dataset ({type(exc).__name__}: {exc})") from None
+        raise UserError(
+            f"cannot reach the broker at {broker} to check the dataset ({type(exc).__name__}: {exc}); "
+            "check PNAS_BROKER_URL (redis:// or rediss:// as the server speaks) and that it runs"
+        ) from None
     where = f"worker {answer.get('worker')} on host {answer.get('host')}"
     if not answer.get("ok"):
         raise UserError(f"{answer.get('error')} ({where}); nothing was queued: make the dataset available to the workers")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from shared.config import TrainConfig
-from shared.settings import get_settings
+from shared.settings import endpoint, get_settings
 
 
 def check_dataset(t: TrainConfig, *, executor: str) -> str | None:
@@ -39,7 +39,7 @@ def check_on_a_worker(executor: Any, t: TrainConfig, *, say: Callable[[str], Non
     from controller.dataset_probe import ask_a_worker
 
     where = ask_a_worker(
-        executor.app, queue=executor.queue, train=t, broker=executor.safe_broker_url,
+        executor.app, queue=executor.queue, train=t, broker=endpoint(executor.broker_url),
         wait_seconds=get_settings().dataset_check_seconds, say=say,
     )  # fmt: skip
     say(f"dataset {t.dataset} checked by {where}")

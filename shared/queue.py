@@ -47,7 +47,14 @@ def celery_config(settings: Settings) -> dict:
         # A child that kills its worker (out of memory) must not loop forever; the database
         # bounds attempts instead (lease -> lost -> requeued while attempts remain).
         task_reject_on_worker_lost=False,
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout},
+        # Connect, TLS handshake and each reply bounded (PNAS_BROKER_TIMEOUT): rediss:// on a
+        # plain Redis is an error to retry, not a silent hang.
+        broker_connection_timeout=settings.broker_timeout,
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout,
+            "socket_connect_timeout": settings.broker_timeout,
+            "socket_timeout": settings.broker_timeout,
+        },
         # One child per fresh process: TensorFlow gives GPU memory back only when it exits.
         worker_max_tasks_per_child=1,
         worker_concurrency=1,

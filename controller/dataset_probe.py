@@ -10,6 +10,7 @@ which host, before anything is queued. Until a worker answers, a line says so ev
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any, Callable
 
@@ -52,8 +53,6 @@ def ask_a_worker(
 
 def _wait(app: Any, replies: Any, *, queue: str, train: TrainConfig, reply_to: str, wait_seconds: float,
           say: Callable[[str], None]) -> dict:  # fmt: skip
-    import time
-
     sent = float("-inf")
     waited = 0.0
     while True:

@@ -132,8 +132,8 @@ def register(app: typer.Typer) -> None:
         store = Store.from_settings(settings)
         store.ensure_schema(auto_upgrade=False)
         store.dispose()
+        bounded = celery_config(settings)  # the connect and handshake timeouts the worker will use
         try:
-            bounded = celery_config(settings)  # the connect and handshake timeouts the worker will use
             with Connection(settings.broker_url, connect_timeout=settings.broker_timeout,
                             transport_options=bounded["broker_transport_options"]) as conn:  # fmt: skip
                 conn.ensure_connection(max_retries=1, interval_start=0.2, timeout=settings.broker_timeout)

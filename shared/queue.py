@@ -14,6 +14,11 @@ from shared.errors import UserError
 from shared.settings import Settings
 
 TASK_NAME = "pnas.train_child"  # the controller sends by this name; it never imports the worker
+# Before a run's first child: one worker loads the dataset and answers on a reply queue
+# (``DATASET_REPLY_PREFIX`` + a random hex), so a dataset no worker has stops the search;
+# the controller sends it to the queue its children go to.
+DATASET_TASK = "pnas.check_dataset"
+DATASET_REPLY_PREFIX = "pnas.reply."
 TIME_LIMIT_GRACE = 60  # seconds between the soft limit (the child fails cleanly) and the hard kill
 
 
@@ -42,7 +47,14 @@ def celery_config(settings: Settings) -> dict:
         # A child that kills its worker (out of memory) must not loop forever; the database
         # bounds attempts instead (lease -> lost -> requeued while attempts remain).
         task_reject_on_worker_lost=False,
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout},
+        # Connect, TLS handshake and each reply bounded (PNAS_BROKER_TIMEOUT): rediss:// on a
+        # plain Redis is an error to retry, not a silent hang.
+        broker_connection_timeout=settings.broker_timeout,
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout,
+            "socket_connect_timeout": settings.broker_timeout,
+            "socket_timeout": settings.broker_timeout,
+        },
         # One child per fresh process: TensorFlow gives GPU memory back only when it exits.
         worker_max_tasks_per_child=1,
         worker_concurrency=1,

@@ -40,8 +40,16 @@ class Settings(BaseSettings):
     db_outage_seconds: float = Field(600.0, gt=0)
     # The Celery executor gives up (the run stops, resumable) after the broker is gone this long.
     broker_outage_seconds: float = Field(3600.0, gt=0)
+    # A new Celery search asks a worker to load its dataset first; with no answer in this
+    # long it says so (and goes on waiting), so a farm with no worker up is never silent.
+    dataset_check_seconds: float = Field(30.0, gt=0)
     # `pnas worker --gpu auto` refuses to start without a GPU (also implied by CUDA_VISIBLE_DEVICES).
     require_gpu: bool = False
+    # Connecting to the database or the broker (TLS handshake included) gives up after this,
+    # so that a wrong scheme (rediss:// on a plain Redis) or a port that never answers is one
+    # line in seconds, not a silent hang; where an outage is expected the caller retries.
+    db_connect_timeout: int = Field(10, ge=2)  # whole seconds: libpq's connect_timeout
+    broker_timeout: float = Field(10.0, gt=0)  # also bounds one Redis reply (all are quick)
     poll_seconds: float = Field(2.0, gt=0)  # longest wait between the controller's DB polls
     db_pool_size: int = Field(2, ge=1)  # per process: workers hold few connections
     log_level: str = "WARNING"  # local worker processes: quiet; progress comes from the controller
@@ -81,6 +89,23 @@ class Settings(BaseSettings):
     @property
     def checkpoint_location(self) -> str:
         return self.checkpoint_url or str(self.data_dir.parent / "checkpoints")
+
+
+def endpoint(url: str) -> str:
+    """``scheme://host:port`` of a database or broker URL, without user, password or path."""
+    from urllib.parse import urlsplit
+
+    try:
+        u = urlsplit(url)
+        host, port = u.hostname, u.port
+    except ValueError:  # a port that is not a number
+        return url.split("://", 1)[0] + "://?"
+    if not host:
+        return url.split("?", 1)[0] if u.scheme.startswith("sqlite") else f"{u.scheme}://{u.path or '?'}"
+    default = 5432 if u.scheme.startswith("postgres") else {"redis": 6379, "rediss": 6379, "amqp": 5672}.get(u.scheme)
+    port = port or default
+    host = f"[{host}]" if ":" in host else host
+    return f"{u.scheme}://{host}" + (f":{port}" if port else "")
 
 
 @lru_cache(maxsize=1)

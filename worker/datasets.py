@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from shared.errors import DatasetError, UserError
+from worker.npz import read_npz
 from worker.splits import split_indices
 
 OFFLINE_ENV = "PNAS_OFFLINE"  # set to 1: never download, use the cache or fail clearly
@@ -129,7 +130,7 @@ def dataset_spec(name: str, *, image_size: int | None = None) -> tuple[tuple[int
         shape, classes, _ = _REMOTE[name]
         return shape, classes
     if name.startswith("npz:"):
-        x, y, _, yt = _read_npz(name[4:])
+        x, y, _, yt = read_npz(name[4:])
         shape = x.shape[1:] if x.ndim == 4 else (*x.shape[1:], 1)
         return tuple(int(d) for d in shape), _num_classes(y if yt is None else np.concatenate([y, yt]))
     if name.startswith("folder:"):
@@ -181,7 +182,7 @@ def load_dataset(
     elif name in _REMOTE:
         x, y, xt, yt = _remote(name, Path(cache_dir), allow_download)
     elif name.startswith("npz:"):
-        x, y, xt, yt = _read_npz(name[4:])
+        x, y, xt, yt = read_npz(name[4:])
     elif name.startswith("folder:"):
         from worker.folder import load_folder
 
@@ -254,57 +255,6 @@ def _digits():
     x = (d.images / 16.0).astype(np.float32)  # pixel values 0..16
     rest, test = split_indices(len(x), validation_size=DIGITS_TEST_SIZE, seed=DIGITS_TEST_SEED)
     return x[rest], d.target[rest], x[test], d.target[test]
-
-
-# --- npz ----------------------------------------------------------------------------------
-def _read_npz(path: str):
-    p = Path(path).expanduser()
-    where = f"npz file {p}"
-    if not path:
-        raise UserError("npz dataset needs a path: npz:PATH")
-    if not p.is_file():
-        raise UserError(f"{where} does not exist")
-    try:
-        with np.load(p, allow_pickle=False) as f:
-            data = {k: f[k] for k in f.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise UserError(f"{where} cannot be read as .npz ({type(exc).__name__}: {exc})") from None
-    missing = [k for k in ("x_train", "y_train") if k not in data]
-    if missing:
-        raise UserError(f"{where} lacks {', '.join(missing)} (it has: {', '.join(data) or 'nothing'})")
-    if ("x_test" in data) != ("y_test" in data):
-        raise UserError(f"{where} must have both x_test and y_test, or neither")
-    x, y = data["x_train"], data["y_train"]
-    xt, yt = data.get("x_test"), data.get("y_test")
-    _check_pair(where, "train", x, y)
-    if xt is not None:
-        _check_pair(where, "test", xt, yt)
-        if xt.shape[1:] != x.shape[1:]:
-            raise UserError(f"{where}: x_test images are {xt.shape[1:]}, x_train images {x.shape[1:]}")
-    return x, y.reshape(-1), xt, None if yt is None else yt.reshape(-1)
-
-
-def _check_pair(where: str, part: str, x: np.ndarray, y: np.ndarray) -> None:
-    if len(x) == 0:
-        raise UserError(f"{where}: x_{part} is empty")
-    if x.ndim not in (3, 4):
-        raise UserError(f"{where}: x_{part} must be (N, H, W) or (N, H, W, C), got shape {x.shape}")
-    if not (np.issubdtype(x.dtype, np.number) and not np.issubdtype(x.dtype, np.complexfloating)):
-        raise UserError(f"{where}: x_{part} must hold numbers, got dtype {x.dtype}")
-    if not np.all(np.isfinite(x)):
-        raise UserError(f"{where}: x_{part} holds NaN or infinite values")
-    if y.ndim > 2 or (y.ndim == 2 and y.shape[1] != 1):
-        raise UserError(f"{where}: y_{part} must be class indices of shape (N,), got {y.shape}")
-    y = y.reshape(-1)
-    if len(y) != len(x):
-        raise UserError(f"{where}: x_{part} has {len(x)} images but y_{part} has {len(y)} labels")
-    if not np.issubdtype(y.dtype, np.integer):
-        if not (np.issubdtype(y.dtype, np.floating) and np.all(np.mod(y, 1) == 0)):
-            raise UserError(f"{where}: y_{part} must hold integer class indices, got dtype {y.dtype}")
-    if y.min() < 0:
-        raise UserError(f"{where}: y_{part} has label {int(y.min())}; labels must be 0..K-1")
-    if part == "train" and int(y.max()) < 1:
-        raise UserError(f"{where}: y_train holds a single class; need at least 2")
 
 
 # --- downloads ----------------------------------------------------------------------------

@@ -3,16 +3,19 @@
 Delivery is at least once, so the task is idempotent through the store: `run_job` claims
 the job with one conditional update and drops a message whose job is taken, finished or out
 of attempts. A payload that is not exactly one positive integer is never executed; if a job
-id can still be read from it, that job gets a final failure saying why.
+id can still be read from it, that job gets a final failure saying why. A body that is not
+Celery's ``[args, kwargs, embed]`` never reaches the task: `worker.message_check` drops it.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+import socket
 from typing import Any
 
 from shared.errors import UserError
-from shared.queue import TASK_NAME
+from shared.queue import DATASET_REPLY_PREFIX, DATASET_TASK, TASK_NAME
 from shared.settings import get_settings
 from worker.celery_app import app
 from worker.process import store, training
@@ -58,7 +61,7 @@ def _gpu_trainer(job_id: int):
     return guard(load_trainer(settings.trainer), job_id, share, client, queue=settings.queue, ttl=settings.gpu_slot_ttl)
 
 
-@app.task(name=TASK_NAME, bind=True)
+@app.task(name=TASK_NAME, bind=True, Strategy="worker.message_check:checked")
 def train_child(self: Any, *args: Any, **kwargs: Any) -> str:
     try:
         job_id = parse_job_id(args, kwargs)
@@ -83,3 +86,33 @@ def train_child(self: Any, *args: Any, **kwargs: Any) -> str:
             log.warning("job %s handed back but not re-sent (%s); the controller's reconcile will", job_id, exc)
     log.info("job %s: %s %s", job_id, outcome.state, outcome.detail)
     return outcome.state
+
+
+@app.task(name=DATASET_TASK, bind=True, Strategy="worker.message_check:checked")
+def check_dataset(self: Any, train: Any = None, reply_to: Any = None) -> str:
+    """Load a search's dataset as its children will (``train``: its TrainConfig as JSON) and
+    answer on the reply queue ``reply_to``: {"ok", "error", "worker", "host"}."""
+    from pydantic import ValidationError
+
+    from shared.config import TrainConfig
+    from shared.errors import DatasetError
+    from worker.datasets import load_for_child
+
+    if not (isinstance(reply_to, str) and re.fullmatch(re.escape(DATASET_REPLY_PREFIX) + "[0-9a-f]{32}", reply_to)):
+        log.error("message %s dropped: the dataset check names no reply queue (%r)", self.request.id, reply_to)
+        return "dropped"
+    answer = {"ok": True, "error": None, "worker": self.request.hostname, "host": socket.gethostname()}
+    try:
+        load_for_child(TrainConfig.model_validate(train), get_settings().data_dir)
+    except (ValidationError, TypeError) as exc:
+        answer.update(ok=False, error=f"the dataset check's settings are not valid here ({exc.__class__.__name__})")
+    except DatasetError as exc:
+        answer.update(ok=False, error=str(exc))
+    with self.app.connection_for_write() as conn:
+        replies = conn.SimpleQueue(reply_to, no_ack=True)
+        try:
+            replies.put(answer, serializer="json")
+        finally:
+            replies.close()
+    log.info("dataset check for %s: %s", reply_to, "ok" if answer["ok"] else answer["error"])
+    return "ok" if answer["ok"] else "missing"

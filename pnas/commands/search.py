@@ -236,6 +236,10 @@ def register(app: typer.Typer) -> None:
 
             hook = load_callable(settings.controller_hook, what="PNAS_CONTROLLER_HOOK")
         ctl = Controller(store=store, executor=ex, settings=settings, reporter=RichReporter(), hook=hook)
+        if ex.name == "celery" and store.get_run(run_name) is None:  # before a new run's first child
+            from pnas.dataset_check import check_on_a_worker
+
+            check_on_a_worker(ex, cfg.train, say=lambda text: console.print(text, highlight=False))
         run = ctl.open_run(name=run_name, config=cfg)
         if run.state == "finished":
             console.print(f"run {run.name!r} already finished; its results:")

@@ -125,16 +125,23 @@ def register(app: typer.Typer) -> None:
 
         from kombu import Connection
 
+        from shared.queue import celery_config
+        from shared.settings import endpoint
         from shared.store import Store
 
         store = Store.from_settings(settings)
         store.ensure_schema(auto_upgrade=False)
         store.dispose()
+        bounded = celery_config(settings)  # the connect and handshake timeouts the worker will use
         try:
-            with Connection(settings.broker_url, connect_timeout=5) as conn:
-                conn.ensure_connection(max_retries=2, interval_start=0.2, interval_step=0.5, timeout=5)
+            with Connection(settings.broker_url, connect_timeout=settings.broker_timeout,
+                            transport_options=bounded["broker_transport_options"]) as conn:  # fmt: skip
+                conn.ensure_connection(max_retries=1, interval_start=0.2, timeout=settings.broker_timeout)
         except Exception as exc:
-            raise UserError(f"cannot reach the broker at {settings.broker_url.split('@')[-1]}: {exc}") from None
+            raise UserError(
+                f"cannot reach the broker at {endpoint(settings.broker_url)} ({type(exc).__name__}: {exc}); "
+                "check PNAS_BROKER_URL (redis:// or rediss:// as the server speaks) and that it runs"
+            ) from None
 
         queue = queue or settings.queue
         tag = "cpu" if gpu == "none" else f"gpu{gpu}" if gpu != "auto" else "auto"

@@ -24,13 +24,15 @@ def pg_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, *, pool_size: int = 2, null_pool: bool = False) -> Engine:
+def make_engine(url: str, *, pool_size: int = 2, null_pool: bool = False, connect_timeout: int | None = None) -> Engine:
     """An engine with the settings this project needs on each backend.
 
     SQLite: WAL and a busy timeout so that several local worker processes can share the
     file, and ``BEGIN IMMEDIATE`` so that a writer never fails half-way through upgrading
     a read lock. PostgreSQL: a small pool with pre-ping (workers hold few connections and
-    survive a database restart).
+    survive a database restart), and a connect timeout (``PNAS_DB_CONNECT_TIMEOUT`` unless
+    given) that covers the TLS handshake and startup too: a server that never answers is an
+    error, not a hang.
     """
     url = pg_url(url)
     if url.startswith("sqlite"):
@@ -53,7 +55,13 @@ def make_engine(url: str, *, pool_size: int = 2, null_pool: bool = False) -> Eng
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
+    if connect_timeout is None:
+        from shared.settings import get_settings
+
+        connect_timeout = get_settings().db_connect_timeout
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    if url.startswith("postgresql"):
+        kwargs["connect_args"] = {"connect_timeout": int(connect_timeout)}
     if null_pool:
         kwargs["poolclass"] = NullPool
     else:

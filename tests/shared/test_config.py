@@ -123,3 +123,12 @@ def test_search_cli_reports_a_bad_predictor_update_in_one_line(tmp_path):
     assert p.returncode == 2
     assert p.stderr.strip().splitlines()[-1] == "error: invalid setting predictor_update: Input should be 'refit' or 'finetune'"
     assert "Traceback" not in p.stderr
+
+
+def test_an_endpoint_names_scheme_host_and_port_and_never_a_password():
+    from shared.settings import endpoint
+
+    assert endpoint("rediss://:secret@10.0.0.5:6380/2") == "rediss://10.0.0.5:6380"
+    assert endpoint("redis://redis/0") == "redis://redis:6379"
+    assert endpoint("postgresql://pnas:secret@db/pnas") == "postgresql://db:5432"
+    assert endpoint("sqlite:///pnas.db") == "sqlite:///pnas.db"

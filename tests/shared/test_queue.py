@@ -18,7 +18,8 @@ def test_the_shared_config_is_safe_and_one_child_per_process():
     assert c["accept_content"] == ["json"] and c["task_serializer"] == "json"
     assert c["task_acks_late"] and c["worker_prefetch_multiplier"] == 1
     assert c["task_reject_on_worker_lost"] is False
-    assert c["broker_transport_options"] == {"visibility_timeout": 7200}
+    assert c["broker_transport_options"] == {"visibility_timeout": 7200, "socket_connect_timeout": 10.0, "socket_timeout": 10.0}
+    assert c["broker_connection_timeout"] == 10.0
     assert c["worker_max_tasks_per_child"] == 1 and c["task_ignore_result"]
     assert c["task_soft_time_limit"] == 3600 and c["task_time_limit"] == 3660
     assert c["task_routes"] == {TASK_NAME: {"queue": "pnas"}}

@@ -91,6 +91,9 @@ Y = np.arange(8) % 2
         ({"x_train": X, "y_train": Y, "x_test": X}, "both x_test and y_test"),
         ({"x_train": X, "y_train": Y, "x_test": X[:, :2], "y_test": Y}, "x_test images are"),
         ({"x_train": X * np.nan, "y_train": Y}, "NaN"),
+        ({"x_train": X, "y_train": np.where(Y == 1, 1_000_000, Y)}, r"2 classes but labels \[1000000\] outside 0\.\.1; number"),
+        ({"x_train": X, "y_train": Y * 2}, r"labels \[2\] outside 0\.\.1"),  # a class missing in between
+        ({"x_train": X, "y_train": Y, "x_test": X, "y_test": Y + 1}, r"y_test has labels \[2\] that are not among y_train's classes 0\.\.1"),
     ],
 )
 def test_each_bad_npz_gives_its_user_error(tmp_path, arrays, message):
@@ -102,9 +105,14 @@ def test_each_bad_npz_gives_its_user_error(tmp_path, arrays, message):
 
 def test_unreadable_or_missing_npz(tmp_path):
     junk = tmp_path / "junk.npz"
-    junk.write_bytes(b"not a zip file at all")
+    junk.write_bytes(b"PK but not a zip file at all")
     with pytest.raises(UserError, match="cannot be read as .npz"):
         load_dataset(f"npz:{junk}", validation_size=2, seed=0, cache_dir=tmp_path)
+    text = tmp_path / "text.npz"
+    text.write_text("x_train,y_train\n1,2\n")  # numpy calls this "pickled (object) data"
+    with pytest.raises(UserError, match=r"text.npz is not an npz file \(numpy.savez writes a zip archive") as err:
+        load_dataset(f"npz:{text}", validation_size=2, seed=0, cache_dir=tmp_path)
+    assert "pickle" not in str(err.value)
     with pytest.raises(UserError, match="does not exist"):
         load_dataset(f"npz:{tmp_path / 'nope.npz'}", validation_size=2, seed=0, cache_dir=tmp_path)
 

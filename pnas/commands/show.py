@@ -10,6 +10,7 @@ import typer
 
 from pnas.render import cell_of, console, dumps, duration, iso, job_dict, num, open_store
 from shared.errors import UserError
+from shared.logtails import sections
 
 if TYPE_CHECKING:
     from shared.store import Store
@@ -62,6 +63,8 @@ def collect(store: Store, job_id: int, *, with_equivalent: bool = False) -> dict
         "error_class": j.error_class,
         "error_message": j.error_message,
         "log_tail": j.log_tail,
+        # each attempt's tail under its own label, oldest first (`shared.logtails`)
+        "logs": [{"attempt": a.attempt, "label": a.label, "text": a.text} for a in sections(j.log_tail)],
         "epochs": store.epochs(j.id),
         "duplicate_of": j.duplicate_of,
         **({"equivalent": equivalent(j.cell, run.config)} if with_equivalent else {}),
@@ -126,7 +129,7 @@ def register(app: typer.Typer) -> None:
             c.print("  no epochs recorded", highlight=False)
         if d["error_class"] or d["error_message"]:
             c.print(f"  [red]error[/red] ({d['error_class']}): {d['error_message']}", highlight=False)
-        if d["log_tail"] and log_lines > 0:
-            c.print(f"  log tail (last {log_lines} lines):", highlight=False)
-            for line in d["log_tail"].splitlines()[-log_lines:]:
+        for a in d["logs"] if log_lines > 0 else []:
+            c.print(f"  log tail of {a['label']} (last {log_lines} lines):", highlight=False, markup=False)
+            for line in a["text"].splitlines()[-log_lines:]:
                 c.print(f"    {line}", highlight=False, markup=False)

@@ -104,14 +104,14 @@ class Workers:
         self.procs: dict[str, subprocess.Popen] = {}
         self.n = 0
 
-    def start(self, count: int = 1, *, wait_store=None, **extra_env: str) -> list[str]:
+    def start(self, count: int = 1, *, wait_store=None, args: tuple[str, ...] = (), **extra_env: str) -> list[str]:
         names = []
         for _ in range(count):
             self.n += 1
             name = f"w{self.n}-{os.getpid()}@test"
             log = open(self.tmp / f"worker{self.n}.log", "w")
             self.procs[name] = subprocess.Popen(
-                [sys.executable, "-m", "pnas.cli", "worker", "--gpu", "none", "--name", name, "--loglevel", "INFO"],
+                [sys.executable, "-m", "pnas.cli", "worker", "--gpu", "none", "--name", name, "--loglevel", "INFO", *args],
                 env={**self.env, **extra_env},
                 cwd=ROOT,
                 stdout=log,

@@ -276,3 +276,21 @@ def test_the_predicted_chart_says_why_it_is_empty(store: Any) -> None:
 def test_favicon_is_served(store: Any) -> None:
     r = client(store).get("/favicon.ico")
     assert r.status_code == 200 and r.headers["content-type"].startswith("image/svg+xml") and b"<svg" in r.content
+
+
+def test_the_start_line_says_what_the_dashboard_allows(capsys: Any, monkeypatch: Any, sqlite_url: str) -> None:
+    import uvicorn
+
+    from shared.settings import get_settings
+
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: None)  # the line, not the server
+    monkeypatch.setenv("PNAS_DATABASE_URL", sqlite_url)
+    monkeypatch.setenv("PNAS_DASHBOARD_TOKEN", "t0k")
+    get_settings.cache_clear()
+    try:
+        code, out, _ = run_cli(capsys, "dashboard", "--allow-actions")
+        assert code == 0 and "(retry and cancel allowed, token required)" in out
+        code, out, _ = run_cli(capsys, "dashboard")
+        assert code == 0 and "(read-only, token required)" in out
+    finally:
+        get_settings.cache_clear()

@@ -32,6 +32,15 @@ def equivalent(cell: list, run_config: dict) -> list[dict]:
     return out
 
 
+def where(store: Store, worker: str | None, device: str | None, state: str) -> str:
+    """Which worker, on which device, trains or trained a child, as far as the store knows
+    (a child's device is recorded when it succeeds; before, the worker's own is shown)."""
+    if not worker:
+        return "not taken by a worker yet" if state == "queued" else "no worker recorded"
+    device = device or next((w["device"] for w in store.workers() if w["name"] == worker), None)
+    return f"{worker} on {device}" if device else f"{worker} (device not reported)"
+
+
 def collect(store: Store, job_id: int, *, with_equivalent: bool = False) -> dict:
     j = store.job(job_id)
     if j is None:
@@ -53,6 +62,7 @@ def collect(store: Store, job_id: int, *, with_equivalent: bool = False) -> dict
         "max_attempts": j.max_attempts,
         "worker": j.worker,
         "device": j.device,
+        "where": where(store, j.worker, j.device, str(j.state)),
         "train": j.train,
         "queued_at": iso(j.queued_at),
         "started_at": iso(j.started_at),
@@ -95,14 +105,15 @@ def register(app: typer.Typer) -> None:
             pred = (f", predicted {num(d['predicted'])} (rank {d['predicted_rank']}{of}, "
                     f"by the predictor fitted at level {d['predictor_level']})")  # fmt: skip
         test = f", test accuracy {num(d['test_accuracy'])} (reported only)" if d["test_accuracy"] is not None else ""
-        c.print(f"[bold]job {d['id']}[/bold] of run {d['run']!r}: {d['kind']} child, level {d['level']}, "
+        what = "final training" if d["kind"] == "final" else f"{d['kind']} child, level {d['level']}"
+        c.print(f"[bold]job {d['id']}[/bold] of run {d['run']!r}: {what}, "
                 f"[bold]{d['state']}[/bold], accuracy {num(d['accuracy'])}{test}{pred}", highlight=False)  # fmt: skip
         c.print(f"  cell {d['arch_id']}: {d['cell']}", highlight=False)
         dup = f"; trained before as job {d['duplicate_of']} (a run made before network ids)" if d["duplicate_of"] else ""
         c.print(f"  network {d['network_id'] or '-'}{dup}", highlight=False)
         for b in d["blocks"]:
             c.print(f"    {b}", highlight=False)
-        c.print(f"  attempts {d['attempts']} of {d['max_attempts']}; worker {d['worker'] or '-'} on {d['device'] or '-'}; "
+        c.print(f"  attempts {d['attempts']} of {d['max_attempts']}; {'worker ' if d['worker'] else ''}{d['where']}; "
                 f"params {d['params'] or '-'}; {duration(d['elapsed_seconds'])} (training {num(d['wall_seconds'], '.1f')}s)",
                 highlight=False)  # fmt: skip
         c.print(f"  queued {d['queued_at'] or '-'}, started {d['started_at'] or '-'}, finished {d['finished_at'] or '-'}",

@@ -172,7 +172,6 @@ def child_data(store: Any, job_id: int) -> dict:
         attempts.setdefault(e["attempt"], []).append(e)
     d["curves"] = [{"attempt": a, "epochs": es} for a, es in sorted(attempts.items())]
     d["state"] = str(d["state"])
-    d["where"] = _where(store, d)
     d["level_word"] = level_word(store.run_config(d["run_id"]))
     d["final"] = _final_source(store, d) if d["kind"] == "final" else None
     d["retryable"] = d["state"] in (JobState.failed.value, JobState.lost.value)
@@ -204,16 +203,6 @@ def _no_prediction_why(strategy: str, levels: list[dict], points: list) -> str:
         return ("level 1 has no prediction (it trains one-block cells before any predictor exists); "
                 "level 2's children will be chosen and predicted by the predictor fitted on level 1")
     return f"level {later[0]['level']}'s children have predictions; none of them has finished training yet"
-
-
-def _where(store: Any, d: dict) -> str:
-    """Which worker, on which device, trains or trained this child, as far as anyone knows."""
-    if not d["worker"]:
-        return "not taken by a worker yet" if d["state"] == JobState.queued.value else "no worker recorded"
-    device = d["device"]  # set when the attempt succeeds
-    if not device:
-        device = next((w["device"] for w in store.workers() if w["name"] == d["worker"]), None)
-    return f"{d['worker']} on {device}" if device else f"{d['worker']} (device not reported)"
 
 
 def _final_source(store: Any, d: dict) -> dict:

@@ -294,3 +294,20 @@ def test_the_start_line_says_what_the_dashboard_allows(capsys: Any, monkeypatch:
         assert code == 0 and "(read-only, token required)" in out
     finally:
         get_settings.cache_clear()
+
+
+def test_pnas_show_says_a_final_training_is_one(seeded: tuple[Any, int, list[int]], capsys: Any, monkeypatch: Any) -> None:
+    from shared.settings import get_settings
+
+    store, rid, ids = seeded
+    best = store.job(ids[1])
+    (fid,) = store.add_jobs(rid, level=0, children=[(best.arch_id, best.cell, None, None)], max_attempts=2, kind="final",
+                            train={"recipe": "paper-cifar"})  # fmt: skip
+    monkeypatch.setenv("PNAS_DATABASE_URL", store.url)
+    get_settings.cache_clear()
+    try:
+        code, out, _ = run_cli(capsys, "show", str(fid))
+    finally:
+        get_settings.cache_clear()
+    assert code == 0 and "final training, queued" in out and "level 0" not in out
+    assert "attempts 0 of 2; not taken by a worker yet" in out and "- on -" not in out

@@ -159,6 +159,11 @@ def create_app(store: Any, settings: Settings, *, allow_actions: bool = False, t
         kids = data.children_data(store, rid, data.children_query(dict(request.query_params)))
         return page(request, "_children.html", d={"run": {"id": rid}}, kids=kids)
 
+    def finals_part(request: Request) -> Response:
+        rid = run_id_of(request.path_params["ref"])
+        run = store.get_run(rid)
+        return page(request, "_finals.html", d={"run": {"id": rid, "name": run.name}, "finals": data.finals_data(store, rid)})
+
     def child_part(request: Request) -> Response:
         name = "_child_attempts.html" if request.query_params.get("section") == "attempts" else "_child.html"
         return page(request, name, c=data.child_data(store, int(request.path_params["id"])))
@@ -270,6 +275,7 @@ def create_app(store: Any, settings: Settings, *, allow_actions: bool = False, t
         Route("/part/runs", runs_part),
         Route("/part/runs/{ref}", run_part),
         Route("/part/runs/{ref}/children", children_part),
+        Route("/part/runs/{ref}/finals", finals_part),
         Route("/part/children/{id:int}", child_part),
         Route("/part/workers", workers_part),
         Route("/api/runs", api_runs),

@@ -213,6 +213,9 @@ def test_final_trainings_are_on_the_run_page(world: World, browser: Any) -> None
                                   kind="final", train={"recipe": "paper-cifar"})  # fmt: skip
     browser.get(f"{world.readonly}/runs/{rid}")
     row = browser.find_element(By.CSS_SELECTOR, f"#finals-table tr[data-id='{fid}']")
+    wait_for("the finals box to refresh itself", lambda: browser.execute_script(
+        "return document.getElementById('finals').dataset.updated;"))  # fmt: skip
+    row = browser.find_element(By.CSS_SELECTOR, f"#finals-table tr[data-id='{fid}']")
     assert "paper-cifar" in row.text and "queued" in row.text
     row.find_element(By.TAG_NAME, "a").click()
     wait_for("the final training's page", lambda: f"/children/{fid}" in browser.current_url)
@@ -221,6 +224,24 @@ def test_final_trainings_are_on_the_run_page(world: World, browser: Any) -> None
     assert browser.find_element(By.ID, "child-where").text == "not taken by a worker yet"
     assert "level 0" not in browser.find_element(By.CSS_SELECTOR, "#child p.summary").text
     shot(browser, "final")
+
+
+def test_a_retried_child_shows_each_attempt_s_log_under_its_label(world: World, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    rid = _trained_run(world, "retried-b", "pnas")
+    (jid,) = world.store.add_jobs(rid, level=1, children=[("r0", [[-1, "max3x3", -1, "max3x3"]], None, None)], max_attempts=2)
+    a = world.store.claim(jid, worker="w-test", lease_seconds=60)
+    world.store.fail(jid, attempt=a, error_class="retryable", message="OOM", log_tail="Traceback: OOM", retryable=True)
+    a = world.store.claim(jid, worker="w-test", lease_seconds=60)
+    world.store.finish(jid, attempt=a, result=TrainResult(reward=0.8, reward_epoch=1, history=[], params=1, wall_seconds=1.0,
+                                                          device="cpu"), log_tail="epoch 1: val 0.8")  # fmt: skip
+    browser.get(f"{world.readonly}/children/{jid}")
+    labels = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#child-attempts h3.log-label")]
+    logs = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#child-attempts pre.log")]
+    assert labels == ["attempt 1: failed, to be retried (retryable: OOM)", "attempt 2: succeeded (accuracy 0.8000)"]
+    assert logs == ["Traceback: OOM", "epoch 1: val 0.8"]
+    shot(browser, "child-retried-logs")
 
 
 def test_the_favicon_is_served(world: World, browser: Any) -> None:

@@ -148,6 +148,20 @@ def test_lost_jobs_stay_lost_when_out_of_attempts(store):
     assert p["counts"]["lost"] == 1 and p["requeueable"] == 0
 
 
+def test_a_lost_attempt_is_labelled_in_the_log_tail(store):
+    run = _run(store)
+    (job,) = _jobs(store, run, 1, max_attempts=2)
+    store.claim(job, worker="w-gone", lease_seconds=0.1)
+    time.sleep(0.3)
+    assert store.sweep_expired() == [job] and store.requeue_lost() == [job]
+    a = store.claim(job, worker="w", lease_seconds=60)
+    result = TrainResult(reward=0.5, reward_epoch=1, history=[], params=1, wall_seconds=1.0, device="cpu")
+    assert store.finish(job, attempt=a, result=result, log_tail="fine")
+    got = [(s.label, s.text) for s in sections(store.job(job).log_tail)]
+    assert got == [("attempt 1: lost (worker w-gone stopped renewing its lease)", ""),
+                   ("attempt 2: succeeded (accuracy 0.5000)", "fine")]  # fmt: skip
+
+
 def test_final_failure_keeps_error_and_log(store):
     run = _run(store)
     (job,) = _jobs(store, run, 1)

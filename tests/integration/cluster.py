@@ -137,7 +137,14 @@ class Workers:
     def pool_children(self, name: str) -> list[int]:
         pid = self.procs[name].pid
         out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
-        return [int(x) for x in out.split()]
+
+        def is_log_filter(child: int) -> bool:  # `pnas worker`'s stderr filter (shared.tf_noise), not a pool child
+            try:
+                return b"shared.tf_noise" in Path(f"/proc/{child}/cmdline").read_bytes()
+            except OSError:
+                return False
+
+        return [int(x) for x in out.split() if not is_log_filter(int(x))]
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         p = self.procs[name]

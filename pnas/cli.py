@@ -22,7 +22,7 @@ import typer
 from shared.errors import NothingToShow, UserError
 from shared.tf_noise import hush_tensorflow, quiet_stderr
 
-# Commands whose stderr is left alone: `worker` hands its process to Celery, and `search`
+# Commands whose stderr is left alone here: `worker` filters the Celery it becomes, and `search`
 # filters its own predictor fit and keeps its local workers' logs (TF errors there matter).
 LOUD_COMMANDS = frozenset({"worker", "search"})
 
@@ -65,6 +65,8 @@ def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     verbose = "--verbose" in args
     args = [a for a in args if a != "--verbose"]
+    if verbose:  # for the processes a command starts (a worker's Celery and its pool children)
+        os.environ["PNAS_VERBOSE"] = "1"
     command = next((a for a in args if not a.startswith("-")), None)
     hush = not verbose and command not in LOUD_COMMANDS
     if hush:

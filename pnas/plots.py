@@ -27,7 +27,7 @@ class PlotFile:
     height: int
 
 
-def accuracy_per_level(rewards: dict[int, list[float]], *, title: str) -> Figure:
+def accuracy_per_level(rewards: dict[int, list[float]], *, title: str, axis: str = "level b (blocks per cell)") -> Figure:
     """Every child's accuracy by level (jittered points over a box), the best marked."""
     fig = Figure(figsize=(7, 4.5), dpi=DPI)
     ax = fig.add_subplot(1, 1, 1)
@@ -39,7 +39,7 @@ def accuracy_per_level(rewards: dict[int, list[float]], *, title: str) -> Figure
         ax.scatter(b + rng.uniform(-0.18, 0.18, len(y)), y, s=12, alpha=0.6, color="tab:blue")
         ax.scatter([b], [y.max()], marker="*", s=120, color="tab:red", zorder=3)
     ax.set_xticks(levels)
-    ax.set_xlabel("level b (blocks per cell)")
+    ax.set_xlabel(axis)
     ax.set_ylabel("validation accuracy")
     ax.set_title(title)
     ax.grid(alpha=0.3)
@@ -84,26 +84,51 @@ def best_so_far(curves: dict[str, list[float]], *, title: str) -> Figure:
     return fig
 
 
-def pnas_vs_random(runs: dict[str, tuple[list[float], dict[int, list[float]]]], *, title: str) -> Figure:
-    """Two panels: best-so-far against children trained, and mean accuracy per level
-    (the paper's comparison of PNAS with random search at the same budget)."""
-    fig = Figure(figsize=(11, 4.5), dpi=DPI)
-    ax1 = fig.add_subplot(1, 2, 1)
-    ax2 = fig.add_subplot(1, 2, 2)
-    for label, (ordered, by_level) in runs.items():
+STRATEGY_NAMES = {"pnas": "PNAS", "random": "random search", "evolution": "regularized evolution"}
+
+
+def strategy_name(run: RunView) -> str:
+    strategy = run.config.get("strategy") or "pnas"
+    return STRATEGY_NAMES.get(strategy, strategy)
+
+
+def level_axis(run: RunView) -> str:
+    """What a run's levels are: an evolution run's are generations, the others' block counts."""
+    return "generation" if run.config.get("strategy") == "evolution" else "level b (blocks per cell)"
+
+
+def _mean_clipped(values: list[float]) -> tuple[float, float, float]:
+    """(mean, error below, error above): mean ± std, the bar clipped to accuracy's [0, 1]."""
+    m, sd = float(np.mean(values)), float(np.std(values))
+    return m, m - max(0.0, m - sd), min(1.0, m + sd) - m
+
+
+def comparison(runs: dict[str, tuple[list[float], dict[int, list[float]], str]], *, title: str) -> Figure:
+    """Best-so-far against children trained, then mean accuracy per level: one panel per kind
+    of level (block levels b, generations), since a generation is not a number of blocks.
+
+    ``runs``: label -> (rewards in training order, rewards by level, what the levels are)."""
+    axes_of = list(dict.fromkeys(axis for _, _, axis in runs.values()))
+    fig = Figure(figsize=(5.5 * (1 + len(axes_of)), 4.5), dpi=DPI)
+    ax1 = fig.add_subplot(1, 1 + len(axes_of), 1)
+    right = {axis: fig.add_subplot(1, 1 + len(axes_of), 2 + i) for i, axis in enumerate(axes_of)}
+    for i, (label, (ordered, by_level, axis)) in enumerate(runs.items()):
+        colour = f"C{i}"
         y = np.maximum.accumulate(np.asarray(ordered, dtype=float))
-        ax1.step(np.arange(1, len(y) + 1), y, where="post", label=label)
+        ax1.step(np.arange(1, len(y) + 1), y, where="post", label=label, color=colour)
         lv = sorted(by_level)
-        ax2.errorbar(lv, [np.mean(by_level[b]) for b in lv], yerr=[np.std(by_level[b]) for b in lv],
-                     marker="o", capsize=3, label=label)  # fmt: skip
+        stats = [_mean_clipped(by_level[b]) for b in lv]
+        right[axis].errorbar(lv, [m for m, _, _ in stats], yerr=[[lo for _, lo, _ in stats], [hi for _, _, hi in stats]],
+                             marker="o", capsize=3, label=label, color=colour)  # fmt: skip
     ax1.set_xlabel("children trained")
     ax1.set_ylabel("best validation accuracy so far")
     ax1.set_title("best so far")
-    ax2.set_xticks(sorted({b for _, by_level in runs.values() for b in by_level}))
-    ax2.set_xlabel("level b")
-    ax2.set_ylabel("mean validation accuracy (± std)")
-    ax2.set_title("children per level")
-    for ax in (ax1, ax2):
+    for axis, ax in right.items():
+        ax.set_xticks(sorted({b for _, by_level, a in runs.values() if a == axis for b in by_level}))
+        ax.set_xlabel(axis)
+        ax.set_ylabel("mean validation accuracy (± std, within [0, 1])")
+        ax.set_title("children per generation" if axis == "generation" else "children per level")
+    for ax in (ax1, *right.values()):
         ax.grid(alpha=0.3)
         ax.legend(loc="lower right")
     fig.suptitle(title)
@@ -169,8 +194,8 @@ def write_plots(store, run: RunView, out: Path, *, compare: RunView | None = Non
     by_level = _by_level(trained)
     name = f"{run.name} ({run.config.get('strategy')}, {(run.config.get('train') or {}).get('dataset')})"
 
-    t = f"accuracy per level: {name}"
-    files.append(save(accuracy_per_level(by_level, title=t), out / "accuracy_per_level.png", name="accuracy_per_level", title=t))
+    t = f"accuracy per {level_axis(run).split(' (')[0]}: {name}"
+    files.append(save(accuracy_per_level(by_level, title=t, axis=level_axis(run)), out / "accuracy_per_level.png", name="accuracy_per_level", title=t))
 
     spearman = {lv.b: lv.spearman_extrapolation for lv in store.levels(run.id)}
     pred: dict[int, tuple[list[float], list[float], float | None]] = {}
@@ -210,12 +235,13 @@ def write_plots(store, run: RunView, out: Path, *, compare: RunView | None = Non
 
     other = compare or comparison_run(store, run)
     if other is None:
-        skipped.append("pnas_vs_random: no run with the other strategy on the same dataset")
+        skipped.append("comparison: no run with another strategy on the same dataset (or name one with --compare)")
     else:
-        other_trained = store.trained_children(other.id)
         runs = {}
-        for r, jobs in ((run, trained), (other, other_trained)):
-            runs[f"{r.name} ({r.config.get('strategy')})"] = ([j.reward for j in jobs], _by_level(jobs))
-        t = f"PNAS vs random search on {(run.config.get('train') or {}).get('dataset')}"
-        files.append(save(pnas_vs_random(runs, title=t), out / "pnas_vs_random.png", name="pnas_vs_random", title=t))
+        for r, jobs in ((run, trained), (other, store.trained_children(other.id))):
+            runs[f"{r.name} ({r.config.get('strategy')})"] = ([j.reward for j in jobs], _by_level(jobs), level_axis(r))
+        t = f"{strategy_name(run)} vs {strategy_name(other)} on {(run.config.get('train') or {}).get('dataset')}"
+        if strategy_name(run) == strategy_name(other):
+            t = f"{run.name} vs {other.name} ({strategy_name(run)}) on {(run.config.get('train') or {}).get('dataset')}"
+        files.append(save(comparison(runs, title=t), out / "comparison.png", name="comparison", title=t))
     return files, skipped

@@ -5,7 +5,9 @@ warning, the CPU-instructions notice, ``E0000 ... failed call to cuInit``) from 
 should see. `quiet_stderr()` runs a block with the process's stderr (file descriptor 2, where
 C++ writes) sent through a pipe; a thread writes every line that is not noise on to the real
 stderr as it comes, so progress lines stay live. `hush_tensorflow()` sets what TensorFlow
-reads at import to log less (call it before TensorFlow is imported).
+reads at import to log less (call it before TensorFlow is imported). `python -m shared.tf_noise`
+is a filter program (stdin to stderr, noise dropped) for a command that ends by exec'ing
+another program (`pnas worker` becomes Celery, whose pool children import TensorFlow).
 """
 
 from __future__ import annotations
@@ -88,3 +90,14 @@ def quiet_stderr() -> Iterator[None]:
         pump.join(timeout=5)
         os.close(read_fd)
         os.close(saved)
+
+
+def _filter_stdin() -> None:
+    """Copy stdin to stderr line by line as lines come, without the noise."""
+    for raw in sys.stdin.buffer:
+        if not is_noise(raw.decode("utf-8", "replace")):
+            os.write(2, raw)
+
+
+if __name__ == "__main__":
+    _filter_stdin()

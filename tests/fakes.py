@@ -9,6 +9,7 @@ Environment knobs:
   the real trainer checks after every batch);
 - ``PNAS_FAKE_FAIL``: comma-separated arch ids that raise (final failures);
 - ``PNAS_FAKE_FAIL_ALL=1``: every child raises;
+- ``PNAS_FAKE_NOISE=1``: write TensorFlow's CUDA probing lines to file descriptor 2 first;
 - ``PNAS_FAKE_LOG``: append one line per trained child to this file (to count trainings);
 - ``PNAS_FAKE_LOAD_DATASET=1``: load the run's dataset first, as the real trainer does.
 """
@@ -40,10 +41,17 @@ def true_reward(cell) -> float:
     return 0.2 + 0.7 * sum(vals) / len(vals) + 0.01 * len(cell.blocks)
 
 
+TF_NOISE = ("E0000 00:00:1765000000.000000  4242 cuda_executor.cc:1228] failed call to cuInit: INTERNAL: CUDA error: "
+            "Failed call to cuInit: UNKNOWN ERROR (303)\n"
+            "W0000 00:00:1765000000.000000  4242 gpu_device.cc:2342] Cannot dlopen some GPU libraries.\n")
+
+
 def instant_trainer(cell, train, *, seed=0, on_epoch=None, log=None, check=None, **_):
     sleep = float(os.environ.get("PNAS_FAKE_SLEEP", "0"))
     if log:
         log(f"fake training {cell.arch_id}")
+    if os.environ.get("PNAS_FAKE_NOISE") == "1":  # what importing TensorFlow prints on a machine without a GPU
+        os.write(2, TF_NOISE.encode())
     if os.environ.get("PNAS_FAKE_LOAD_DATASET") == "1":
         from shared.settings import get_settings
         from worker.datasets import load_for_child

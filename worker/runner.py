@@ -294,7 +294,7 @@ def run_job(
 
     root.removeHandler(tail)
     try:  # the heartbeat keeps the lease until the result is recorded (the DB may be restarting)
-        ok = retry_db(lambda: store.finish(job_id, attempt=attempt, result=result), what="record the result")
+        ok = retry_db(lambda: store.finish(job_id, attempt=attempt, result=result, log_tail=tail.text()), what="record the result")
     finally:
         heartbeat.stop()
     if not ok:

@@ -33,7 +33,7 @@ def register(app: typer.Typer) -> None:
         host: str = typer.Option("127.0.0.1", help="Address to bind (anything beyond loopback needs PNAS_DASHBOARD_TOKEN)."),
         port: int = typer.Option(8080, help="TCP port."),
         allow_actions: bool = typer.Option(False, "--allow-actions",
-                                           help="Offer retry on run and child pages (needs PNAS_DASHBOARD_TOKEN)."),
+                                           help="Offer retry and cancel on run and child pages (needs PNAS_DASHBOARD_TOKEN)."),
     ) -> None:
         """A live web dashboard of the runs, children and workers (read-only by default)."""
         from shared.store import Store
@@ -58,7 +58,7 @@ def register(app: typer.Typer) -> None:
         from pnas.dashboard import create_app
 
         web = create_app(reader, settings, allow_actions=allow_actions, token=token, action_store=writer)
-        mode = "retry allowed" if allow_actions else "read-only"
+        mode = "retry and cancel allowed" if allow_actions else "read-only"
         shown = f"[{host}]" if ":" in host else host
         print(f"pnas dashboard on http://{shown}:{port}/ ({mode}{', token required' if token else ''}), "
               f"reading {reader.safe_url}", flush=True)  # fmt: skip

@@ -1,8 +1,9 @@
 """`pnas plot RUN --out DIR [--compare RUN] [--json]`: PNG figures of a run.
 
 accuracy_per_level.png, predicted_vs_measured.png (one panel per level, with its Spearman),
-best_so_far.png and, when a run with the other strategy exists on the same dataset (or
-``--compare`` names one), pnas_vs_random.png.
+best_so_far.png and, when a run with another strategy exists on the same dataset (or
+``--compare`` names one), comparison.png, titled with both strategies (PNAS vs regularized
+evolution, PNAS vs random search...).
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ def register(app: typer.Typer) -> None:
     def plot(
         run: str = typer.Argument(..., help="Run name or id."),
         out: Path = typer.Option(..., "--out", "-o", help="Directory for the PNG files (created if missing)."),
-        compare: str = typer.Option(None, "--compare", help="The run to compare with (default: the latest run with the other strategy on the same dataset)."),
+        compare: str = typer.Option(None, "--compare", help="The run to compare with (default: the latest run with another strategy on the same dataset)."),
         as_json: bool = typer.Option(False, "--json", help="List the files as JSON."),
     ) -> None:
-        """PNGs: accuracy per level, predicted vs measured, best so far, PNAS vs random."""
+        """PNGs: accuracy per level, predicted vs measured, best so far, one strategy against another."""
         import matplotlib
 
         matplotlib.use("Agg")

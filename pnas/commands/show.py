@@ -10,6 +10,7 @@ import typer
 
 from pnas.render import cell_of, console, dumps, duration, iso, job_dict, num, open_store
 from shared.errors import UserError
+from shared.logtails import sections
 
 if TYPE_CHECKING:
     from shared.store import Store
@@ -29,6 +30,15 @@ def equivalent(cell: list, run_config: dict) -> list[dict]:
             continue
         out.append({"arch_id": c.arch_id, "cell": c.readable(), "cell_json": c.to_list()})
     return out
+
+
+def where(store: Store, worker: str | None, device: str | None, state: str) -> str:
+    """Which worker, on which device, trains or trained a child, as far as the store knows
+    (a child's device is recorded when it succeeds; before, the worker's own is shown)."""
+    if not worker:
+        return "not taken by a worker yet" if state == "queued" else "no worker recorded"
+    device = device or next((w["device"] for w in store.workers() if w["name"] == worker), None)
+    return f"{worker} on {device}" if device else f"{worker} (device not reported)"
 
 
 def collect(store: Store, job_id: int, *, with_equivalent: bool = False) -> dict:
@@ -52,6 +62,7 @@ def collect(store: Store, job_id: int, *, with_equivalent: bool = False) -> dict
         "max_attempts": j.max_attempts,
         "worker": j.worker,
         "device": j.device,
+        "where": where(store, j.worker, j.device, str(j.state)),
         "train": j.train,
         "queued_at": iso(j.queued_at),
         "started_at": iso(j.started_at),
@@ -62,6 +73,8 @@ def collect(store: Store, job_id: int, *, with_equivalent: bool = False) -> dict
         "error_class": j.error_class,
         "error_message": j.error_message,
         "log_tail": j.log_tail,
+        # each attempt's tail under its own label, oldest first (`shared.logtails`)
+        "logs": [{"attempt": a.attempt, "label": a.label, "text": a.text} for a in sections(j.log_tail)],
         "epochs": store.epochs(j.id),
         "duplicate_of": j.duplicate_of,
         **({"equivalent": equivalent(j.cell, run.config)} if with_equivalent else {}),
@@ -92,14 +105,15 @@ def register(app: typer.Typer) -> None:
             pred = (f", predicted {num(d['predicted'])} (rank {d['predicted_rank']}{of}, "
                     f"by the predictor fitted at level {d['predictor_level']})")  # fmt: skip
         test = f", test accuracy {num(d['test_accuracy'])} (reported only)" if d["test_accuracy"] is not None else ""
-        c.print(f"[bold]job {d['id']}[/bold] of run {d['run']!r}: {d['kind']} child, level {d['level']}, "
+        what = "final training" if d["kind"] == "final" else f"{d['kind']} child, level {d['level']}"
+        c.print(f"[bold]job {d['id']}[/bold] of run {d['run']!r}: {what}, "
                 f"[bold]{d['state']}[/bold], accuracy {num(d['accuracy'])}{test}{pred}", highlight=False)  # fmt: skip
         c.print(f"  cell {d['arch_id']}: {d['cell']}", highlight=False)
         dup = f"; trained before as job {d['duplicate_of']} (a run made before network ids)" if d["duplicate_of"] else ""
         c.print(f"  network {d['network_id'] or '-'}{dup}", highlight=False)
         for b in d["blocks"]:
             c.print(f"    {b}", highlight=False)
-        c.print(f"  attempts {d['attempts']} of {d['max_attempts']}; worker {d['worker'] or '-'} on {d['device'] or '-'}; "
+        c.print(f"  attempts {d['attempts']} of {d['max_attempts']}; {'worker ' if d['worker'] else ''}{d['where']}; "
                 f"params {d['params'] or '-'}; {duration(d['elapsed_seconds'])} (training {num(d['wall_seconds'], '.1f')}s)",
                 highlight=False)  # fmt: skip
         c.print(f"  queued {d['queued_at'] or '-'}, started {d['started_at'] or '-'}, finished {d['finished_at'] or '-'}",
@@ -126,7 +140,7 @@ def register(app: typer.Typer) -> None:
             c.print("  no epochs recorded", highlight=False)
         if d["error_class"] or d["error_message"]:
             c.print(f"  [red]error[/red] ({d['error_class']}): {d['error_message']}", highlight=False)
-        if d["log_tail"] and log_lines > 0:
-            c.print(f"  log tail (last {log_lines} lines):", highlight=False)
-            for line in d["log_tail"].splitlines()[-log_lines:]:
+        for a in d["logs"] if log_lines > 0 else []:
+            c.print(f"  log tail of {a['label']} (last {log_lines} lines):", highlight=False, markup=False)
+            for line in a["text"].splitlines()[-log_lines:]:
                 c.print(f"    {line}", highlight=False, markup=False)

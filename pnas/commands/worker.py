@@ -61,6 +61,24 @@ def gpu_label(device: str, slot: int, k: int, node: str, names: str) -> str:
     return f"GPU {device} slot {slot + 1}/{k} node {node}: {names}"
 
 
+# Celery warns at every start when the worker runs as root, as it does in a container.
+ROOT_WARNING = "ignore:You're running the worker with superuser privileges"
+
+
+def quiet_worker_logs(env: dict) -> None:
+    """Without --verbose: drop TensorFlow's start-up lines (CUDA probing, cuInit, CPU
+    instructions) that each pool child prints when it imports TensorFlow, and Celery's
+    superuser warning. The worker's own lines and real errors pass."""
+    env["PYTHONWARNINGS"] = ",".join(w for w in (env.get("PYTHONWARNINGS"), ROOT_WARNING) if w)
+    # fd 2 through the filter program, for this process and the Celery it becomes (an exec
+    # keeps the descriptor). The filter has its own session, so a Ctrl-C or a signal to the
+    # worker's group does not end it before the last lines are out; it exits at end of input.
+    sys.stderr.flush()
+    filt = subprocess.Popen([sys.executable, "-m", "shared.tf_noise"], stdin=subprocess.PIPE, start_new_session=True)
+    assert filt.stdin is not None
+    os.dup2(filt.stdin.fileno(), 2)  # inheritable, unlike the pipe's own end (closed at exec)
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def worker(
@@ -149,6 +167,8 @@ def register(app: typer.Typer) -> None:
         env["PNAS_WORKER_DEVICE"] = device
         env["PNAS_QUEUE"] = queue
         print(f"worker {node}: device {device}; queue {queue!r}; database {store.safe_url}", file=sys.stderr, flush=True)
+        if not os.environ.get("PNAS_VERBOSE"):
+            quiet_worker_logs(env)
         argv = [
             sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
             "--pool", "prefork", "--concurrency", str(concurrency), "--max-tasks-per-child", "1",

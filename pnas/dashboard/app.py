@@ -33,6 +33,9 @@ from shared.settings import Settings
 HERE = Path(__file__).resolve().parent
 REFRESH_SECONDS = 3  # live pages poll this often: fresh enough to watch, cheap for the database
 COOKIE = "pnas_dashboard_token"
+# The tab's icon (browsers ask for /favicon.ico): a small SVG, so that no request ends in 404.
+FAVICON = (b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" '
+           b'fill="#1d2330"/><path d="M4 12V4h4a2.5 2.5 0 0 1 0 5H4" fill="none" stroke="#cfe2f3" stroke-width="2"/></svg>')
 
 
 def _json_default(o: object) -> object:
@@ -156,6 +159,11 @@ def create_app(store: Any, settings: Settings, *, allow_actions: bool = False, t
         kids = data.children_data(store, rid, data.children_query(dict(request.query_params)))
         return page(request, "_children.html", d={"run": {"id": rid}}, kids=kids)
 
+    def finals_part(request: Request) -> Response:
+        rid = run_id_of(request.path_params["ref"])
+        run = store.get_run(rid)
+        return page(request, "_finals.html", d={"run": {"id": rid, "name": run.name}, "finals": data.finals_data(store, rid)})
+
     def child_part(request: Request) -> Response:
         name = "_child_attempts.html" if request.query_params.get("section") == "attempts" else "_child.html"
         return page(request, name, c=data.child_data(store, int(request.path_params["id"])))
@@ -244,6 +252,9 @@ def create_app(store: Any, settings: Settings, *, allow_actions: bool = False, t
             return _error(404, f"no child job with id {request.path_params['id']}")
         return await _action(request, lambda b: _retry(j.run_id, [j.id], None))
 
+    def favicon(request: Request) -> Response:
+        return Response(FAVICON, media_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"})
+
     # Errors ---------------------------------------------------------------------------------
     async def not_found(request: Request, exc: Exception) -> Response:
         if request.url.path.startswith("/api/"):
@@ -260,9 +271,11 @@ def create_app(store: Any, settings: Settings, *, allow_actions: bool = False, t
         Route("/runs/{ref}", run_page),
         Route("/children/{id:int}", child_page),
         Route("/workers", workers_page),
+        Route("/favicon.ico", favicon),
         Route("/part/runs", runs_part),
         Route("/part/runs/{ref}", run_part),
         Route("/part/runs/{ref}/children", children_part),
+        Route("/part/runs/{ref}/finals", finals_part),
         Route("/part/children/{id:int}", child_part),
         Route("/part/workers", workers_part),
         Route("/api/runs", api_runs),

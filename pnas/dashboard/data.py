@@ -99,13 +99,16 @@ def run_data(store: Any, ref: str | int) -> dict:
         baseline = {"id": other.id, "name": other.name, "strategy": other.config.get("strategy", "pnas"),
                     "best_so_far": _best_so_far(store.trained_points(other.id))}  # fmt: skip
     totals = {st: sum(lv["states"][st] for lv in levels) for st in ALL_STATES}
+    predicted = [[lv, p, acc] for _, lv, acc, p in points if p is not None]
+    strategy = r.config.get("strategy", "pnas")
     return {
         "now": iso(now),
         "run": {"id": r.id, "name": r.name, "state": str(r.state), "level": r.level, "message": r.message,
                 "strategy": r.config.get("strategy", "pnas"), "dataset": (r.config.get("train") or {}).get("dataset"),
                 "blocks": r.config.get("blocks"), "beam": r.config.get("beam"), "seed": r.seed,
                 "created_at": iso(r.created_at), "updated_at": iso(r.updated_at), "finished_at": iso(r.finished_at),
-                "live": str(r.state) in LIVE_RUN_STATES},  # fmt: skip
+                "live": str(r.state) in LIVE_RUN_STATES,
+                "level_word": level_word(r.config)},  # fmt: skip
         "children": {"states": totals, "total": sum(totals.values()), "done": Tally.of(totals).done,
                      "trained": Tally.of(totals).trained},
         "levels": levels,
@@ -113,8 +116,10 @@ def run_data(store: Any, ref: str | int) -> dict:
             "best_so_far": _best_so_far(points),
             "baseline": baseline,
             "accuracy": [[lv, acc] for _, lv, acc, _ in points],
-            "predicted_vs_measured": [[lv, p, acc] for _, lv, acc, p in points if p is not None],
+            "predicted_vs_measured": predicted,
+            "predicted_vs_measured_note": None if predicted else _no_prediction_why(strategy, levels, points),
         },
+        "finals": finals_data(store, r.id),
     }
 
 
@@ -130,10 +135,10 @@ def children_query(params: dict[str, str]) -> ChildrenQuery:
         except ValueError:
             raise UserError(f"{name} must be a whole number, not {v!r}") from None
 
-    sort = params.get("sort") or "id"
+    sort = params.get("sort") or "accuracy"  # the table answers "which child is best" first
     if sort not in SORTABLE:
         raise UserError(f"sort must be one of {', '.join(SORTABLE)}, not {sort!r}")
-    order = params.get("order") or "asc"
+    order = params.get("order") or ("desc" if sort == "accuracy" and not params.get("sort") else "asc")
     if order not in ("asc", "desc"):
         raise UserError(f"order must be asc or desc, not {order!r}")
     state = params.get("state") or None
@@ -145,6 +150,11 @@ def children_query(params: dict[str, str]) -> ChildrenQuery:
                          limit=min(max(1, limit), 1000))  # fmt: skip
 
 
+def level_word(config: dict) -> str:
+    """What a run's levels are: generations for evolution, block levels (b) otherwise."""
+    return "generation" if config.get("strategy") == "evolution" else "level"
+
+
 def children_data(store: Any, run_id: int, query: ChildrenQuery) -> dict:
     total, rows = store.children_page(run_id, query)
     for row in rows:
@@ -152,7 +162,7 @@ def children_data(store: Any, run_id: int, query: ChildrenQuery) -> dict:
         row["finished_at"] = iso(row["finished_at"])
     return {"total": total, "offset": query.offset, "limit": query.limit, "sort": query.sort,
             "order": "desc" if query.descending else "asc", "level": query.level, "state": query.state,
-            "q": query.text, "children": rows}  # fmt: skip
+            "q": query.text, "children": rows, "level_word": level_word(store.run_config(run_id))}  # fmt: skip
 
 
 def child_data(store: Any, job_id: int) -> dict:
@@ -168,6 +178,8 @@ def child_data(store: Any, job_id: int) -> dict:
         attempts.setdefault(e["attempt"], []).append(e)
     d["curves"] = [{"attempt": a, "epochs": es} for a, es in sorted(attempts.items())]
     d["state"] = str(d["state"])
+    d["level_word"] = level_word(store.run_config(d["run_id"]))
+    d["final"] = _final_source(store, d) if d["kind"] == "final" else None
     d["retryable"] = d["state"] in (JobState.failed.value, JobState.lost.value)
     d["cancellable"] = d["state"] in (JobState.queued.value, JobState.running.value) or (
         d["state"] == JobState.lost.value and d["attempts"] < d["max_attempts"])  # what `Store.cancel` takes
@@ -182,3 +194,42 @@ def workers_data(store: Any, settings: Settings) -> dict:
         row = {**w, "started_at": iso(w["started_at"]), "last_seen": iso(w["last_seen"]), "stopped_at": iso(w["stopped_at"])}
         (offline if worker_state(w, lease=settings.lease_seconds) == "offline" else live).append(row)
     return {"lease_seconds": settings.lease_seconds, "live": live, "offline": offline}
+
+
+def _no_prediction_why(strategy: str, levels: list[dict], points: list) -> str:
+    """Why the predicted-vs-measured chart has nothing to draw, in words."""
+    if strategy == "evolution":
+        return "nothing to compare: evolution has no predictor (its children are mutations of tournament winners)"
+    if strategy == "random":
+        return "nothing to compare: random search picks its children without a predictor"
+    if not points:
+        return "no trained child yet"
+    later = [lv for lv in levels if lv["level"] >= 2 and lv["total"]]
+    if not later:
+        return ("level 1 has no prediction (it trains one-block cells before any predictor exists); "
+                "level 2's children will be chosen and predicted by the predictor fitted on level 1")
+    return f"level {later[0]['level']}'s children have predictions; none of them has finished training yet"
+
+
+def _final_source(store: Any, d: dict) -> dict:
+    """A final training's recipe and the search child it retrains (with its rank now)."""
+    recipe = (d["train"] or {}).get("recipe") or "the default final size (N=3, F=48, 600 epochs)"
+    source = store.children_of_networks(d["run_id"], [d["network_id"]]).get(d["network_id"]) if d["network_id"] else None
+    if source is None:  # a run made before network ids: the same cell
+        source = next((j for j in store.jobs(d["run_id"], states=[JobState.succeeded.value]) if j.arch_id == d["arch_id"]), None)
+    rank = None
+    if source is not None and source.reward is not None:
+        rank = 1 + sum(1 for j in store.trained_children(d["run_id"]) if (j.reward or 0) > source.reward)
+    return {"recipe": recipe, "source_job": source.id if source else None, "source_rank": rank,
+            "source_accuracy": source.reward if source else None}  # fmt: skip
+
+
+def finals_data(store: Any, run_id: int) -> list[dict]:
+    """The run's final trainings (`pnas final`), newest first, with recipe and where they run."""
+    out = []
+    for j in reversed(store.jobs(run_id, kind="final")):
+        out.append({"id": j.id, "state": str(j.state), "arch_id": j.arch_id, "recipe": (j.train or {}).get("recipe"),
+                    "accuracy": j.reward, "test_accuracy": j.test_accuracy, "worker": j.worker, "device": j.device,
+                    "attempts": j.attempts, "max_attempts": j.max_attempts, "cell": cell_of(j.cell).readable(),
+                    "finished_at": iso(j.finished_at)})  # fmt: skip
+    return out

@@ -12,6 +12,7 @@ from sqlalchemy import delete, func, select, update
 
 from shared.db.models import ChildJob, EpochRow
 from shared.jobs import EpochMetrics, JobState, Lease, TrainResult, finite_or_none
+from shared.logtails import appended
 from shared.store.registry import WorkerRegistry
 
 _Q, _R = JobState.queued.value, JobState.running.value
@@ -104,6 +105,9 @@ class Attempts(WorkerRegistry):
         """Record that this attempt stopped because it was cancelled (fenced). Final until a
         resume (`requeue_cancelled`)."""
         with self._tx() as s:
+            previous = s.execute(select(ChildJob.log_tail).where(*_current(job_id, attempt))).first()
+            if previous is None:
+                return False
             res = s.execute(
                 update(ChildJob)
                 .where(*_current(job_id, attempt))
@@ -111,7 +115,7 @@ class Attempts(WorkerRegistry):
                     state=JobState.cancelled.value,
                     error_class="cancelled",
                     error_message=func.coalesce(ChildJob.error_message, "cancelled"),
-                    log_tail=log_tail,
+                    log_tail=appended(previous[0], attempt=attempt, outcome="cancelled", text=log_tail),
                     lease_until=None,
                     stop_requested=False,
                     finished_at=self._now(),
@@ -146,9 +150,14 @@ class Attempts(WorkerRegistry):
             res = s.execute(update(ChildJob).where(*_current(job_id, attempt)).values(resumed_epoch=epoch))
             return res.rowcount == 1  # type: ignore[attr-defined]
 
-    def finish(self, job_id: int, *, attempt: int, result: TrainResult) -> bool:
-        """Record success, fenced by job id, attempt and state. False: a newer attempt owns it."""
+    def finish(self, job_id: int, *, attempt: int, result: TrainResult, log_tail: str | None = None) -> bool:
+        """Record success, fenced by job id, attempt and state. False: a newer attempt owns it.
+        ``log_tail`` (this attempt's) is added under its own label after earlier attempts' tails."""
         with self._tx() as s:
+            previous = s.execute(select(ChildJob.log_tail).where(*_current(job_id, attempt))).first()
+            if previous is None:
+                return False
+            outcome = f"succeeded (accuracy {float(result.reward):.4f})"
             res = s.execute(
                 update(ChildJob)
                 .where(*_current(job_id, attempt))
@@ -164,6 +173,8 @@ class Attempts(WorkerRegistry):
                     lease_until=None,
                     error_class=None,
                     error_message=None,
+                    log_tail=appended(previous[0], attempt=attempt, outcome=outcome, text=log_tail)
+                    if previous[0] or log_tail else None,
                 )
             )
             return self._ended(s, res, job_id)
@@ -180,11 +191,14 @@ class Attempts(WorkerRegistry):
     ) -> bool:
         """Record a failure (fenced). A retryable one goes back to queued while attempts remain."""
         with self._tx() as s:
-            row = s.execute(select(ChildJob.max_attempts).where(*_current(job_id, attempt))).first()
+            row = s.execute(select(ChildJob.max_attempts, ChildJob.log_tail).where(*_current(job_id, attempt))).first()
             if row is None:
                 return False
-            values: dict[str, Any] = dict(error_class=error_class[:100], error_message=message, log_tail=log_tail, lease_until=None)
-            if retryable and attempt < row[0]:
+            again = retryable and attempt < row[0]
+            outcome = f"failed{', to be retried' if again else ''} ({error_class}: {message})"
+            values: dict[str, Any] = dict(error_class=error_class[:100], error_message=message, lease_until=None,
+                                          log_tail=appended(row[1], attempt=attempt, outcome=outcome, text=log_tail))  # fmt: skip
+            if again:
                 values.update(state=_Q, worker=None, queued_at=self._now())
             else:
                 values.update(state=JobState.failed.value, finished_at=self._now())

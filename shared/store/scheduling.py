@@ -6,7 +6,7 @@ import hashlib
 import json
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy import String, and_, case, cast, func, or_, select, update
 
 from shared.db.models import ChildJob, Run
 from shared.errors import UserError
@@ -154,6 +154,9 @@ class Scheduling(StoreBase):
                     error_class="lost",
                     error_message="the worker stopped renewing its lease",
                     finished_at=self._now(),
+                    # this attempt's labelled section (`shared.logtails`): nothing came back from it
+                    log_tail=func.coalesce(ChildJob.log_tail, "") + "\n=== attempt " + cast(ChildJob.attempts, String)
+                    + ": lost (worker " + func.coalesce(ChildJob.worker, "?") + " stopped renewing its lease) ===\n",
                 )
                 .returning(ChildJob.id)
             )

@@ -186,3 +186,129 @@ def test_cancel_only_with_actions_as_pnas_cancel_does(seeded: tuple[Any, int, li
     lv = c.get(f"/api/runs/{rid}", headers=auth).json()["levels"][0]
     # the progress bar counts trained children: a cancelled one does not fill it (shared.progress)
     assert (lv["states"]["cancelled"], lv["done"], lv["cancelled"], lv["total"]) == (1, 3, 1, 4)
+
+
+def test_children_open_sorted_by_accuracy_best_first(seeded: tuple[Any, int, list[int]]) -> None:
+    store, rid, ids = seeded
+    c = client(store)
+    kids = c.get(f"/api/runs/{rid}/children").json()
+    assert (kids["sort"], kids["order"]) == ("accuracy", "desc")
+    assert [k["id"] for k in kids["children"]] == [ids[1], ids[2], ids[0], ids[3]]  # 0.9, 0.8, 0.7, failed last
+    page = c.get(f"/runs/{rid}").text
+    assert 'data-sort="accuracy" data-order="desc"' in page
+    assert 'data-sort="id" data-order="asc"' in c.get(f"/runs/{rid}?sort=id&order=asc").text  # the address keeps it
+    assert '<td class="w">w1</td>' in page  # the worker column does not wrap (td.w: white-space: nowrap)
+
+
+def _retried_then_succeeded(store: Any, run_id: int) -> int:
+    (jid,) = store.add_jobs(run_id, level=1, children=[("z", [[-1, "sep3x3", -1, "sep3x3"]], None, None)], max_attempts=2)
+    a = store.claim(jid, worker="w1", lease_seconds=60)
+    store.fail(jid, attempt=a, error_class="retryable", message="ResourceExhaustedError: OOM",
+               log_tail="Traceback (most recent call last):\nResourceExhaustedError: OOM", retryable=True)  # fmt: skip
+    a = store.claim(jid, worker="w2", lease_seconds=60)
+    store.finish(jid, attempt=a, result=TrainResult(reward=0.75, reward_epoch=1, history=[], params=10, wall_seconds=1.0,
+                                                    device="cpu"), log_tail="epoch 1: val_accuracy 0.75")  # fmt: skip
+    return jid
+
+
+def test_each_attempt_s_log_tail_is_shown_under_its_label(seeded: tuple[Any, int, list[int]], capsys: Any,
+                                                          monkeypatch: Any) -> None:  # fmt: skip
+    store, rid, ids = seeded
+    jid = _retried_then_succeeded(store, rid)
+    c = client(store)
+    logs = c.get(f"/api/children/{jid}").json()["logs"]
+    assert [(a["attempt"], a["label"]) for a in logs] == [
+        (1, "attempt 1: failed, to be retried (retryable: ResourceExhaustedError: OOM)"),
+        (2, "attempt 2: succeeded (accuracy 0.7500)")]
+    assert "OOM" in logs[0]["text"] and logs[1]["text"] == "epoch 1: val_accuracy 0.75"
+    page = c.get(f"/children/{jid}").text
+    assert page.index("attempt 1: failed") < page.index("Traceback") < page.index("attempt 2: succeeded") < page.index("epoch 1: val")
+    from shared.settings import get_settings
+
+    monkeypatch.setenv("PNAS_DATABASE_URL", store.url)
+    get_settings.cache_clear()
+    try:
+        code, out, _ = run_cli(capsys, "show", str(jid))
+    finally:
+        get_settings.cache_clear()
+    assert code == 0
+    assert out.index("log tail of attempt 1: failed") < out.index("ResourceExhaustedError: OOM\n") < out.index(
+        "log tail of attempt 2: succeeded (accuracy 0.7500)") < out.index("epoch 1: val_accuracy 0.75")
+
+
+def test_final_trainings_are_listed_and_say_what_they_are(seeded: tuple[Any, int, list[int]]) -> None:
+    store, rid, ids = seeded
+    c = client(store)
+    assert 'id="no-finals"' in c.get(f"/runs/{rid}").text
+    best = store.job(ids[1])
+    (fid,) = store.add_jobs(rid, level=0, children=[(best.arch_id, best.cell, None, None)], max_attempts=2, kind="final",
+                            train={"recipe": "paper-cifar", "epochs": 600})  # fmt: skip
+    (row,) = c.get(f"/api/runs/{rid}").json()["finals"]
+    assert (row["id"], row["state"], row["recipe"]) == (fid, "queued", "paper-cifar")
+    assert f'href="/children/{fid}"' in c.get(f"/runs/{rid}").text
+    child = c.get(f"/api/children/{fid}").json()
+    assert child["final"] == {"recipe": "paper-cifar", "source_job": ids[1], "source_rank": 1, "source_accuracy": 0.9}
+    assert child["where"] == "not taken by a worker yet"
+    page = c.get(f"/children/{fid}").text
+    assert "final training (paper-cifar) of search child" in page and "level 0" not in page and "- on -" not in page
+    store.register_worker("gpu-node-1", hostname="h", device="GPU 0: H100")
+    store.claim(fid, worker="gpu-node-1", lease_seconds=60)
+    assert c.get(f"/api/children/{fid}").json()["where"] == "gpu-node-1 on GPU 0: H100"
+
+
+def test_the_predicted_chart_says_why_it_is_empty(store: Any) -> None:
+    c = client(store)
+    evo, _ = store.create_run(name="evo", config={"strategy": "evolution", "train": {"dataset": "digits"}}, seed=0)
+    pn, _ = store.create_run(name="pn", config={"strategy": "pnas", "train": {"dataset": "digits"}}, seed=0)
+    for run in (evo, pn):
+        store.start_level(run.id, 1, candidates=1)
+        (jid,) = store.add_jobs(run.id, level=1, children=[("a", CELLS[0], None, None)], max_attempts=1)
+        a = store.claim(jid, worker="w1", lease_seconds=60)
+        store.finish(jid, attempt=a, result=TrainResult(reward=0.5, reward_epoch=1, history=[], params=1, wall_seconds=1.0, device="cpu"))
+    d = c.get(f"/api/runs/{evo.id}").json()
+    assert "evolution has no predictor" in d["charts"]["predicted_vs_measured_note"]
+    assert d["run"]["level_word"] == "generation"
+    page = c.get(f"/runs/{evo.id}").text
+    assert "Accuracy per generation" in page and "<th>generation</th>" in page
+    assert "level 1 has no prediction" in c.get(f"/api/runs/{pn.id}").json()["charts"]["predicted_vs_measured_note"]
+    assert "Accuracy per level" in c.get(f"/runs/{pn.id}").text
+
+
+def test_favicon_is_served(store: Any) -> None:
+    r = client(store).get("/favicon.ico")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("image/svg+xml") and b"<svg" in r.content
+
+
+def test_the_start_line_says_what_the_dashboard_allows(capsys: Any, monkeypatch: Any, sqlite_url: str) -> None:
+    import uvicorn
+
+    from shared.settings import get_settings
+
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: None)  # the line, not the server
+    monkeypatch.setenv("PNAS_DATABASE_URL", sqlite_url)
+    monkeypatch.setenv("PNAS_DASHBOARD_TOKEN", "t0k")
+    get_settings.cache_clear()
+    try:
+        code, out, _ = run_cli(capsys, "dashboard", "--allow-actions")
+        assert code == 0 and "(retry and cancel allowed, token required)" in out
+        code, out, _ = run_cli(capsys, "dashboard")
+        assert code == 0 and "(read-only, token required)" in out
+    finally:
+        get_settings.cache_clear()
+
+
+def test_pnas_show_says_a_final_training_is_one(seeded: tuple[Any, int, list[int]], capsys: Any, monkeypatch: Any) -> None:
+    from shared.settings import get_settings
+
+    store, rid, ids = seeded
+    best = store.job(ids[1])
+    (fid,) = store.add_jobs(rid, level=0, children=[(best.arch_id, best.cell, None, None)], max_attempts=2, kind="final",
+                            train={"recipe": "paper-cifar"})  # fmt: skip
+    monkeypatch.setenv("PNAS_DATABASE_URL", store.url)
+    get_settings.cache_clear()
+    try:
+        code, out, _ = run_cli(capsys, "show", str(fid))
+    finally:
+        get_settings.cache_clear()
+    assert code == 0 and "final training, queued" in out and "level 0" not in out
+    assert "attempts 0 of 2; not taken by a worker yet" in out and "- on -" not in out

@@ -104,14 +104,14 @@ class Workers:
         self.procs: dict[str, subprocess.Popen] = {}
         self.n = 0
 
-    def start(self, count: int = 1, *, wait_store=None, **extra_env: str) -> list[str]:
+    def start(self, count: int = 1, *, wait_store=None, args: tuple[str, ...] = (), **extra_env: str) -> list[str]:
         names = []
         for _ in range(count):
             self.n += 1
             name = f"w{self.n}-{os.getpid()}@test"
             log = open(self.tmp / f"worker{self.n}.log", "w")
             self.procs[name] = subprocess.Popen(
-                [sys.executable, "-m", "pnas.cli", "worker", "--gpu", "none", "--name", name, "--loglevel", "INFO"],
+                [sys.executable, "-m", "pnas.cli", "worker", "--gpu", "none", "--name", name, "--loglevel", "INFO", *args],
                 env={**self.env, **extra_env},
                 cwd=ROOT,
                 stdout=log,
@@ -137,7 +137,14 @@ class Workers:
     def pool_children(self, name: str) -> list[int]:
         pid = self.procs[name].pid
         out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
-        return [int(x) for x in out.split()]
+
+        def is_log_filter(child: int) -> bool:  # `pnas worker`'s stderr filter (shared.tf_noise), not a pool child
+            try:
+                return b"shared.tf_noise" in Path(f"/proc/{child}/cmdline").read_bytes()
+            except OSError:
+                return False
+
+        return [int(x) for x in out.split() if not is_log_filter(int(x))]
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         p = self.procs[name]

@@ -9,6 +9,7 @@ import pytest
 
 from shared.errors import UserError
 from shared.jobs import EpochMetrics, TrainResult
+from shared.logtails import sections
 from shared.space import SearchSpace
 
 RESULT = TrainResult(reward=0.9, reward_epoch=2, history=[], params=123, wall_seconds=1.5, device="cpu")
@@ -147,14 +148,44 @@ def test_lost_jobs_stay_lost_when_out_of_attempts(store):
     assert p["counts"]["lost"] == 1 and p["requeueable"] == 0
 
 
+def test_a_lost_attempt_is_labelled_in_the_log_tail(store):
+    run = _run(store)
+    (job,) = _jobs(store, run, 1, max_attempts=2)
+    store.claim(job, worker="w-gone", lease_seconds=0.1)
+    time.sleep(0.3)
+    assert store.sweep_expired() == [job] and store.requeue_lost() == [job]
+    a = store.claim(job, worker="w", lease_seconds=60)
+    result = TrainResult(reward=0.5, reward_epoch=1, history=[], params=1, wall_seconds=1.0, device="cpu")
+    assert store.finish(job, attempt=a, result=result, log_tail="fine")
+    got = [(s.label, s.text) for s in sections(store.job(job).log_tail)]
+    assert got == [("attempt 1: lost (worker w-gone stopped renewing its lease)", ""),
+                   ("attempt 2: succeeded (accuracy 0.5000)", "fine")]  # fmt: skip
+
+
 def test_final_failure_keeps_error_and_log(store):
     run = _run(store)
     (job,) = _jobs(store, run, 1)
     a = store.claim(job, worker="w", lease_seconds=60)
     assert store.fail(job, attempt=a, error_class="final", message="NaN loss", log_tail="x" * 10)
     j = store.job(job)
-    assert (j.state, j.error_class, j.error_message, j.log_tail) == ("failed", "final", "NaN loss", "x" * 10)
+    assert (j.state, j.error_class, j.error_message) == ("failed", "final", "NaN loss")
+    assert [(s.label, s.text) for s in sections(j.log_tail)] == [("attempt 1: failed (final: NaN loss)", "x" * 10)]
     assert store.consecutive_failures(run.id) == 1
+
+
+def test_each_attempt_keeps_its_own_log_tail_labelled(store):
+    """A child that failed and then succeeded shows both tails, each under its attempt, the
+    successful one last (not attempt 1's traceback as if it were the child's log)."""
+    run = _run(store)
+    (job,) = _jobs(store, run, 1, max_attempts=3)
+    a = store.claim(job, worker="w", lease_seconds=60)
+    assert store.fail(job, attempt=a, error_class="retryable", message="OOM", log_tail="Traceback: OOM", retryable=True)
+    a = store.claim(job, worker="w", lease_seconds=60)
+    result = TrainResult(reward=0.91, reward_epoch=1, history=[], params=1, wall_seconds=1.0, device="cpu")
+    assert store.finish(job, attempt=a, result=result, log_tail="epoch 1: val 0.91")
+    got = [(s.attempt, s.label, s.text) for s in sections(store.job(job).log_tail)]
+    assert got == [(1, "attempt 1: failed, to be retried (retryable: OOM)", "Traceback: OOM"),
+                   (2, "attempt 2: succeeded (accuracy 0.9100)", "epoch 1: val 0.91")]  # fmt: skip
 
 
 def test_retry_puts_children_back_with_identity(store):

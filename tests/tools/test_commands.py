@@ -187,7 +187,7 @@ def test_plot_writes_pngs_with_the_expected_panels(cli, finished):
     doc = json.loads(text)
     files = {f["name"]: f for f in doc["files"]}
     # predicted vs measured: one panel per level the predictor chose (2 and 3)
-    expected = {"accuracy_per_level": 1, "predicted_vs_measured": 2, "best_so_far": 1, "pnas_vs_random": 2}
+    expected = {"accuracy_per_level": 1, "predicted_vs_measured": 2, "best_so_far": 1, "comparison": 2}
     assert {k: f["panels"] for k, f in files.items()} == expected
     for f in files.values():
         w, h, texts = png_info(Path(f["path"]))
@@ -196,22 +196,62 @@ def test_plot_writes_pngs_with_the_expected_panels(cli, finished):
     # the random run has no predictions: that figure is skipped, the comparison is not
     code, text, _ = cli("plot", "r", "--out", str(finished.dir / "plots-r"), "--json")
     doc = json.loads(text)
-    assert code == 0 and {f["name"] for f in doc["files"]} == {"accuracy_per_level", "best_so_far", "pnas_vs_random"}
+    assert code == 0 and {f["name"] for f in doc["files"]} == {"accuracy_per_level", "best_so_far", "comparison"}
+    (cmp,) = [f for f in doc["files"] if f["name"] == "comparison"]
+    assert png_info(Path(cmp["path"]))[2]["Title"] == "random search vs PNAS on digits"
     assert any("predicted_vs_measured" in s for s in doc["skipped"])
 
 
 def test_plot_figures_have_their_panels():
-    from pnas.plots import predicted_vs_measured, pnas_vs_random
+    from pnas.plots import comparison, predicted_vs_measured
 
     fig = predicted_vs_measured({2: ([0.5, 0.6, 0.7], [0.4, 0.6, 0.65], 1.0), 3: ([0.1, 0.2], [0.3, 0.2], None)}, title="x")
     assert len(fig.axes) == 2 and "Spearman 1.000" in fig.axes[0].get_title() and "n/a" in fig.axes[1].get_title()
-    fig = pnas_vs_random({"a": ([0.1, 0.3, 0.2], {1: [0.1, 0.3], 2: [0.2]}), "b": ([0.2, 0.1], {1: [0.2, 0.1]})}, title="y")
+    lv = "level b (blocks per cell)"
+    fig = comparison({"a": ([0.1, 0.3, 0.2], {1: [0.1, 0.3], 2: [0.2]}, lv), "b": ([0.2, 0.1], {1: [0.2, 0.1]}, lv)}, title="y")
     assert len(fig.axes) == 2 and len(fig.axes[0].get_legend().get_texts()) == 2
     from pnas.plots import validation_vs_test
 
     fig = validation_vs_test({"search children": [(0.8, 0.78), (0.7, 0.71)], "final trainings": [(0.9, 0.88)]}, title="z")
     assert len(fig.axes) == 1 and [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == [
         "search children (2)", "final trainings (1)"]
+
+
+def test_comparison_with_evolution_keeps_generations_apart_and_bars_within_0_and_1():
+    """Block levels and generations are different axes; mean ± std never drawn past 1.0."""
+    from pnas.plots import comparison
+
+    runs = {"p (pnas)": ([0.9, 0.99, 1.0], {1: [0.9], 2: [0.8, 1.0, 1.0]}, "level b (blocks per cell)"),
+            "e (evolution)": ([0.5, 0.98, 1.0], {1: [0.5, 1.0, 1.0], 2: [0.98, 1.0], 3: [1.0]}, "generation")}  # fmt: skip
+    fig = comparison(runs, title="PNAS vs regularized evolution on digits")
+    assert len(fig.axes) == 3
+    assert [ax.get_xlabel() for ax in fig.axes[1:]] == ["level b (blocks per cell)", "generation"]
+    for ax in fig.axes[1:]:
+        (bars,) = ax.containers
+        tops = [y for seg in bars.lines[2][0].get_segments() for _, y in seg]
+        assert max(tops) <= 1.0 and min(tops) >= 0.0 and max(tops) == pytest.approx(1.0)
+
+
+def test_plot_names_both_strategies(store, tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from pnas.plots import write_plots
+    from shared.jobs import TrainResult
+
+    for name, strategy in (("p", "pnas"), ("e", "evolution")):
+        run, _ = store.create_run(name=name, config={"strategy": strategy, "train": {"dataset": "digits"}}, seed=0)
+        for level, acc in ((1, 0.8), (2, 0.9)):
+            (jid,) = store.add_jobs(run.id, level=level, children=[(f"{name}{level}", [[-1, "sep3x3", -1, "max3x3"]] * level, None, None)],
+                                    max_attempts=1)  # fmt: skip
+            a = store.claim(jid, worker="w", lease_seconds=60)
+            store.finish(jid, attempt=a, result=TrainResult(reward=acc, reward_epoch=1, history=[], params=1, wall_seconds=1.0, device="cpu"))
+    files, _ = write_plots(store, store.require_run("p"), tmp_path)
+    (cmp,) = [f for f in files if f.name == "comparison"]
+    assert png_info(cmp.path)[2]["Title"] == "PNAS vs regularized evolution on digits" and cmp.panels == 3
+    files, _ = write_plots(store, store.require_run("e"), tmp_path / "e")
+    (acc,) = [f for f in files if f.name == "accuracy_per_level"]
+    assert png_info(acc.path)[2]["Title"].startswith("accuracy per generation: e (evolution")
 
 
 def test_export_writes_cell_model_and_diagram(cli, store, finished):

@@ -5,15 +5,19 @@
   const every = Number(document.body.dataset.refreshMs || 3000);
   window.pnasCharts = {};
 
-  function childrenUrl(box) {
+  function childrenQuery(box) {
     const p = new URLSearchParams();
     const form = document.getElementById("children-filters");
     if (form) for (const [k, v] of new FormData(form)) if (v !== "") p.set(k, v);
-    p.set("sort", box.dataset.sort || "id");
-    p.set("order", box.dataset.order || "asc");
-    p.set("offset", box.dataset.offset || "0");
-    return box.dataset.refresh + "?" + p.toString();
+    p.set("sort", box.dataset.sort || "accuracy");
+    p.set("order", box.dataset.order || "desc");
+    if (box.dataset.offset && box.dataset.offset !== "0") p.set("offset", box.dataset.offset);
+    return p.toString();
   }
+  function childrenUrl(box) { return box.dataset.refresh + "?" + childrenQuery(box); }
+  // The table's sort, filters and page live in the address too: a reload or a shared link
+  // opens the same view.
+  function keepInAddress(box) { history.replaceState(null, "", location.pathname + "?" + childrenQuery(box)); }
 
   async function refresh(box) {
     const url = box.id === "children" ? childrenUrl(box) : box.dataset.refresh;
@@ -40,17 +44,18 @@
       box.dataset.order = box.dataset.sort === key ? (box.dataset.order === "asc" ? "desc" : "asc") : (numeric ? "desc" : "asc");
       box.dataset.sort = key;
       box.dataset.offset = "0";
+      keepInAddress(box);
       refresh(box);
       return;
     }
     const pg = ev.target.closest("#children a.page");
-    if (pg && box) { ev.preventDefault(); box.dataset.offset = pg.dataset.offset; refresh(box); return; }
+    if (pg && box) { ev.preventDefault(); box.dataset.offset = pg.dataset.offset; keepInAddress(box); refresh(box); return; }
     const act = ev.target.closest("button.action");
     if (act) doAction(act);
   });
   const form = document.getElementById("children-filters");
   if (form) {
-    const reload = () => { const box = document.getElementById("children"); box.dataset.offset = "0"; refresh(box); };
+    const reload = () => { const box = document.getElementById("children"); box.dataset.offset = "0"; keepInAddress(box); refresh(box); };
     form.addEventListener("input", reload);
     form.addEventListener("submit", ev => { ev.preventDefault(); reload(); });
   }
@@ -99,7 +104,7 @@
     const pts = d.charts.accuracy.map(([lv, acc], i) => [lv + (((i * 2654435761) % 1000) / 1000 - 0.5) * 0.5, acc]);
     pts.sort((a, b) => a[0] - b[0]);
     return { data: [pts.map(p => p[0]), pts.map(p => p[1])], series: [{ label: "level" }, dots("accuracy", COLOURS[0])],
-             xlabel: "level (b)", ylabel: "accuracy", xincr: [1] };
+             xlabel: d.run.level_word === "generation" ? "generation" : "level (b)", ylabel: "accuracy", xincr: [1] };
   }
   function predSpec(d) {
     const rows = d.charts.predicted_vs_measured.slice().sort((a, b) => a[1] - b[1]);
@@ -110,7 +115,7 @@
       data.push(rows.map(r => r[0] === lv ? r[2] : null));
       series.push(dots("level " + lv, COLOURS[k % COLOURS.length]));
     });
-    return { data, series, xlabel: "predicted accuracy", ylabel: "measured accuracy" };
+    return { data, series, xlabel: "predicted accuracy", ylabel: "measured accuracy", empty: d.charts.predicted_vs_measured_note };
   }
   function curveSpec(c) {
     const n = Math.max(0, ...c.curves.map(a => a.epochs.length));
@@ -140,7 +145,7 @@
       if (old && old._shape === shape) { old.setData(spec.data); continue; }
       if (old) old.destroy();
       el.innerHTML = "";
-      if (spec.data[0].length === 0) { el.textContent = el.dataset.empty || "no trained child yet"; delete window.pnasCharts[key]; continue; }
+      if (spec.data[0].length === 0) { el.textContent = spec.empty || el.dataset.empty || "no trained child yet"; delete window.pnasCharts[key]; continue; }
       const xaxis = { label: spec.xlabel };
       if (spec.xincr) xaxis.incrs = spec.xincr;
       const axes = [xaxis, { label: spec.ylabel, scale: spec.series[1].scale || "y" }];

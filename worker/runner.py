@@ -320,7 +320,7 @@ def _checkpoints_for(store: Store, job, attempt: int, train: TrainConfig, settin
     from worker.checkpoints import CheckpointStore, ChildCheckpoints
 
     try:
-        cs = CheckpointStore.from_settings(settings)
+        cs = CheckpointStore.from_settings(settings, database=store.database_identity())
     except Exception as exc:
         log.warning("job %s: checkpoint store %s unusable (%s); training without checkpoints",
                     job.id, settings.checkpoint_location, exc)

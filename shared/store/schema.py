@@ -6,9 +6,10 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.exc import OperationalError
 
+from shared.db.models import DatabaseIdentity
 from shared.errors import UserError, first_line
 from shared.store.engine import StoreBase
 
@@ -17,6 +18,8 @@ if TYPE_CHECKING:
 
 
 class SchemaAdmin(StoreBase):
+    _identity: str | None = None  # database_identity(), once read
+
     def _alembic_config(self) -> Config:
         from alembic.config import Config
 
@@ -61,6 +64,17 @@ class SchemaAdmin(StoreBase):
             return
         state = "has no pnas tables" if current is None else f"is at revision {current}, the code needs {head}"
         raise UserError(f"the database {self.safe_url} {state}; run `pnas db upgrade` first")
+
+    def database_identity(self) -> str:
+        """The random id this database was given when its schema was made (migration
+        0009_database_identity): what its checkpoints are stored under. Read once."""
+        if self._identity is None:
+            with self._tx() as s:
+                found = s.scalar(select(DatabaseIdentity.identity).where(DatabaseIdentity.one == 1))
+            if found is None:
+                raise UserError(f"the database {self.safe_url} has no identity row; run `pnas db upgrade` first")
+            self._identity = found
+        return self._identity
 
     def grant_readonly(self, role: str, *, password: str | None = None, login: bool = True) -> list[str]:
         """PostgreSQL: create ``role`` if missing and let it SELECT every table and view of the

@@ -58,6 +58,9 @@ class CeleryExecutor:
     # --- Executor ------------------------------------------------------------------------
     def start(self, run_id: int) -> None:
         self.run_id = run_id
+        self.ready()  # again: a resume may come long after the run was opened
+
+    def ready(self) -> None:
         try:
             with self.app.connection_for_write() as conn:
                 conn.ensure_connection(max_retries=2, interval_start=0.2, interval_step=0.5, timeout=5)

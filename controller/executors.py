@@ -27,6 +27,10 @@ from shared.tf_noise import is_noise
 class Executor(Protocol):
     name: str
 
+    def ready(self) -> None:
+        """Raise `UserError` when it cannot work (the broker is unreachable); called before
+        the run is created, so a failed check leaves nothing stored."""
+
     def start(self, run_id: int) -> None: ...
 
     def submit(self, job_ids: Sequence[int]) -> None: ...
@@ -73,6 +77,9 @@ class LocalExecutor:
         )
         threading.Thread(target=_relay, args=(proc.stderr,), daemon=True).start()
         return proc
+
+    def ready(self) -> None:
+        pass  # local processes need nothing the run's creation should wait for
 
     def start(self, run_id: int) -> None:
         self.run_id = run_id

@@ -51,7 +51,9 @@ class Controller:
 
     # --- entry ---------------------------------------------------------------------------
     def open_run(self, *, name: str, config: SearchConfig) -> RunView:
-        """Create the run, or find it and check the settings match."""
+        """Create the run, or find it and check the settings match. The executor is checked
+        first: a broker that does not answer leaves no empty run behind."""
+        self.executor.ready()
         run, created = self.store.create_run(name=name, config=config.model_dump(mode="json"), seed=config.seed)
         if not created:
             stored = SearchConfig.from_json(run.config)

@@ -139,6 +139,8 @@ class InlineExecutor:
     def __init__(self, store: Store, settings: Settings) -> None:
         self.store, self.settings, self.pending = store, settings, []
 
+    def ready(self) -> None: ...
+
     def start(self, run_id: int) -> None: ...
 
     def submit(self, job_ids) -> None:

@@ -72,3 +72,26 @@ def test_the_dashboard_refuses_a_database_that_is_not_there(tmp_path):
         assert p.returncode == 1 and p.stderr.count("\n") == 1, (p.returncode, p.stderr)
         assert p.stderr.startswith(f"no database at {tmp_path / ('reader.db' if extra else 'pnas.db')}"), p.stderr
         assert os.listdir(tmp_path) == [], "nothing was created"
+
+
+def test_a_broker_that_does_not_answer_leaves_no_run_behind(tmp_path):
+    url = f"sqlite:///{tmp_path / 'pnas.db'}"
+    env = fake_search_env(url, PNAS_BROKER_URL="redis://127.0.0.1:1/0")
+    line = one_line_error(pnas(env, "search", "--preset", "quick", "--dataset", "digits", "--name", "b", cwd=tmp_path))
+    assert "cannot reach the broker at redis://127.0.0.1:1/0" in line
+    from shared.store import Store
+
+    store = Store(url)
+    assert store.list_runs() == [], "no empty run behind"
+    store.dispose()
+
+
+@pytest.mark.parametrize("args, expect", [
+    (("show", "abc"), "Invalid value for 'ID'"),
+    (("show",), "Missing argument 'ID'"),
+    (("runs", "--bogus"), "No such option: --bogus"),
+    (("db", "nosuch"), "No such command 'nosuch'"),
+])  # fmt: skip
+def test_a_bad_argument_or_flag_is_one_line(args, expect, tmp_path):
+    line = one_line_error(pnas(fake_search_env(f"sqlite:///{tmp_path / 'pnas.db'}"), *args, cwd=tmp_path))
+    assert expect in line and f"`pnas {' '.join(args[:-1] if args[0] == 'db' else args[:1])} --help`" in line

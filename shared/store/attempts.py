@@ -164,6 +164,7 @@ class Attempts(WorkerRegistry):
                     lease_until=None,
                     error_class=None,
                     error_message=None,
+                    stop_requested=False,  # a stop asked too late: it ended anyway
                 )
             )
             return self._ended(s, res, job_id)
@@ -183,7 +184,8 @@ class Attempts(WorkerRegistry):
             row = s.execute(select(ChildJob.max_attempts).where(*_current(job_id, attempt))).first()
             if row is None:
                 return False
-            values: dict[str, Any] = dict(error_class=error_class[:100], error_message=message, log_tail=log_tail, lease_until=None)
+            values: dict[str, Any] = dict(error_class=error_class[:100], error_message=message, log_tail=log_tail,
+                                          lease_until=None, stop_requested=False)  # fmt: skip
             if retryable and attempt < row[0]:
                 values.update(state=_Q, worker=None, queued_at=self._now())
             else:

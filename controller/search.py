@@ -83,7 +83,7 @@ class Controller:
             self.store.set_run_state(run.id, RunState.stopped, message="interrupted; run the same command to resume")
             raise
         except SearchCancelled as exc:
-            self.store.set_run_state(run.id, RunState.stopped, message=str(exc))
+            self.store.set_run_state(run.id, RunState.cancelled, message=str(exc))
             raise
         except SearchAborted as exc:
             # In one step: no child of an aborted run trains any more (queued ones are

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Iterable, Protocol, Sequence
+from typing import Callable, Iterable, Protocol, Sequence
 
 from shared.errors import SearchAborted
 from shared.tf_noise import is_noise
@@ -37,7 +37,9 @@ class Executor(Protocol):
 
     def check(self) -> None: ...
 
-    def reconcile(self, queued_ids: Iterable[int]) -> list[int]: ...
+    def reconcile(self, queued_ids: Iterable[int], *, recheck: Callable[[], Iterable[int]] | None = None) -> list[int]:
+        """Re-deliver queued jobs whose delivery was lost; ``recheck`` reads the queued ids again
+        after the broker was looked at, and only those still queued are re-delivered."""
 
     def stop(self) -> None: ...
 
@@ -88,7 +90,7 @@ class LocalExecutor:
     def submit(self, job_ids: Sequence[int]) -> None:
         pass  # the database is the queue
 
-    def reconcile(self, queued_ids: Iterable[int]) -> list[int]:
+    def reconcile(self, queued_ids: Iterable[int], *, recheck: Callable[[], Iterable[int]] | None = None) -> list[int]:
         return []  # nothing is delivered, so nothing can be lost on the way
 
     def check(self) -> None:

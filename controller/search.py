@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
@@ -51,8 +52,7 @@ class Controller:
 
     # --- entry ---------------------------------------------------------------------------
     def open_run(self, *, name: str, config: SearchConfig) -> RunView:
-        """Create the run, or find it and check the settings match. The executor is checked
-        first: a broker that does not answer leaves no empty run behind."""
+        """Create the run, or find it and check the settings match (after the executor: no run behind a dead broker)."""
         self.executor.ready()
         run, created = self.store.create_run(name=name, config=config.model_dump(mode="json"), seed=config.seed)
         if not created:
@@ -176,11 +176,8 @@ class Controller:
             if cfg.keep_predictions:
                 top = np.argsort(-scores, kind="stable")[: cfg.keep_predictions]
                 self.store.start_level(run.id, b, candidates=candidates, distinct=len(batch))
-                self.store.save_predictions(
-                    run.id,
-                    b,
-                    [(batch.ids([r])[0], batch.cell(r).to_list(), float(scores[r]), i + 1) for i, r in enumerate(top)],
-                )
+                kept = [(batch.ids([r])[0], batch.cell(r).to_list(), float(scores[r]), i + 1) for i, r in enumerate(top)]
+                self.store.save_predictions(run.id, b, kept)
         else:
             rng = np.random.default_rng([run.seed, b])
             rows = np.sort(rng.choice(len(batch), size=k, replace=False))
@@ -256,7 +253,8 @@ class Controller:
                     return
                 if time.monotonic() - last_reconcile > self.settings.reconcile_seconds:
                     last_reconcile = time.monotonic()
-                    self.executor.reconcile(self.store.job_ids(run.id, level=b, states=[JobState.queued]))
+                    queued = partial(self.store.job_ids, run.id, level=b, states=[JobState.queued])
+                    self.executor.reconcile(queued(), recheck=queued)  # resends only those still queued after
                 outage = None
             except (OperationalError, DBAPIError) as exc:
                 # A database restart: keep polling (pool_pre_ping reconnects) for a while.

@@ -152,7 +152,7 @@ class InlineExecutor:
         while self.pending:
             run_job(self.store, self.pending.pop(0), settings=self.settings, worker="inline", trainer=instant_trainer)
 
-    def reconcile(self, queued_ids) -> list[int]:
+    def reconcile(self, queued_ids, *, recheck=None) -> list[int]:
         return []
 
     def stop(self) -> None: ...

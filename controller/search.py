@@ -253,8 +253,8 @@ class Controller:
                     return
                 if time.monotonic() - last_reconcile > self.settings.reconcile_seconds:
                     last_reconcile = time.monotonic()
-                    queued = partial(self.store.job_ids, run.id, level=b, states=[JobState.queued])
-                    self.executor.reconcile(queued(), recheck=queued)  # resends only those still queued after
+                    still = partial(self.store.job_ids, run.id, level=b, states=[JobState.queued])
+                    self.executor.reconcile(still(), recheck=still)  # resends only those still queued after
                 outage = None
             except (OperationalError, DBAPIError) as exc:
                 # A database restart: keep polling (pool_pre_ping reconnects) for a while.

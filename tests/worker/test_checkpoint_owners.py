@@ -25,7 +25,7 @@ from worker.runner import run_job
 IDENT = {"arch_id": "owners"}
 
 
-def _database_with_one_child(url: str) -> tuple[Store, int, int]:
+def database_with_one_child(url: str) -> tuple[Store, int, int]:
     store = Store(url)
     store.ensure_schema(auto_upgrade=True)
     cfg, _ = build_config(preset="quick", overrides={"train": {"epochs": 3, "checkpoint_every": 1}})
@@ -41,8 +41,8 @@ def _blob(epoch: int) -> bytes:
 
 @pytest.fixture
 def two(sqlite_url, pg_url, tmp_path):
-    a, run_a, job_a = _database_with_one_child(sqlite_url)
-    b, run_b, job_b = _database_with_one_child(pg_url)
+    a, run_a, job_a = database_with_one_child(sqlite_url)
+    b, run_b, job_b = database_with_one_child(pg_url)
     assert (run_a, job_a) == (run_b, job_b), "the ids collide: only the database's identity tells them apart"
     assert a.database_identity() != b.database_identity()
     root = str(tmp_path / "ck")

@@ -7,7 +7,7 @@ import threading
 import time
 
 from shared.settings import Settings
-from tests.worker.test_checkpoint_owners import _database_with_one_child
+from tests.worker.test_checkpoint_owners import database_with_one_child
 from worker.runner import run_job
 
 IMPORT_SECONDS = 30.0
@@ -15,7 +15,7 @@ IMPORT_SECONDS = 30.0
 
 def test_a_cancel_during_the_trainers_import_stops_the_child_at_once(sqlite_url, monkeypatch):
     monkeypatch.setenv("PNAS_TEST_IMPORT_SECONDS", str(IMPORT_SECONDS))
-    store, run_id, job_id = _database_with_one_child(sqlite_url)
+    store, run_id, job_id = database_with_one_child(sqlite_url)
     settings = Settings(database_url=sqlite_url, trainer="tests.slow_import_trainer:train", heartbeat_seconds=0.2)
     outcome = []
     t0 = time.monotonic()

@@ -45,7 +45,7 @@ def main() -> None:
     a = ap.parse_args()
     cell = Cell.of(PNASNET5, PAPER_OPS)
     root = a.dir or tempfile.mkdtemp(prefix="pnas-ck-bench-")
-    store = CheckpointStore(root)
+    store = CheckpointStore(root, database="bench")
     rng = np.random.default_rng(0)
     x = rng.random((a.train, 32, 32, 3), dtype=np.float32)
     y = rng.integers(0, 10, a.train)

@@ -20,7 +20,7 @@ import base64
 import json
 import logging
 import time
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from celery import Celery
 
@@ -58,6 +58,9 @@ class CeleryExecutor:
     # --- Executor ------------------------------------------------------------------------
     def start(self, run_id: int) -> None:
         self.run_id = run_id
+        self.ready()  # again: a resume may come long after the run was opened
+
+    def ready(self) -> None:
         try:
             with self.app.connection_for_write() as conn:
                 conn.ensure_connection(max_retries=2, interval_start=0.2, interval_step=0.5, timeout=5)
@@ -85,8 +88,10 @@ class CeleryExecutor:
                     "the queued children are kept: fix the broker and run the same command to resume"
                 )
 
-    def reconcile(self, queued_ids: Iterable[int]) -> list[int]:
-        """Resend queued jobs whose message is gone from the broker. Returns the resent ids."""
+    def reconcile(self, queued_ids: Iterable[int], *, recheck: Callable[[], Iterable[int]] | None = None) -> list[int]:
+        """Resend queued jobs whose message is gone from the broker. Returns the resent ids.
+        ``recheck``: the queued ids read again after the broker was looked at; a child that a
+        worker took and finished meanwhile (its message acknowledged) is then no longer queued."""
         # A message sent a moment ago may be between the queue and a worker's unacked set.
         recent = time.monotonic() - 5.0
         queued = {int(i) for i in queued_ids if self.sent_at.get(int(i), 0.0) < recent} - self.unsent
@@ -97,6 +102,8 @@ class CeleryExecutor:
         except Exception as exc:  # the broker is away: check() resends once it is back
             log.warning("reconcile skipped, broker unreachable: %s", exc)
             return []
+        if missing and recheck is not None:
+            missing &= {int(i) for i in recheck()}
         if missing:
             log.warning("re-sending %d queued child(ren) whose message is gone: %s", len(missing), sorted(missing)[:10])
             self.resent += len(missing)

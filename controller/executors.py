@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Iterable, Protocol, Sequence
+from typing import Callable, Iterable, Protocol, Sequence
 
 from shared.errors import SearchAborted
 from shared.tf_noise import is_noise
@@ -27,13 +27,19 @@ from shared.tf_noise import is_noise
 class Executor(Protocol):
     name: str
 
+    def ready(self) -> None:
+        """Raise `UserError` when it cannot work (the broker is unreachable); called before
+        the run is created, so a failed check leaves nothing stored."""
+
     def start(self, run_id: int) -> None: ...
 
     def submit(self, job_ids: Sequence[int]) -> None: ...
 
     def check(self) -> None: ...
 
-    def reconcile(self, queued_ids: Iterable[int]) -> list[int]: ...
+    def reconcile(self, queued_ids: Iterable[int], *, recheck: Callable[[], Iterable[int]] | None = None) -> list[int]:
+        """Re-deliver queued jobs whose delivery was lost; ``recheck`` reads the queued ids again
+        after the broker was looked at, and only those still queued are re-delivered."""
 
     def stop(self) -> None: ...
 
@@ -74,6 +80,9 @@ class LocalExecutor:
         threading.Thread(target=_relay, args=(proc.stderr,), daemon=True).start()
         return proc
 
+    def ready(self) -> None:
+        pass  # local processes need nothing the run's creation should wait for
+
     def start(self, run_id: int) -> None:
         self.run_id = run_id
         self.procs = [self._spawn() for _ in range(self.workers)]
@@ -81,7 +90,7 @@ class LocalExecutor:
     def submit(self, job_ids: Sequence[int]) -> None:
         pass  # the database is the queue
 
-    def reconcile(self, queued_ids: Iterable[int]) -> list[int]:
+    def reconcile(self, queued_ids: Iterable[int], *, recheck: Callable[[], Iterable[int]] | None = None) -> list[int]:
         return []  # nothing is delivered, so nothing can be lost on the way
 
     def check(self) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
@@ -51,7 +52,8 @@ class Controller:
 
     # --- entry ---------------------------------------------------------------------------
     def open_run(self, *, name: str, config: SearchConfig) -> RunView:
-        """Create the run, or find it and check the settings match."""
+        """Create the run, or find it and check the settings match (after the executor: no run behind a dead broker)."""
+        self.executor.ready()
         run, created = self.store.create_run(name=name, config=config.model_dump(mode="json"), seed=config.seed)
         if not created:
             stored = SearchConfig.from_json(run.config)
@@ -81,7 +83,7 @@ class Controller:
             self.store.set_run_state(run.id, RunState.stopped, message="interrupted; run the same command to resume")
             raise
         except SearchCancelled as exc:
-            self.store.set_run_state(run.id, RunState.stopped, message=str(exc))
+            self.store.set_run_state(run.id, RunState.cancelled, message=str(exc))
             raise
         except SearchAborted as exc:
             # In one step: no child of an aborted run trains any more (queued ones are
@@ -174,11 +176,8 @@ class Controller:
             if cfg.keep_predictions:
                 top = np.argsort(-scores, kind="stable")[: cfg.keep_predictions]
                 self.store.start_level(run.id, b, candidates=candidates, distinct=len(batch))
-                self.store.save_predictions(
-                    run.id,
-                    b,
-                    [(batch.ids([r])[0], batch.cell(r).to_list(), float(scores[r]), i + 1) for i, r in enumerate(top)],
-                )
+                kept = [(batch.ids([r])[0], batch.cell(r).to_list(), float(scores[r]), i + 1) for i, r in enumerate(top)]
+                self.store.save_predictions(run.id, b, kept)
         else:
             rng = np.random.default_rng([run.seed, b])
             rows = np.sort(rng.choice(len(batch), size=k, replace=False))
@@ -254,7 +253,8 @@ class Controller:
                     return
                 if time.monotonic() - last_reconcile > self.settings.reconcile_seconds:
                     last_reconcile = time.monotonic()
-                    self.executor.reconcile(self.store.job_ids(run.id, level=b, states=[JobState.queued]))
+                    still = partial(self.store.job_ids, run.id, level=b, states=[JobState.queued])
+                    self.executor.reconcile(still(), recheck=still)  # resends only those still queued after
                 outage = None
             except (OperationalError, DBAPIError) as exc:
                 # A database restart: keep polling (pool_pre_ping reconnects) for a while.

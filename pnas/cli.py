@@ -3,7 +3,7 @@
 Each command lives in its own module under `pnas/commands/` with a `register(app)` function;
 every module there is registered, in name order.
 A `UserError` anywhere becomes one line on stderr and exit status 2, never a stack trace;
-`NothingToShow` one line and exit status 1; a database role that lacks a privilege one line
+`NothingToShow` one line and exit status 1; a bad argument or flag one line and exit status 2; a database role that lacks a privilege one line
 naming the role and what to grant. TensorFlow's start-up lines are dropped unless
 ``--verbose`` is given (anywhere on the command line).
 """
@@ -95,7 +95,11 @@ def _run(args: list[str]) -> None:
     except Exception as exc:
         # click's own errors (bad flags, usage) come here in standalone_mode=False.
         if hasattr(exc, "show") and hasattr(exc, "exit_code"):
-            exc.show()
+            line = _usage_line(exc)
+            if line is None:
+                exc.show()
+            else:
+                print(f"error: {line}", file=sys.stderr)
             sys.exit(exc.exit_code)
         if type(exc).__name__ == "Abort":
             print("aborted", file=sys.stderr)
@@ -105,6 +109,21 @@ def _run(args: list[str]) -> None:
             print(f"error: {denied}", file=sys.stderr)
             sys.exit(2)
         raise
+
+
+def _usage_line(exc: BaseException) -> str | None:
+    """A bad argument or flag as one line, naming the command's --help; None for what click
+    shows as a page (`pnas` or `pnas db` alone: the help)."""
+    usage = any(c.__name__ == "UsageError" for c in type(exc).__mro__)  # typer carries its own click
+    if not usage or type(exc).__name__ == "NoArgsIsHelpError":
+        return None
+    names, ctx = [], getattr(exc, "ctx", None)
+    while ctx is not None and ctx.parent is not None:
+        names.append(ctx.info_name or "")
+        ctx = ctx.parent
+    command = " ".join(["pnas", *reversed(names)])
+    message = " ".join(exc.format_message().split()).rstrip(".")  # type: ignore[attr-defined]
+    return f"{message}; `{command} --help` lists what it takes"
 
 
 def _privilege_error(exc: BaseException) -> str | None:

@@ -57,6 +57,7 @@ class RunState(StrEnum):
     created = "created"
     running = "running"
     stopped = "stopped"  # interrupted (Ctrl-C, crash): the same command resumes
+    cancelled = "cancelled"  # `pnas cancel` stopped its children: the same command resumes
     finished = "finished"
     aborted = "aborted"  # too many consecutive failures
 

@@ -1,8 +1,9 @@
 """TensorFlow's C++ start-up chatter, which TF_CPP_MIN_LOG_LEVEL no longer silences.
 
 `is_noise(line)` tells such a line (absl ``I0000 ... port.cc:153] ...``, the pre-InitializeLog
-warning, the CPU-instructions notice, ``E0000 ... failed call to cuInit``) from output a person
-should see. `quiet_stderr()` runs a block with the process's stderr (file descriptor 2, where
+warning, the CPU-instructions notice, ``E0000 ... failed call to cuInit``, tf.function's
+``WARNING:tensorflow:5 out of the last 5 calls ... triggered tf.function retracing``) from
+output a person should see. `quiet_stderr()` runs a block with the process's stderr (file descriptor 2, where
 C++ writes) sent through a pipe; a thread writes every line that is not noise on to the real
 stderr as it comes, so progress lines stay live. `hush_tensorflow()` sets what TensorFlow
 reads at import to log less (call it before TensorFlow is imported). `python -m shared.tf_noise`
@@ -22,7 +23,10 @@ from typing import Iterator
 
 _NOISE = re.compile(
     r"^(?:[IWE]\d{4} [\d:.]+\s+\d+ \S+\.cc:\d+\]|WARNING: All log messages before absl|To enable the following instructions"
-    r"|\d{4}-\d\d-\d\d [\d:.]+: [IWE] (?:tensorflow|external/local_xla|external/local_tsl)/)"
+    r"|\d{4}-\d\d-\d\d [\d:.]+: [IWE] (?:tensorflow|external/local_xla|external/local_tsl)/"
+    # tf.function's retracing advice (Python logging): an npz dataset's odd last batch, a
+    # child's first epochs; nothing a person running pnas can act on
+    r"|WARNING:tensorflow:\d+ out of the last \d+ calls to .* triggered tf\.function retracing)"
 )
 
 

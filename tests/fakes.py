@@ -147,6 +147,8 @@ class InlineExecutor:
     def __init__(self, store: Store, settings: Settings) -> None:
         self.store, self.settings, self.pending = store, settings, []
 
+    def ready(self) -> None: ...
+
     def start(self, run_id: int) -> None: ...
 
     def submit(self, job_ids) -> None:
@@ -158,7 +160,7 @@ class InlineExecutor:
         while self.pending:
             run_job(self.store, self.pending.pop(0), settings=self.settings, worker="inline", trainer=instant_trainer)
 
-    def reconcile(self, queued_ids) -> list[int]:
+    def reconcile(self, queued_ids, *, recheck=None) -> list[int]:
         return []
 
     def stop(self) -> None: ...

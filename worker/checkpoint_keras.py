@@ -50,6 +50,8 @@ def resume(ckpts: ChildCheckpoints, model: Any, identity: dict, say: Callable[[s
     for msg in ckpts.skipped:
         say(msg)
     if ck is None:
+        if ckpts.attempt > 1:  # an earlier attempt may have saved some: say that none is used
+            say(f"no usable checkpoint found in {ckpts.where}: training from epoch 1")
         return 0, []
     model.set_weights(ck.arrays[: ck.n_weights])
     for v, a in zip(model.optimizer.variables, ck.arrays[ck.n_weights :]):
@@ -57,7 +59,7 @@ def resume(ckpts: ChildCheckpoints, model: Any, identity: dict, say: Callable[[s
     # The data order needs no state: epoch e's order and augmentation are a function of
     # (seed, e) (`worker.augment.train_pipeline`), and the pipeline starts at the next epoch.
     history = [EpochMetrics(**m) for m in ck.header["history"]]
-    say(f"resumed from the checkpoint of epoch {ck.epoch}")
+    say(f"resumed from the checkpoint of epoch {ck.epoch} ({ckpts.resumed_from})")
     ckpts.resumed(ck.epoch)
     return ck.epoch, history
 

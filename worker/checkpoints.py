@@ -2,8 +2,11 @@
 
 Where: ``PNAS_CHECKPOINT_URL``, a directory (default: beside the dataset cache) or an
 ``s3://bucket/prefix`` (fsspec with s3fs, credentials from the environment as boto reads
-them). Layout: ``ROOT/run-R/job-J/a{attempt}-e{epoch:05d}.ckpt``; a final training's
-weights stay as ``ROOT/run-R/job-J/final.ckpt`` when it succeeds.
+them). Layout: ``ROOT/db-D/run-R/job-J/a{attempt}-e{epoch:05d}.ckpt``, D the database's
+identity (`Store.database_identity`): every database counts runs and jobs from 1, so ids
+alone would let two databases share a directory. A final training's weights stay as
+``ROOT/db-D/run-R/job-J/final.ckpt`` when it succeeds. Directories of the layout before
+identities (``ROOT/run-R``) belong to no database: never resumed from, never removed.
 
 A checkpoint is one blob: a magic line, a JSON header (what the weights belong to, the
 epoch, the per-epoch metrics so far, the sha256 of the payload) and an ``.npz`` payload
@@ -92,21 +95,30 @@ def decode(blob: bytes, identity: dict | None = None) -> Checkpoint:
 class CheckpointStore:
     """A directory or S3 prefix holding every run's checkpoints."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, database: str | None = None) -> None:
+        """``database``: the identity of the database whose runs these are (None: only
+        directories named outright, as `pnas train` uses)."""
         import fsspec
 
         self.url = url.rstrip("/")
         self.fs, self.root = fsspec.core.url_to_fs(self.url)
         self.local = self.fs.protocol in ("file", "local") or "file" in tuple(self.fs.protocol)
+        self.database = database
 
     @classmethod
-    def from_settings(cls, settings: Any) -> "CheckpointStore":
-        return cls(settings.checkpoint_location)
+    def from_settings(cls, settings: Any, *, database: str | None = None) -> "CheckpointStore":
+        return cls(settings.checkpoint_location, database=database)
 
     def job_dir(self, run_id: int, job_id: int) -> str:
-        return f"{self.root}/run-{run_id}/job-{job_id}"
+        return f"{self.run_dir(run_id)}/job-{job_id}"
 
     def run_dir(self, run_id: int) -> str:
+        if not self.database:
+            raise ValueError("a run's checkpoints are keyed by its database: give CheckpointStore(database=...)")
+        return f"{self.root}/db-{self.database}/run-{run_id}"
+
+    def unowned_run_dir(self, run_id: int) -> str:
+        """Where the layout before database identities kept run ``run_id`` of any database."""
         return f"{self.root}/run-{run_id}"
 
     def write(self, path: str, blob: bytes) -> None:
@@ -204,6 +216,7 @@ class ChildCheckpoints:
     keep: int = 2  # this attempt's newest checkpoints kept while training (the previous stays intact)
     dir: str | None = None  # instead of the job's directory (`pnas train`)
     resumed_epoch: int | None = None
+    resumed_from: str | None = None  # the checkpoint `latest` found
     skipped: list[str] = field(default_factory=list)
 
     @property
@@ -248,6 +261,7 @@ class ChildCheckpoints:
                 log.warning("job %s: %s", self.job_id, msg)
                 self.skipped.append(msg)
                 continue
+            self.resumed_from = path
             return ck
         return None
 

@@ -143,18 +143,22 @@ class _Heartbeat(threading.Thread):
 
     def run(self) -> None:
         while not self.stopped.wait(self.settings.heartbeat_seconds):
-            try:
-                lease = self.store.renew(
-                    self.job_id, attempt=self.attempt, worker=self.worker, lease_seconds=self.settings.lease_seconds
-                )
-                if lease == Lease.gone and not self.lost:
-                    self.lost = True
-                    log.warning("job %s attempt %s is no longer ours; its result will be discarded", self.job_id, self.attempt)
-                elif lease == Lease.stop and not self.cancel:
-                    self.cancel = True
-                    log.warning("job %s attempt %s: cancel requested; stopping it", self.job_id, self.attempt)
-            except Exception as exc:  # the DB may be restarting: keep trying
-                log.warning("heartbeat failed: %s", exc)
+            self.beat()
+
+    def beat(self) -> None:
+        """Renew the lease once and note a cancel or the loss of the job."""
+        try:
+            lease = self.store.renew(
+                self.job_id, attempt=self.attempt, worker=self.worker, lease_seconds=self.settings.lease_seconds
+            )
+            if lease == Lease.gone and not self.lost:
+                self.lost = True
+                log.warning("job %s attempt %s is no longer ours; its result will be discarded", self.job_id, self.attempt)
+            elif lease == Lease.stop and not self.cancel:
+                self.cancel = True
+                log.warning("job %s attempt %s: cancel requested; stopping it", self.job_id, self.attempt)
+        except Exception as exc:  # the DB may be restarting: keep trying
+            log.warning("heartbeat failed: %s", exc)
 
     def stop(self) -> None:
         self.stopped.set()
@@ -236,8 +240,9 @@ def run_job(
 
     ckpts = _checkpoints_for(store, job, attempt, train, settings)
     try:
-        fn = trainer or load_trainer(settings.trainer)
+        heartbeat.beat()  # a stop asked since the claim ends the child before TensorFlow loads
         check()
+        fn = trainer or _load_watching(settings.trainer, check)
         kwargs: dict = dict(seed=seed, on_epoch=on_epoch, log=tail.add)
         if _takes(fn, "check"):
             kwargs["check"] = check
@@ -306,6 +311,28 @@ def run_job(
     return Outcome(job_id, "succeeded", f"{result.reward:.4f}")
 
 
+def _load_watching(path: str, check: Callable[[], None]) -> Callable[..., TrainResult]:
+    """`load_trainer`, whose import of TensorFlow takes seconds (17 s on a busy host), in a
+    thread, while ``check`` is called every 0.2 s: a cancel or an abort meanwhile stops the
+    child at once instead of after the import (the thread finishes on its own)."""
+    out: list = []
+
+    def load() -> None:
+        try:
+            out.append(load_trainer(path))
+        except BaseException as exc:
+            out.append(exc)
+
+    loader = threading.Thread(target=load, daemon=True, name="load-trainer")
+    loader.start()
+    while loader.is_alive():
+        loader.join(0.2)
+        check()
+    if isinstance(out[0], BaseException):
+        raise out[0]
+    return out[0]
+
+
 def _quietly(fn: Callable[[], None], what: str) -> None:
     try:
         fn()
@@ -320,7 +347,7 @@ def _checkpoints_for(store: Store, job, attempt: int, train: TrainConfig, settin
     from worker.checkpoints import CheckpointStore, ChildCheckpoints
 
     try:
-        cs = CheckpointStore.from_settings(settings)
+        cs = CheckpointStore.from_settings(settings, database=store.database_identity())
     except Exception as exc:
         log.warning("job %s: checkpoint store %s unusable (%s); training without checkpoints",
                     job.id, settings.checkpoint_location, exc)

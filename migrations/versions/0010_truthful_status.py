@@ -2,7 +2,7 @@
 until its heartbeat is older than a lease.
 
 Revision ID: 0010_truthful_status
-Revises: 0008_hot_indexes
+Revises: 0009_database_identity
 Create Date: 2026-12-06
 """
 
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0010_truthful_status"
-down_revision = "0008_hot_indexes"
+down_revision = "0009_database_identity"
 branch_labels = None
 depends_on = None
 

@@ -56,8 +56,10 @@ def cancel_children(
         )
     if dry_run:
         return done, lines
-    if run.state == RunState.running.value:
+    if run.state == RunState.running.value:  # it marks the run cancelled when it stops
         lines.append("  the run's controller stops once its level has nothing left to train")
+    elif run.state in (RunState.created.value, RunState.stopped.value):
+        store.set_run_state(run.id, RunState.cancelled, message="children cancelled by `pnas cancel`")
     lines.append(f"  to resume: run `pnas search` again with the same arguments (--name {run.name}); it requeues them")
     return done, lines
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import typer
 
+from pnas.render import require_database
 from shared.errors import UserError
 from shared.settings import get_settings
 
@@ -43,6 +44,11 @@ def register(app: typer.Typer) -> None:
             raise UserError(f"--port must be between 1 and 65535, not {port}")
         token = settings.dashboard_token or None
         check_exposure(host, allow_actions, token)
+        # It only looks (retry aside): a database that is not there is one line, never a new empty one.
+        if settings.dashboard_database_url:
+            require_database(settings.dashboard_database_url)
+        if allow_actions or not settings.dashboard_database_url:
+            require_database(settings.database_url)
         writer = Store.from_settings(settings)
         if settings.dashboard_database_url:
             reader = Store(settings.dashboard_database_url, pool_size=settings.db_pool_size)

@@ -89,6 +89,22 @@ def _echo_trainer(path: str):
     return trainer
 
 
+def _resume_point(store, settings, job) -> str:
+    """Where a lost final training's next attempt starts: its newest checkpoint in this
+    database's directory (the trainer says again which one it loaded), or epoch 1."""
+    from worker.checkpoints import CheckpointStore
+
+    try:
+        cs = CheckpointStore.from_settings(settings, database=store.database_identity())
+        found = cs.checkpoints(job.run_id, job.id)
+    except Exception as exc:  # an unreachable bucket: the trainer says what it finds
+        return f"(its checkpoints cannot be listed here: {exc})"
+    if not found:
+        return f"from epoch 1: no checkpoint found in {cs.job_dir(job.run_id, job.id)}"
+    _attempt, epoch, path = max(found, key=lambda c: (c[1], c[0]))
+    return f"from its checkpoint of epoch {epoch} ({path})"
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def final(
@@ -150,7 +166,7 @@ def register(app: typer.Typer) -> None:
             # resumes it from its last checkpoint (`worker.checkpoints`).
             store.retry(r.id, job_ids=[job_id], states=[JobState.lost.value])
             job = store.job(job_id)
-            print(f"job {job_id} was lost ({job.error_message}): training it again from its last checkpoint",
+            print(f"job {job_id} was lost ({job.error_message}): training it again {_resume_point(store, settings, job)}",
                   file=sys.stderr)  # fmt: skip
         if job.state == JobState.queued.value:
             if run_now:

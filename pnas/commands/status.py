@@ -94,7 +94,7 @@ def collect(store, ref: str | None) -> dict:
         "workers": workers,
         "gpus": gpus,
         "finals": finals,
-        "checkpoint_bytes": _checkpoint_bytes(run.id),
+        "checkpoint_bytes": _checkpoint_bytes(store, run.id),
         **progress,
     }
 
@@ -130,13 +130,13 @@ def final_progress(store: Store, run: RunView) -> list[dict]:
             "accuracy": j.reward, "test_accuracy": j.test_accuracy,
         })  # fmt: skip
     return out
-def _checkpoint_bytes(run_id: int) -> int | None:
+def _checkpoint_bytes(store: Store, run_id: int) -> int | None:
     """Space the run's checkpoints take (None: the checkpoint store cannot be read from here)."""
     from shared.settings import get_settings
     from worker.checkpoints import CheckpointStore
 
     try:
-        cs = CheckpointStore.from_settings(get_settings())
+        cs = CheckpointStore.from_settings(get_settings(), database=store.database_identity())
         return cs.size(cs.run_dir(run_id))
     except Exception:  # an unreachable bucket must not break `status`
         return None

@@ -149,7 +149,14 @@ def register(app: typer.Typer) -> None:
 
         store = Store.from_settings(settings)
         store.ensure_schema(auto_upgrade=False)
+        role, missing = store.missing_worker_privileges()  # as `search`: refuse now, not per child
         store.dispose()
+        if missing:
+            raise UserError(
+                f"the database role {role!r} cannot write what a worker records ({', '.join(missing)}); as the "
+                f"tables' owner, run `GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}` "
+                f"and `GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role}`, or give the worker a role that can"
+            )
         bounded = celery_config(settings)  # the connect and handshake timeouts the worker will use
         try:
             with Connection(settings.broker_url, connect_timeout=settings.broker_timeout,

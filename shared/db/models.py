@@ -11,6 +11,7 @@ from datetime import datetime
 from sqlalchemy import (
     JSON,
     Boolean,
+    CheckConstraint,
     DateTime,
     Float,
     ForeignKey,
@@ -170,3 +171,13 @@ class WorkerRow(Base):
     last_seen: Mapped[datetime] = mapped_column(DateTime)
     job_id: Mapped[int | None] = mapped_column(Integer, index=True)  # the child it trains now, if any
     stopped_at: Mapped[datetime | None] = mapped_column(DateTime)  # it exited (None: running, or died unheard)
+
+
+class DatabaseIdentity(Base):
+    """One row: a random id made with the schema; checkpoints are stored under it."""
+
+    __tablename__ = "database_identity"
+    __table_args__ = (CheckConstraint("one = 1", name="ck_database_identity_one_row"),)
+
+    one: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    identity: Mapped[str] = mapped_column(String(32))

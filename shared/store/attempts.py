@@ -175,6 +175,7 @@ class Attempts(WorkerRegistry):
                     error_message=None,
                     log_tail=appended(previous[0], attempt=attempt, outcome=outcome, text=log_tail)
                     if previous[0] or log_tail else None,
+                    stop_requested=False,  # a stop asked too late: it ended anyway
                 )
             )
             return self._ended(s, res, job_id)
@@ -197,7 +198,8 @@ class Attempts(WorkerRegistry):
             again = retryable and attempt < row[0]
             outcome = f"failed{', to be retried' if again else ''} ({error_class}: {message})"
             values: dict[str, Any] = dict(error_class=error_class[:100], error_message=message, lease_until=None,
-                                          log_tail=appended(row[1], attempt=attempt, outcome=outcome, text=log_tail))  # fmt: skip
+                                          log_tail=appended(row[1], attempt=attempt, outcome=outcome, text=log_tail),
+                                          stop_requested=False)  # fmt: skip
             if again:
                 values.update(state=_Q, worker=None, queued_at=self._now())
             else:

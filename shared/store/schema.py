@@ -6,9 +6,10 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.exc import OperationalError
 
+from shared.db.models import DatabaseIdentity
 from shared.errors import UserError, first_line
 from shared.store.engine import StoreBase
 
@@ -16,7 +17,13 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 
+# What a worker writes: its child's row, the epochs, its own row in the registry.
+WORKER_WRITES = {"jobs": ("SELECT", "UPDATE"), "epochs": ("INSERT", "DELETE"), "workers": ("INSERT", "UPDATE")}
+
+
 class SchemaAdmin(StoreBase):
+    _identity: str | None = None  # database_identity(), once read
+
     def _alembic_config(self) -> Config:
         from alembic.config import Config
 
@@ -34,9 +41,24 @@ class SchemaAdmin(StoreBase):
 
         head = ScriptDirectory.from_config(self._alembic_config()).get_current_head()
         assert head is not None, "the migrations folder has no head revision"
-        with self.engine.connect() as conn:
-            current = MigrationContext.configure(conn).get_current_revision()
+        try:
+            with self.engine.connect() as conn:
+                current = MigrationContext.configure(conn).get_current_revision()
+        except OperationalError as exc:
+            raise self._unreachable(exc) from None
         return current, head
+
+    def _unreachable(self, exc: OperationalError) -> UserError:
+        """One line for a database that cannot be connected to; how to create a missing one."""
+        u = self.engine.url
+        if not self.is_sqlite and re.search(r'database ".*" does not exist', str(exc)):
+            host, port, user = u.host or "localhost", u.port or 5432, u.username or "postgres"
+            return UserError(
+                f"the PostgreSQL database {u.database!r} does not exist on {host}:{port}; create it first with "
+                f"`createdb -h {host} -p {port} -U {user} {u.database}` (or `CREATE DATABASE \"{u.database}\";` "
+                "in psql), then run `pnas db upgrade`"
+            )
+        return UserError(f"cannot reach the database at {self.safe_url}: {first_line(exc)}")
 
     def upgrade(self) -> tuple[str | None, str]:
         """Apply every migration (``alembic upgrade head``); returns (before, after)."""
@@ -50,10 +72,7 @@ class SchemaAdmin(StoreBase):
         """SQLite: create or upgrade the file. PostgreSQL: refuse a schema that is not current."""
         if auto_upgrade is None:
             auto_upgrade = self.is_sqlite
-        try:
-            current, head = self.schema_revision()
-        except OperationalError as exc:
-            raise UserError(f"cannot reach the database at {self.safe_url}: {first_line(exc)}") from None
+        current, head = self.schema_revision()
         if current == head:
             return
         if auto_upgrade:
@@ -61,6 +80,35 @@ class SchemaAdmin(StoreBase):
             return
         state = "has no pnas tables" if current is None else f"is at revision {current}, the code needs {head}"
         raise UserError(f"the database {self.safe_url} {state}; run `pnas db upgrade` first")
+
+    def database_identity(self) -> str:
+        """The random id this database was given when its schema was made (migration
+        0009_database_identity): what its checkpoints are stored under. Read once."""
+        if self._identity is None:
+            with self._tx() as s:
+                found = s.scalar(select(DatabaseIdentity.identity).where(DatabaseIdentity.one == 1))
+            if found is None:
+                raise UserError(f"the database {self.safe_url} has no identity row; run `pnas db upgrade` first")
+            self._identity = found
+        return self._identity
+
+    def missing_worker_privileges(self) -> tuple[str, list[str]]:
+        """PostgreSQL: (the connecting role, the privileges a worker needs that it lacks, as
+        "UPDATE on jobs"); nothing missing on SQLite. Asks the catalogue, writes nothing."""
+        if self.is_sqlite:
+            return "", []
+        with self._tx() as s:
+            role = s.scalar(text("SELECT current_user"))
+            missing = [
+                f"{priv} on {table}"
+                for table, privs in WORKER_WRITES.items()
+                for priv in privs
+                if not s.scalar(text("SELECT has_table_privilege(:t, :p)"), {"t": table, "p": priv})
+            ]
+            seq = s.scalar(text("SELECT pg_get_serial_sequence('epochs', 'id')"))
+            if seq and not s.scalar(text("SELECT has_sequence_privilege(:q, 'USAGE')"), {"q": seq}):
+                missing.append(f"USAGE on {seq}")
+        return str(role), missing
 
     def grant_readonly(self, role: str, *, password: str | None = None, login: bool = True) -> list[str]:
         """PostgreSQL: create ``role`` if missing and let it SELECT every table and view of the

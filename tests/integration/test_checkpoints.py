@@ -69,9 +69,9 @@ def test_a_killed_child_resumes_after_its_last_checkpoint(where, pg_url, redis_u
         extra.update(env, PNAS_CHECKPOINT_URL="s3://pnas-kill/pnas")
     else:
         extra["PNAS_CHECKPOINT_URL"] = str(tmp_path / "ck")
-    ck = CheckpointStore(extra["PNAS_CHECKPOINT_URL"])
     store = Store(pg_url)
     store.ensure_schema(auto_upgrade=True)
+    ck = CheckpointStore(extra["PNAS_CHECKPOINT_URL"], database=store.database_identity())
     run_id, job_id = _one_child(store, f"ck-{where}")
     ex = CeleryExecutor(settings_for(pg_url, redis_url))
     workers = make_workers(pg_url, redis_url, **extra)
@@ -137,7 +137,7 @@ def test_a_killed_final_training_resumes_when_asked_again(pg_url, tmp_path):
         return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True)  # fmt: skip
 
-    ck = CheckpointStore(url)
+    ck = CheckpointStore(url, database=store.database_identity())
     first = start(1)
     try:
         fid = wait_for(lambda: store.job_ids(run_id, kind="final"), timeout=120, what="the final job")[0]
@@ -154,6 +154,10 @@ def test_a_killed_final_training_resumes_when_asked_again(pg_url, tmp_path):
         assert second.wait(timeout=300) == 0, (tmp_path / "final2.log").read_text()
     finally:
         second.kill()
+    said = (tmp_path / "final2.log").read_text()
+    path = f"{ck.job_dir(run_id, fid)}/a1-e{done:05d}.ckpt"
+    assert f"training it again from its checkpoint of epoch {done} ({path})" in said, said
+    assert f"resumed from the checkpoint of epoch {done} ({path})" in said, said
     j = store.job(fid)
     assert (j.state, j.kind, j.attempts, j.resumed_epoch) == ("succeeded", "final", 2, done)
     rows = store.epochs(fid)

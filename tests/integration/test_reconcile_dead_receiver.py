@@ -54,3 +54,27 @@ def test_a_message_taken_by_a_dead_worker_is_resent_after_a_lease(redis_url) -> 
     assert ex.reconcile([41, 42]) == [41] and ex.resent == sent_before + 1
     # 42 never left the queue: it is not sent twice.
     assert ex._missing({42}) == set()
+
+
+def test_a_child_that_finished_while_reconcile_looked_is_not_resent(redis_url) -> None:
+    """The controller read child 43 as queued; a worker then took its message, trained it and
+    acknowledged it before the broker was looked at. Only ids still queued when read again
+    after the look are resent."""
+    settings = Settings(database_url="sqlite://", broker_url=redis_url, queue="pnas-reconcile-race", lease_seconds=60)
+    ex = CeleryExecutor(settings)
+    ex.submit([43])
+    from kombu import Connection
+
+    with Connection(redis_url) as conn:  # the worker: take the message, then acknowledge it
+        q = conn.SimpleQueue("pnas-reconcile-race", no_ack=False)
+        m = q.get(timeout=10)
+        assert m.payload[0] == [43]
+        m.ack()
+        q.close()
+    ex.sent_at.clear()  # "sent long ago"
+    stale = [43]  # what the controller read before the worker finished it
+    assert ex.reconcile(stale, recheck=lambda: []) == [], "it is no longer queued: not resent"
+    assert ex.resent == 0
+    assert ex.reconcile(stale) == [43], "without the second read, the race resends it"
+    with Connection(redis_url) as conn:  # the resent message: nobody will take it
+        conn.SimpleQueue("pnas-reconcile-race").clear()

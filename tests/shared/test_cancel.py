@@ -108,3 +108,17 @@ def test_cancel_leaves_ended_children_alone(store, state: str) -> None:
     done = store.cancel(run.id)
     assert (done.cancelled, done.stopping) == ([], [])
     assert store.job(a).state == state
+
+
+@pytest.mark.parametrize("end", ["failed", "retryable", "succeeded"])
+def test_a_stop_asked_of_a_child_that_ends_otherwise_is_cleared(store, end) -> None:
+    run = _run(store)
+    (a,) = _jobs(store, run, n=1)
+    assert store.claim(a, worker="w", lease_seconds=60) == 1
+    assert store.cancel(run.id).stopping == [a] and store.job(a).stop_requested
+    if end == "succeeded":
+        assert store.finish(a, attempt=1, result=RESULT)
+    else:
+        assert store.fail(a, attempt=1, error_class="x", message="boom", retryable=end == "retryable")
+    job = store.job(a)
+    assert job.state == ("queued" if end == "retryable" else end) and not job.stop_requested

@@ -53,3 +53,17 @@ def test_noise_is_dropped_and_every_other_line_passes_through_a_real_process() -
                        capture_output=True, text=True, timeout=120)  # fmt: skip
     assert p.returncode == 0, p.stderr
     assert p.stderr.splitlines() == [f"line {i}" for i in range(200)]
+
+
+def test_tensorflows_retracing_warning_is_noise_and_other_warnings_are_not() -> None:
+    from shared.tf_noise import is_noise
+
+    # as TensorFlow 2.x prints it (captured from a real run)
+    assert is_noise(
+        "WARNING:tensorflow:5 out of the last 5 calls to <function f at 0x7faf367b84a0> triggered tf.function "
+        "retracing. Tracing is expensive and the excessive number of tracings could be due to (1) creating "
+        "@tf.function repeatedly in a loop, (2) passing tensors with different shapes, (3) passing Python objects "
+        "instead of tensors. For (1), please define your @tf.function outside of the loop."
+    )
+    assert not is_noise("WARNING:tensorflow:something else went wrong")
+    assert not is_noise("error: npz file x.npz does not exist")

@@ -73,13 +73,13 @@ def _exercise(store: CheckpointStore) -> None:
 
 
 def test_directory_store(tmp_path):
-    store = CheckpointStore(str(tmp_path / "ck"))
+    store = CheckpointStore(str(tmp_path / "ck"), database="d1")
     _exercise(store)
     assert not [p for p in (tmp_path / "ck").rglob(".tmp-*")], "no temporary files left"
 
 
 def test_a_final_failure_is_never_resumed(tmp_path):
-    store = CheckpointStore(str(tmp_path))
+    store = CheckpointStore(str(tmp_path), database="d1")
     a1 = ChildCheckpoints(store, 1, 1, 1, "search", 1)
     a1.save(blob(2), 2)
     a1.failed_for_good()
@@ -99,7 +99,7 @@ def tiny_tmpfs(tmp_path):
 
 
 def test_a_full_disk_keeps_the_previous_checkpoint(tiny_tmpfs):
-    store = CheckpointStore(str(tiny_tmpfs))
+    store = CheckpointStore(str(tiny_tmpfs), database="d1")
     a1 = ChildCheckpoints(store, 1, 1, 1, "search", 1)
     assert a1.save(blob(1, size=1000), 1)
     assert not a1.save(blob(2, size=200_000), 2), "800 KB cannot fit in 256 KB"
@@ -139,7 +139,7 @@ def test_s3_store(moto_s3):
     import fsspec
 
     fsspec.config.conf.pop("s3", None)
-    store = CheckpointStore("s3://pnas-ck/checkpoints")
+    store = CheckpointStore("s3://pnas-ck/checkpoints", database="d1")
     assert not store.local
     _exercise(store)
     t0 = time.perf_counter()

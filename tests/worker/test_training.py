@@ -133,7 +133,7 @@ def test_a_child_stopped_mid_epoch_resumes_with_the_training_it_would_have_had(d
 
     c = cfg(epochs=4, deterministic=True, augment="standard")
     whole = train_child(TINY, c, dataset=digits, seed=3)
-    store = CheckpointStore(str(tmp_path / "ck"))
+    store = CheckpointStore(str(tmp_path / "ck"), database="d1")
 
     def attempt(n: int) -> ChildCheckpoints:
         return ChildCheckpoints(store, run_id=1, job_id=1, attempt=n, kind="search", every=1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 from dataclasses import dataclass, field
@@ -19,6 +20,10 @@ from shared.space import CellBatch, SearchSpace
 
 FORMAT = "pnas-predictor/1"
 Kind = Literal["lstm", "mlp"]
+Engine = Literal["auto", "numpy", "tensorflow"]
+# Below this many cells NumPy scores in well under a second and TensorFlow's start-up and
+# compiles would cost more than they save (the in-sample scores of a fit, small levels).
+TF_MIN_ROWS = 20_000
 EMBED = 100  # paper: embedding size 100
 HIDDEN = 100  # paper: LSTM hidden size 100 / MLP layers of 100 units
 LR_FIRST_LEVEL = 0.01  # paper: when fitting on b = 1 cells only
@@ -54,11 +59,15 @@ class Ensemble:
     def members(self) -> int:
         return len(self.weights)
 
-    def predict(self, cells: Cells, *, return_members: bool = False) -> np.ndarray:
+    def predict(self, cells: Cells, *, return_members: bool = False, engine: Engine = "auto") -> np.ndarray:
         """Predicted accuracy (N,) float32, the members' mean; or (members, N) per member.
 
         ``cells``: a `CellBatch`, an (N, 4b) token array, or a sequence of these or of single
         cells' (4b,) token rows (lengths may differ). Rows keep the input order.
+        ``engine``: "numpy" (`fast`), "tensorflow" (`tf_scoring`: LSTM only, all members in
+        one compiled pass, on a GPU if TensorFlow sees one) or "auto": TensorFlow for an LSTM
+        on at least `TF_MIN_ROWS` cells when it is installed, else NumPy. Both agree with
+        Keras' forward pass to float32 round-off.
         """
         if isinstance(cells, CellBatch) and isinstance(cells.space, SearchSpace):
             self._check_space(cells.space)
@@ -68,9 +77,22 @@ class Ensemble:
                 parts.append(np.zeros((self.members, 0), np.float32))
                 continue
             tree = PrefixTree.build(self.vocab.encode(group), self.vocab.size)
-            parts.append(np.stack([SCORERS[self.kind](tree, w) for w in self.weights]))
+            parts.append(self._score(tree, engine))
         per_member = np.concatenate(parts, axis=1) if parts else np.zeros((self.members, 0), np.float32)
         return per_member if return_members else per_member.mean(axis=0)
+
+    def _score(self, tree: PrefixTree, engine: Engine) -> np.ndarray:
+        if engine == "auto":
+            big = self.kind == "lstm" and len(tree.leaf) >= TF_MIN_ROWS
+            engine = "tensorflow" if big and importlib.util.find_spec("tensorflow") else "numpy"
+        if engine == "numpy":
+            return np.stack([SCORERS[self.kind](tree, w) for w in self.weights])
+        if engine != "tensorflow" or self.kind != "lstm":
+            raise ValueError(f"no scoring engine {engine!r} for a {self.kind} predictor")
+        with quiet_stderr():  # TensorFlow's C++ start-up lines
+            from controller.predictor.tf_scoring import lstm_scores_tf
+
+            return lstm_scores_tf(tree, self.weights)
 
     def keras_members(self) -> list:
         """The members as Keras models (slow; for checks). Inputs: `keras_tokens`."""

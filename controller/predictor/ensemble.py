@@ -21,6 +21,7 @@ from shared.space import CellBatch, SearchSpace
 FORMAT = "pnas-predictor/1"
 Kind = Literal["lstm", "mlp"]
 Engine = Literal["auto", "numpy", "tensorflow"]
+Trainer = Literal["stacked", "keras"]
 # Below this many cells NumPy scores in well under a second and TensorFlow's start-up and
 # compiles would cost more than they save (the in-sample scores of a fit, small levels).
 TF_MIN_ROWS = 20_000
@@ -190,6 +191,7 @@ def fit_ensemble(
     batch_size: int = BATCH_SIZE,
     on_epoch: Callable[[int, float], None] | None = None,
     init: Ensemble | None = None,
+    trainer: Trainer = "stacked",
 ) -> Ensemble:
     """Fit ``members`` predictors from scratch, member k on all rows but fold k; deterministic.
 
@@ -202,6 +204,9 @@ def fit_ensemble(
     same order. ``first_level`` picks the paper's learning rate: 0.01 on b = 1 data, else 0.002.
     Same inputs and seed give identical weights (on the same machine and TensorFlow build).
     ``on_epoch(epoch, loss)`` after each of the ``epochs`` (all members train together).
+    ``trainer``: "stacked" (`stacked`: the members' weights stacked, an epoch per compiled
+    call) or "keras" (`keras_models`: one Keras model per member, the earlier way; kept to
+    compare). Both fit the same models to the same objective; their weights differ.
     """
     vocab = Vocab(space.num_input_tokens, len(space.ops))
     groups = [vocab.encode(g) for g in token_groups(cells)]
@@ -230,9 +235,12 @@ def fit_ensemble(
         train_mask[k, rows] = False
     lr = LR_FIRST_LEVEL if first_level else LR_LATER
     with quiet_stderr():  # TensorFlow's C++ start-up lines, printed on import and first use
-        from controller.predictor.keras_models import fit_members  # TensorFlow only when fitting
+        if trainer == "keras":
+            from controller.predictor.keras_models import fit_members as fit  # TensorFlow only when fitting
+        else:
+            from controller.predictor.stacked import fit_stacked as fit
 
-        weights = fit_members(
+        weights = fit(
             kind,
             pad(groups),
             rewards,
@@ -247,7 +255,7 @@ def fit_ensemble(
             on_epoch=on_epoch,
             init=None if init is None else init.weights,
         )
-    info = {"seed": seed, "epochs": epochs, "rows": n, "learning_rate": lr, "batch_size": batch_size}
+    info = {"seed": seed, "epochs": epochs, "rows": n, "learning_rate": lr, "batch_size": batch_size, "trainer": trainer}
     if init is not None:
         info["finetuned_from_rows"] = n_init
     return Ensemble(kind, tuple(space.ops), space.blocks, vocab, weights, holdout, info)

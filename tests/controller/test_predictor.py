@@ -237,3 +237,25 @@ def test_finetune_refuses_a_predictor_of_another_shape(fitted, data):
         fit_ensemble(SPACE, cells[:1], rewards[: len(cells[0])], kind=fitted.kind, members=5, epochs=1, init=fitted)
     with pytest.raises(UserError, match=">= 1"):  # 0 epochs only for a fine-tune
         fit_ensemble(SPACE, cells, rewards, kind=fitted.kind, members=5, epochs=0)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "mlp"])
+def test_stacked_members_start_like_keras_members(kind):
+    """Same weight names and shapes as the Keras member, each member its own seeded start."""
+    from controller.predictor.keras_models import get_member_weights, member_model
+    from controller.predictor.stacked import init_member
+
+    keras_w = get_member_weights(member_model(kind, 20, embed=8, hidden=6), kind)
+    a, b = (init_member(kind, np.random.default_rng([0, k]), 20, 8, 6) for k in (0, 1))
+    assert {k: v.shape for k, v in a.items()} == {k: v.shape for k, v in keras_w.items()}
+    assert all(v.dtype == np.float32 for v in a.values())
+    assert np.abs(a["emb"] - b["emb"]).max() > 0  # members differ
+    np.testing.assert_array_equal(a["b_out"], keras_w["b_out"])  # the final bias, as Keras sets it
+
+
+def test_both_trainers_learn_the_known_function(data):
+    cells, rewards = data
+    for trainer in ("keras", "stacked"):
+        ens = fit_ensemble(SPACE, cells, rewards, members=2, epochs=15, seed=1, first_level=True, trainer=trainer)
+        assert ens.info["trainer"] == trainer
+        assert spearman(ens.predict(cells), rewards) > 0.9, trainer

@@ -2,10 +2,12 @@
 
 Builds the paper space (8 operators, B=5), a random 256-cell beam at b=4, expands it to
 every b=5 candidate, fits a 5-member ensemble on a few hundred random cells with random
-rewards (training quality is not the point), then times the NumPy scorer on all candidates
-and Keras ``model.predict(batch_size=32)`` on a subsample, extrapolated to the full count.
+rewards (training quality is not the point), then times the scorers on all candidates side
+by side, alternating: the NumPy one (`fast`) and, for the LSTM, the TensorFlow one
+(`tf_scoring`, compiled; its first call, which compiles, is reported apart); and Keras
+``model.predict(batch_size=32)`` on a subsample, extrapolated to the full count.
 
-    .venv/bin/python bench/scoring.py [--mlp] [--keras-sample 5000] [--epochs 2]
+    .venv/bin/python bench/scoring.py [--mlp] [--keras-sample 5000] [--epochs 2] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ def main() -> None:
     p.add_argument("--members", type=int, default=5, help="ensemble size (paper: 5)")
     p.add_argument("--keras-sample", type=int, default=5000, help="cells timed through Keras predict")
     p.add_argument("--epochs", type=int, default=2, help="fitting epochs (speed is not measured)")
+    p.add_argument("--rounds", type=int, default=3, help="timed calls per scorer, alternating")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     kind = "mlp" if args.mlp else "lstm"
@@ -68,15 +71,39 @@ def main() -> None:
         f"{args.epochs} epochs, in {time.perf_counter() - t:.1f} s"
     )
 
-    ens.predict(cands.take(np.arange(1000)))  # warm-up (thread pool, page faults)
-    load = os.getloadavg()[0]  # this machine is shared: a busy one slows the wall clock
+    ens.predict(cands.take(np.arange(1000)), engine="numpy")  # warm-up (thread pool, page faults)
+    engines = ["numpy"] + (["tensorflow"] if kind == "lstm" else [])
     t, c = time.perf_counter(), time.process_time()
-    ens.predict(cands)
-    t_fast, c_fast = time.perf_counter() - t, time.process_time() - c
-    print(
-        f"fast NumPy scorer: {n} candidates x {args.members} members in {t_fast:.2f} s wall, "
-        f"{c_fast:.2f} s CPU ({n / t_fast:,.0f} candidates/s; load average {load:.1f} on {os.cpu_count()} cores)"
-    )
+    first = {e: ens.predict(cands, engine=e) for e in engines[1:]}  # compiles: once per process and shape
+    if first:
+        print(f"tensorflow first call (traces and compiles): {time.perf_counter() - t:.2f} s wall, {time.process_time() - c:.2f} s CPU")
+    wall: dict[str, list[float]] = {e: [] for e in engines}
+    cpu: dict[str, list[float]] = {e: [] for e in engines}
+    loads = []
+    scores = {}
+    for _ in range(args.rounds):  # alternating, so that both sides see the same load
+        for e in engines:
+            loads.append(os.getloadavg()[0])  # this machine is shared: a busy one slows the wall clock
+            t, c = time.perf_counter(), time.process_time()
+            scores[e] = ens.predict(cands, engine=e)
+            wall[e].append(time.perf_counter() - t)
+            cpu[e].append(time.process_time() - c)
+    for e in engines:
+        w, cp = float(np.median(wall[e])), float(np.median(cpu[e]))
+        print(
+            f"{e:>10} scorer: {n} candidates x {args.members} members in {w:.2f} s wall, {cp:.2f} s CPU "
+            f"(median of {args.rounds}; {n / w:,.0f} candidates/s)"
+        )
+    print(f"load average {min(loads):.1f}-{max(loads):.1f} on {os.cpu_count()} cores")
+    t_fast = float(np.median(wall[engines[-1]]))
+    if first:
+        t_np, c_np = float(np.median(wall["numpy"])), float(np.median(cpu["numpy"]))
+        c_tf = float(np.median(cpu["tensorflow"]))
+        diff_tf = float(np.abs(scores["tensorflow"] - scores["numpy"]).max())
+        print(
+            f"tensorflow against numpy: {t_np / t_fast:.1f}x by wall, {c_np / c_tf:.1f}x by CPU time; "
+            f"max |difference| {diff_tf:.1e}; first call equal: {np.array_equal(first['tensorflow'], scores['tensorflow'])}"
+        )
 
     logging.getLogger("tensorflow").setLevel(logging.ERROR)  # predict retraces once per member
     sample = cands.take(np.sort(rng.choice(n, min(args.keras_sample, n), replace=False)))
@@ -88,15 +115,15 @@ def main() -> None:
     keras_scores = np.mean([m.predict(x, batch_size=32, verbose=0)[:, 0] for m in models], axis=0)
     t_sample = time.perf_counter() - t
     t_keras = t_sample * n / len(sample)
-    diff = float(np.abs(keras_scores - ens.predict(sample)).max())
+    diff = float(np.abs(keras_scores - ens.predict(sample, engine=engines[-1])).max())
     print(
         f"keras predict(batch_size=32): {len(sample)} cells x {args.members} members in {t_sample:.1f} s "
         f"({len(sample) / t_sample:,.0f} candidates/s); extrapolated to {n}: {t_keras:.0f} s"
     )
-    print(f"max |keras - fast| on the sample: {diff:.1e}")
+    print(f"max |keras - {engines[-1]}| on the sample: {diff:.1e}")
     print(
         f"scoring: {n} candidates, {args.members}-member {kind.upper()}, "
-        f"fast {t_fast:.1f} s ({n / t_fast / 1000:.0f}k/s), keras predict(batch_size=32) "
+        f"{engines[-1]} {t_fast:.2f} s ({n / t_fast / 1000:.0f}k/s), numpy {np.median(wall['numpy']):.2f} s, keras predict(batch_size=32) "
         f"~{t_keras:.0f} s extrapolated from {len(sample)}, ratio {t_keras / t_fast:.0f}x"
     )
 

@@ -4,13 +4,15 @@
                        first_level=True)              # -> Ensemble (TensorFlow used here only)
     ens.predict(batch)                                 # (N,) float32, mean of the members
     ens.predict(batch, return_members=True)            # (members, N)
-    Ensemble.from_bytes(ens.to_bytes())                # store/load; scoring needs only NumPy
+    ens.predict(batch, engine="numpy")                 # or "tensorflow" (LSTM; GPU if any); default "auto"
+    Ensemble.from_bytes(ens.to_bytes())                # store/load; NumPy alone can score
     fit_ensemble(space, more_cells, more_rewards, init=ens, epochs=finetune_epochs(200))
                                                        # fine-tune: members start from ens's
     spearman(predicted, true)
 
 Modules: `tokens` (cells -> model tokens), `keras_models` (members and their training),
-`fast` (NumPy scoring over shared prefixes), `ensemble` (the public API above).
+`fast` (NumPy scoring over shared prefixes), `tf_scoring` (the same in TensorFlow, all
+members at once, compiled), `ensemble` (the public API above).
 """
 
 from controller.predictor.ensemble import Ensemble, finetune_epochs, fit_ensemble, kfold_holdout, spearman

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 from dataclasses import dataclass, field
@@ -19,6 +20,11 @@ from shared.space import CellBatch, SearchSpace
 
 FORMAT = "pnas-predictor/1"
 Kind = Literal["lstm", "mlp"]
+Engine = Literal["auto", "numpy", "tensorflow"]
+Trainer = Literal["stacked", "keras"]
+# Below this many cells NumPy scores in well under a second and TensorFlow's start-up and
+# compiles would cost more than they save (the in-sample scores of a fit, small levels).
+TF_MIN_ROWS = 20_000
 EMBED = 100  # paper: embedding size 100
 HIDDEN = 100  # paper: LSTM hidden size 100 / MLP layers of 100 units
 LR_FIRST_LEVEL = 0.01  # paper: when fitting on b = 1 cells only
@@ -54,11 +60,15 @@ class Ensemble:
     def members(self) -> int:
         return len(self.weights)
 
-    def predict(self, cells: Cells, *, return_members: bool = False) -> np.ndarray:
+    def predict(self, cells: Cells, *, return_members: bool = False, engine: Engine = "auto") -> np.ndarray:
         """Predicted accuracy (N,) float32, the members' mean; or (members, N) per member.
 
         ``cells``: a `CellBatch`, an (N, 4b) token array, or a sequence of these or of single
         cells' (4b,) token rows (lengths may differ). Rows keep the input order.
+        ``engine``: "numpy" (`fast`), "tensorflow" (`tf_scoring`: LSTM only, all members in
+        one compiled pass, on a GPU if TensorFlow sees one) or "auto": TensorFlow for an LSTM
+        on at least `TF_MIN_ROWS` cells when it is installed, else NumPy. Both agree with
+        Keras' forward pass to float32 round-off.
         """
         if isinstance(cells, CellBatch) and isinstance(cells.space, SearchSpace):
             self._check_space(cells.space)
@@ -68,9 +78,22 @@ class Ensemble:
                 parts.append(np.zeros((self.members, 0), np.float32))
                 continue
             tree = PrefixTree.build(self.vocab.encode(group), self.vocab.size)
-            parts.append(np.stack([SCORERS[self.kind](tree, w) for w in self.weights]))
+            parts.append(self._score(tree, engine))
         per_member = np.concatenate(parts, axis=1) if parts else np.zeros((self.members, 0), np.float32)
         return per_member if return_members else per_member.mean(axis=0)
+
+    def _score(self, tree: PrefixTree, engine: Engine) -> np.ndarray:
+        if engine == "auto":
+            big = self.kind == "lstm" and len(tree.leaf) >= TF_MIN_ROWS
+            engine = "tensorflow" if big and importlib.util.find_spec("tensorflow") else "numpy"
+        if engine == "numpy":
+            return np.stack([SCORERS[self.kind](tree, w) for w in self.weights])
+        if engine != "tensorflow" or self.kind != "lstm":
+            raise ValueError(f"no scoring engine {engine!r} for a {self.kind} predictor")
+        with quiet_stderr():  # TensorFlow's C++ start-up lines
+            from controller.predictor.tf_scoring import lstm_scores_tf
+
+            return lstm_scores_tf(tree, self.weights)
 
     def keras_members(self) -> list:
         """The members as Keras models (slow; for checks). Inputs: `keras_tokens`."""
@@ -168,6 +191,7 @@ def fit_ensemble(
     batch_size: int = BATCH_SIZE,
     on_epoch: Callable[[int, float], None] | None = None,
     init: Ensemble | None = None,
+    trainer: Trainer = "stacked",
 ) -> Ensemble:
     """Fit ``members`` predictors from scratch, member k on all rows but fold k; deterministic.
 
@@ -180,6 +204,9 @@ def fit_ensemble(
     same order. ``first_level`` picks the paper's learning rate: 0.01 on b = 1 data, else 0.002.
     Same inputs and seed give identical weights (on the same machine and TensorFlow build).
     ``on_epoch(epoch, loss)`` after each of the ``epochs`` (all members train together).
+    ``trainer``: "stacked" (`stacked`: the members' weights stacked, an epoch per compiled
+    call) or "keras" (`keras_models`: one Keras model per member, the earlier way; kept to
+    compare). Both fit the same models to the same objective; their weights differ.
     """
     vocab = Vocab(space.num_input_tokens, len(space.ops))
     groups = [vocab.encode(g) for g in token_groups(cells)]
@@ -208,9 +235,12 @@ def fit_ensemble(
         train_mask[k, rows] = False
     lr = LR_FIRST_LEVEL if first_level else LR_LATER
     with quiet_stderr():  # TensorFlow's C++ start-up lines, printed on import and first use
-        from controller.predictor.keras_models import fit_members  # TensorFlow only when fitting
+        if trainer == "keras":
+            from controller.predictor.keras_models import fit_members as fit  # TensorFlow only when fitting
+        else:
+            from controller.predictor.stacked import fit_stacked as fit
 
-        weights = fit_members(
+        weights = fit(
             kind,
             pad(groups),
             rewards,
@@ -225,7 +255,7 @@ def fit_ensemble(
             on_epoch=on_epoch,
             init=None if init is None else init.weights,
         )
-    info = {"seed": seed, "epochs": epochs, "rows": n, "learning_rate": lr, "batch_size": batch_size}
+    info = {"seed": seed, "epochs": epochs, "rows": n, "learning_rate": lr, "batch_size": batch_size, "trainer": trainer}
     if init is not None:
         info["finetuned_from_rows"] = n_init
     return Ensemble(kind, tuple(space.ops), space.blocks, vocab, weights, holdout, info)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 CHUNK = 16384  # rows per chunk at the last step: (CHUNK, 4H) float32 stays in cache-sized pieces
+DENSE_KEYS = 1 << 24  # up to this many possible keys a step finds its distinct prefixes by table, not sort
 THREADS = 2  # NumPy's elementwise work is single-threaded; chunks run on this many threads
 
 
@@ -44,10 +45,20 @@ class PrefixTree:
         n, steps = tokens.shape
         ids = np.zeros(n, np.int64)
         parent, token = [], []
+        distinct = 1  # prefixes of length 0: the empty one
         for t in range(steps):
-            uniq, ids = np.unique(ids * vocab_size + tokens[:, t], return_inverse=True)
+            keys = ids * vocab_size + tokens[:, t]
+            if distinct * vocab_size <= DENSE_KEYS:  # a table over all keys: no sort
+                seen = np.zeros(distinct * vocab_size, bool)
+                seen[keys] = True
+                uniq = np.flatnonzero(seen)
+                rank = np.cumsum(seen, dtype=np.int64) - 1
+                ids = rank[keys]
+            else:
+                uniq, ids = np.unique(keys, return_inverse=True)
             parent.append(uniq // vocab_size)
             token.append(uniq % vocab_size)
+            distinct = len(uniq)
         return cls(parent, token, ids.reshape(n))
 
 
@@ -62,16 +73,25 @@ def _threaded(fn, pieces):
         return list(pool.map(fn, pieces))
 
 
-def lstm_scores(tree: PrefixTree, w: dict[str, np.ndarray]) -> np.ndarray:
-    """One LSTM member's predictions (N,) float32 for the rows of ``tree``."""
+def lstm_tables(w: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A member's LSTM folded for scoring: x_table (V, 4H), u (H, 4H), w_out (H,), b_out ().
+
+    Gate order i, f, g, o (Keras'); the i, f, o columns are halved, so that tanh of the
+    gates gives sigmoid(z) = (tanh(z/2) + 1) / 2 in one pass over all four.
+    """
     hidden = w["recurrent"].shape[0]
-    # 0.5 on the i, f, o columns: tanh(z/2) gives sigmoid(z) = (tanh(z/2) + 1) / 2
     scale = np.ones(4 * hidden, np.float32)
     scale[: 2 * hidden] = scale[3 * hidden :] = 0.5
-    x_table = ((w["emb"] @ w["kernel"] + w["bias"]) * scale).astype(np.float32)  # (V, 4H)
-    u = (w["recurrent"] * scale).astype(np.float32)  # (H, 4H)
-    w_out = (0.5 * w["w_out"][:, 0]).astype(np.float32)  # h = 0.5 (T_o + 1) tanh(c), 0.5 here
-    b_out = np.float32(w["b_out"][0])
+    x_table = ((w["emb"] @ w["kernel"] + w["bias"]) * scale).astype(np.float32)  # token's input projection
+    u = (w["recurrent"] * scale).astype(np.float32)
+    return x_table, u, w["w_out"][:, 0].astype(np.float32), np.asarray(w["b_out"][0], np.float32)
+
+
+def lstm_scores(tree: PrefixTree, w: dict[str, np.ndarray]) -> np.ndarray:
+    """One LSTM member's predictions (N,) float32 for the rows of ``tree``."""
+    x_table, u, w_out, b_out = lstm_tables(w)
+    hidden = u.shape[0]
+    w_out = 0.5 * w_out  # h = 0.5 (T_o + 1) tanh(c), 0.5 here
 
     def step(z: np.ndarray, c_prev: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         np.tanh(z, out=z)

@@ -106,11 +106,36 @@ def test_from_bytes_rejects_garbage():
         Ensemble.from_bytes(b"not a predictor")
 
 
-def test_fast_scorer_equals_keras_predict_on_mixed_lengths(fitted):
+@pytest.mark.parametrize("engine", ["numpy", "tensorflow"])
+def test_fast_scorer_equals_keras_predict_on_mixed_lengths(fitted, engine):
+    if engine == "tensorflow" and fitted.kind != "lstm":
+        with pytest.raises(ValueError, match="no scoring engine"):
+            fitted.predict(mixed_cells(2, 6), engine=engine)
+        return
     probe = mixed_cells(60, 6)  # 300 cells, b = 1..5, padded to 20 tokens for Keras
     x = fitted.keras_tokens(probe)
     keras_scores = np.stack([m.predict(x, batch_size=64, verbose=0)[:, 0] for m in fitted.keras_members()])
-    np.testing.assert_allclose(fitted.predict(probe, return_members=True), keras_scores, rtol=0, atol=1e-5)
+    got = fitted.predict(probe, return_members=True, engine=engine)
+    np.testing.assert_allclose(got, keras_scores, rtol=0, atol=1e-5)
+
+
+def test_tensorflow_scorer_equals_keras_predict_over_many_chunks(fitted, monkeypatch):
+    """A beam expansion larger than a chunk: padded chunks, shared prefixes, shuffled rows."""
+    if fitted.kind != "lstm":
+        pytest.skip("the TensorFlow scorer is the LSTM's")
+    from controller.predictor import tf_scoring
+
+    monkeypatch.setattr(tf_scoring, "CHUNK", 512)  # 8 chunks at the last step, 3 at the one before
+    rng = np.random.default_rng(11)
+    cands = SPACE.expand(random_cells(4, 4, rng))  # b = 5 cells, 4 parents
+    cands = cands.take(rng.permutation(len(cands)))
+    assert len(cands) > 8 * 512 - 512
+    got = fitted.predict(cands, return_members=True, engine="tensorflow")
+    sample = np.arange(0, len(cands), 5)
+    x = fitted.keras_tokens(cands.take(sample))
+    keras_scores = np.stack([m.predict(x, batch_size=256, verbose=0)[:, 0] for m in fitted.keras_members()])
+    np.testing.assert_allclose(got[:, sample], keras_scores, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(got, fitted.predict(cands, return_members=True, engine="numpy"), rtol=0, atol=1e-6)
 
 
 def test_padding_does_not_change_keras_prediction(fitted):
@@ -212,3 +237,25 @@ def test_finetune_refuses_a_predictor_of_another_shape(fitted, data):
         fit_ensemble(SPACE, cells[:1], rewards[: len(cells[0])], kind=fitted.kind, members=5, epochs=1, init=fitted)
     with pytest.raises(UserError, match=">= 1"):  # 0 epochs only for a fine-tune
         fit_ensemble(SPACE, cells, rewards, kind=fitted.kind, members=5, epochs=0)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "mlp"])
+def test_stacked_members_start_like_keras_members(kind):
+    """Same weight names and shapes as the Keras member, each member its own seeded start."""
+    from controller.predictor.keras_models import get_member_weights, member_model
+    from controller.predictor.stacked import init_member
+
+    keras_w = get_member_weights(member_model(kind, 20, embed=8, hidden=6), kind)
+    a, b = (init_member(kind, np.random.default_rng([0, k]), 20, 8, 6) for k in (0, 1))
+    assert {k: v.shape for k, v in a.items()} == {k: v.shape for k, v in keras_w.items()}
+    assert all(v.dtype == np.float32 for v in a.values())
+    assert np.abs(a["emb"] - b["emb"]).max() > 0  # members differ
+    np.testing.assert_array_equal(a["b_out"], keras_w["b_out"])  # the final bias, as Keras sets it
+
+
+def test_both_trainers_learn_the_known_function(data):
+    cells, rewards = data
+    for trainer in ("keras", "stacked"):
+        ens = fit_ensemble(SPACE, cells, rewards, members=2, epochs=15, seed=1, first_level=True, trainer=trainer)
+        assert ens.info["trainer"] == trainer
+        assert spearman(ens.predict(cells), rewards) > 0.9, trainer

@@ -1,0 +1,155 @@
+"""Fit every member at once: their weights stacked on a leading member axis, one compiled step.
+
+The same models as `keras_models` (the same weight names, the same forward pass, Keras'
+initialisers and Adam) and the same objective: the batches are shared, member k's loss is
+its mean |error| over its own rows in the batch (its held-out fold has weight 0), and the
+members' losses are summed, so no member's gradient sees another's. What is saved is overhead:
+one batched LSTM instead of m Keras layers, and a whole epoch (every batch) in one
+XLA-compiled loop instead of a Python call per batch.
+
+Shapes: m members, B rows a batch, T tokens a row, V vocabulary, E embedding, H hidden.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import tensorflow as tf
+
+from controller.predictor.keras_models import FINAL_BIAS
+from controller.predictor.tokens import PAD
+
+Weights = dict[str, np.ndarray]
+ADAM = (0.9, 0.999, 1e-7)  # Keras' defaults: beta_1, beta_2, epsilon
+
+
+def _glorot(rng: np.random.Generator, fan_in: int, fan_out: int) -> np.ndarray:
+    limit = np.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(-limit, limit, (fan_in, fan_out))
+
+
+def _orthogonal(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
+    a = rng.normal(size=(max(rows, cols), min(rows, cols)))
+    q, r = np.linalg.qr(a)
+    q *= np.sign(np.diag(r))
+    return q.T if rows < cols else q
+
+
+def init_member(kind: str, rng: np.random.Generator, vocab_size: int, embed: int, hidden: int) -> Weights:
+    """Fresh weights as Keras initialises `keras_models.member_model` (its distributions)."""
+    w = {"emb": rng.uniform(-0.05, 0.05, (vocab_size, embed))}
+    if kind == "lstm":
+        bias = np.zeros(4 * hidden)
+        bias[hidden : 2 * hidden] = 1.0  # unit_forget_bias
+        w |= {"kernel": _glorot(rng, embed, 4 * hidden), "recurrent": _orthogonal(rng, hidden, 4 * hidden), "bias": bias}
+    else:
+        w |= {"w1": _glorot(rng, 4 * embed, hidden), "b1": np.zeros(hidden),
+              "w2": _glorot(rng, hidden, hidden), "b2": np.zeros(hidden)}  # fmt: skip
+    w |= {"w_out": _glorot(rng, hidden, 1), "b_out": np.full(1, FINAL_BIAS)}
+    return {k: v.astype(np.float32) for k, v in w.items()}
+
+
+def _lstm(v: dict[str, tf.Variable], tokens: tf.Tensor) -> tf.Tensor:
+    """(B, T) right-padded tokens -> (m, B) accuracy; padding carries the state (mask_zero)."""
+    x_table = tf.linalg.matmul(v["emb"], v["kernel"]) + v["bias"][:, None, :]  # (m, V, 4H)
+    x = tf.gather(x_table, tokens, axis=1)  # (m, B, T, 4H)
+    real = tf.not_equal(tokens, PAD)[None, :, :, None]  # (1, B, T, 1)
+    hidden = v["recurrent"].shape[1]
+    h = c = tf.zeros(tf.concat([tf.shape(x)[:2], [hidden]], 0))  # (m, B, H)
+    for t in range(tokens.shape[1]):
+        z = x[:, :, t] + tf.linalg.matmul(h, v["recurrent"])
+        i, f, g, o = tf.split(z, 4, axis=-1)
+        c_new = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
+        h_new = tf.sigmoid(o) * tf.tanh(c_new)
+        h, c = tf.where(real[:, :, t], h_new, h), tf.where(real[:, :, t], c_new, c)
+    return tf.sigmoid(tf.linalg.matmul(h, v["w_out"])[..., 0] + v["b_out"])
+
+
+def _mlp(v: dict[str, tf.Variable], tokens: tf.Tensor) -> tf.Tensor:
+    """(B, 4b) tokens -> (m, B): per-block embeddings concatenated, averaged over real blocks."""
+    e = tf.gather(v["emb"], tokens, axis=1)  # (m, B, T, E)
+    blocks = tf.reshape(e, tf.concat([tf.shape(e)[:2], [-1, 4 * e.shape[-1]]], 0))  # (m, B, b, 4E)
+    real = tf.cast(tf.not_equal(tokens[:, ::4], PAD), e.dtype)[None, :, :, None]  # (1, B, b, 1)
+    x = tf.reduce_sum(blocks * real, axis=2) / tf.maximum(tf.reduce_sum(real, axis=2), 1.0)
+    x = tf.nn.relu(tf.linalg.matmul(x, v["w1"]) + v["b1"][:, None, :])
+    x = tf.nn.relu(tf.linalg.matmul(x, v["w2"]) + v["b2"][:, None, :])
+    return tf.sigmoid(tf.linalg.matmul(x, v["w_out"])[..., 0] + v["b_out"])
+
+
+FORWARD = {"lstm": _lstm, "mlp": _mlp}
+
+
+def fit_stacked(
+    kind: str,
+    tokens: np.ndarray,
+    rewards: np.ndarray,
+    train_mask: np.ndarray,
+    *,
+    vocab_size: int,
+    embed: int,
+    hidden: int,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    seed: int,
+    on_epoch: Callable[[int, float], None] | None = None,
+    init: list[Weights] | None = None,
+    jit: bool = True,
+) -> list[Weights]:
+    """As `keras_models.fit_members` (same arguments, same contract), members stacked.
+
+    Deterministic: member k's fresh weights come from ``seed`` and k, each epoch's order of
+    rows from ``seed`` and the epoch.
+    """
+    m, n = train_mask.shape
+    if init is None:
+        init = [init_member(kind, np.random.default_rng([seed, k]), vocab_size, embed, hidden) for k in range(m)]
+    if epochs == 0:
+        return [{k: a.copy() for k, a in w.items()} for w in init]
+    names = list(init[0])
+    v = {k: tf.Variable(np.stack([w[k] for w in init]).astype(np.float32)) for k in names}
+    moments = {k: (tf.Variable(tf.zeros_like(v[k])), tf.Variable(tf.zeros_like(v[k]))) for k in names}
+    step = tf.Variable(0.0)
+    forward = FORWARD[kind]
+    beta1, beta2, eps = ADAM
+
+    batches = -(-n // batch_size)
+    rows = np.zeros((batches * batch_size,), np.int32)  # every epoch: one order, padded to whole batches
+    valid = np.zeros(len(rows), np.float32)
+    valid[:n] = 1.0
+    x_all = tf.constant(tokens.astype(np.int32))
+    y_all = tf.constant(rewards.astype(np.float32))
+    mask_all = tf.constant(train_mask.astype(np.float32))  # (m, N)
+
+    def train_batch(idx, ok):
+        x, y = tf.gather(x_all, idx), tf.gather(y_all, idx)  # (B, T), (B,)
+        weight = tf.gather(mask_all, idx, axis=1) * ok  # (m, B): the member's rows in the batch
+        with tf.GradientTape() as tape:
+            err = tf.abs(y[None, :] - forward(v, x))
+            per_member = tf.reduce_sum(weight * err, axis=1) / tf.maximum(tf.reduce_sum(weight, axis=1), 1e-6)
+            loss = tf.reduce_sum(per_member)
+        grads = tape.gradient(loss, [v[k] for k in names])
+        step.assign_add(1.0)
+        alpha = learning_rate * tf.sqrt(1.0 - beta2**step) / (1.0 - beta1**step)
+        for k, g in zip(names, grads, strict=True):
+            g = tf.convert_to_tensor(g)
+            mean, var = moments[k]
+            mean.assign_add((g - mean) * (1.0 - beta1))
+            var.assign_add((tf.square(g) - var) * (1.0 - beta2))
+            v[k].assign_sub(alpha * mean / (tf.sqrt(var) + eps))
+        return loss * tf.reduce_sum(ok)
+
+    @tf.function(jit_compile=jit)
+    def train_epoch(order, ok):  # (batches, B) row indices and 0/1 for padding
+        total = tf.constant(0.0)
+        for b in tf.range(batches):
+            total += train_batch(order[b], ok[b])
+        return total / n
+
+    for epoch in range(epochs):
+        rows[:n] = np.random.default_rng([seed, epoch]).permutation(n)
+        loss = train_epoch(rows.reshape(batches, batch_size), valid.reshape(batches, batch_size))
+        if on_epoch is not None:
+            on_epoch(epoch + 1, float(loss))
+    return [{k: v[k].numpy()[j] for k in names} for j in range(m)]

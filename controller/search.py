@@ -23,6 +23,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from controller import evolution
 from controller.executors import Executor
+from controller.fidelity import Promoter
 from controller.progress import LevelClock, Reporter, SilentReporter
 from controller.refit import refit
 from controller.run_lock import RunLock, new_owner
@@ -49,6 +50,7 @@ class Controller:
     owner: str = field(default_factory=new_owner)
     # Hooks for tests: called after named steps, e.g. to kill the process at that moment.
     hook: Callable[[str, int], None] | None = None
+    promoter: Promoter | None = None  # multi-fidelity promotions (`controller.fidelity`), per run
 
     # --- entry ---------------------------------------------------------------------------
     def open_run(self, *, name: str, config: SearchConfig) -> RunView:
@@ -222,7 +224,10 @@ class Controller:
         return Ensemble.from_bytes(stored[1])
 
     def _wait(self, run: RunView, b: int) -> None:
-        """Until every child of level b is terminal, reading the store (one aggregate a poll)."""
+        """Until every child of level b is terminal, reading the store (one aggregate a poll),
+        and no child is due a promotion to its next rung (`controller.fidelity`)."""
+        if self.promoter is None:
+            self.promoter = Promoter(self.store, SearchConfig.from_json(run.config))
         queued = self.store.job_ids(run.id, level=b, states=[JobState.queued])
         if queued:
             self.executor.submit(queued)
@@ -246,7 +251,13 @@ class Controller:
                 counts = p["counts"]
                 self.reporter.progress(clock.progress(p))
                 self._check_failures(run)
-                if counts["queued"] == 0 and counts["running"] == 0 and p["requeueable"] == 0:
+                drained = counts["queued"] == 0 and counts["running"] == 0 and p["requeueable"] == 0
+                promoted = self.promoter.step(run.id, b, succeeded=counts["succeeded"], drained=drained and not counts["cancelled"])
+                if promoted:
+                    self.reporter.message(f"level {b}: {len(promoted)} child(ren) promoted to their next rung")
+                    self.executor.submit(promoted)
+                    self._step("promoted", b)
+                elif drained:
                     if counts["cancelled"]:
                         raise SearchCancelled(
                             f"{counts['cancelled']} child(ren) of level {b} were cancelled; "
@@ -303,7 +314,9 @@ class Controller:
             raise SearchAborted(f"no child of level {b} succeeded ({len(failed)} failed); see `pnas status`")
         extrap = None
         # a succeeded child always has its reward (the store writes them in one update)
-        rewards = [j.reward for j in ok if j.reward is not None]
+        # a multi-fidelity level's best and mean: of the children trained to the full epochs
+        full = [j for j in ok if j.epochs_trained is None or j.epochs_trained >= cfg.train.epochs] or ok
+        rewards = [j.reward for j in full if j.reward is not None]
         pairs = [(j.predicted, j.reward) for j in ok if j.predicted is not None and j.reward is not None]
         if len(pairs) >= 3:
             extrap = finite_or_none(spearman([p for p, _ in pairs], [r for _, r in pairs]))

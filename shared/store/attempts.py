@@ -147,8 +147,16 @@ class Attempts(WorkerRegistry):
             return res.rowcount == 1  # type: ignore[attr-defined]
 
     def finish(self, job_id: int, *, attempt: int, result: TrainResult) -> bool:
-        """Record success, fenced by job id, attempt and state. False: a newer attempt owns it."""
+        """Record success, fenced by job id, attempt and state. False: a newer attempt owns it.
+
+        The epochs of its last history entry are recorded as the epochs it was trained to, and
+        its reward as that rung's (``rung_rewards``, the controller's promotion decisions)."""
+        epochs = result.history[-1].epoch if result.history else None
         with self._tx() as s:
+            row = s.execute(select(ChildJob.rung_rewards).where(*_current(job_id, attempt))).first()
+            rung_rewards = dict((row[0] if row else None) or {})
+            if epochs is not None:
+                rung_rewards[str(epochs)] = float(result.reward)
             res = s.execute(
                 update(ChildJob)
                 .where(*_current(job_id, attempt))
@@ -156,6 +164,8 @@ class Attempts(WorkerRegistry):
                     state=JobState.succeeded.value,
                     reward=float(result.reward),
                     reward_epoch=result.reward_epoch,
+                    epochs_trained=epochs,
+                    rung_rewards=rung_rewards or None,
                     test_accuracy=None if result.test_accuracy is None else float(result.test_accuracy),
                     params=int(result.params),
                     wall_seconds=float(result.wall_seconds),

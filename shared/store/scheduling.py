@@ -226,6 +226,32 @@ class Scheduling(StoreBase):
                 s.execute(update(Run).where(Run.id == run_id).values(updated_at=self._now()))
             return ids
 
+    def promote(self, job_id: int, *, rung: int, epochs: int) -> bool:
+        """Send a succeeded search child trained to rung ``rung`` (``epochs``) on to the next
+        rung: queued again, its identity, results so far and checkpoints kept, with one more
+        attempt (a promotion uses none of its attempts). Conditional on that state, so a second
+        controller's promotion of the same child (or a repeat after a crash) changes nothing."""
+        with self._tx() as s:
+            res = s.execute(
+                update(ChildJob)
+                .where(
+                    ChildJob.id == job_id,
+                    ChildJob.state == JobState.succeeded.value,
+                    ChildJob.rung == rung,
+                    ChildJob.epochs_trained == epochs,
+                )
+                .values(
+                    state=JobState.queued.value,
+                    rung=rung + 1,
+                    max_attempts=ChildJob.max_attempts + 1,
+                    worker=None,
+                    lease_until=None,
+                    finished_at=None,
+                    queued_at=self._now(),
+                )
+            )
+            return res.rowcount == 1  # type: ignore[attr-defined]
+
     # --- cancel, abort, resume ----------------------------------------------------------
     def _cancel_values(self, why: str) -> dict:
         return dict(

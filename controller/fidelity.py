@@ -51,6 +51,7 @@ class Promoter:
     cfg: SearchConfig
     seconds: float = 0.0  # spent deciding and promoting (the controller's overhead)
     promoted: int = 0
+    rounds: int = 0  # decisions made (the level read)
     _seen: tuple = field(default=(), repr=False)
 
     @property
@@ -64,12 +65,11 @@ class Promoter:
             return []
         self._seen = (b, succeeded)
         t0 = time.perf_counter()
+        self.rounds += 1
         rungs = self.cfg.rungs()
         jobs = self.store.jobs(run_id, level=b, kind="search")
-        ids = [
-            j.id for j, k in promotions(jobs, rungs, self.cfg.reduction_factor, drained=drained)
-            if self.store.promote(j.id, rung=k, epochs=rungs[k])
-        ]  # fmt: skip
+        due = promotions(jobs, rungs, self.cfg.reduction_factor, drained=drained)
+        ids = self.store.promote([(j.id, k, rungs[k]) for j, k in due]) if due else []
         self._seen = (b, succeeded - len(ids))  # what the next poll counts if nothing else ends
         self.promoted += len(ids)
         self.seconds += time.perf_counter() - t0

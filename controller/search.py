@@ -24,7 +24,9 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from controller import evolution
 from controller.executors import Executor
-from controller.progress import FitProgress, LevelClock, Reporter, SilentReporter
+from controller.fidelity import Promoter
+from controller.progress import LevelClock, Reporter, SilentReporter
+from controller.refit import refit
 from controller.run_lock import RunLock, new_owner
 from shared.config import SearchConfig
 from shared.errors import SearchAborted, SearchCancelled, UserError
@@ -49,6 +51,7 @@ class Controller:
     owner: str = field(default_factory=new_owner)
     # Hooks for tests: called after named steps, e.g. to kill the process at that moment.
     hook: Callable[[str, int], None] | None = None
+    promoter: Promoter | None = None  # multi-fidelity promotions (`controller.fidelity`), per run
 
     # --- entry ---------------------------------------------------------------------------
     def open_run(self, *, name: str, config: SearchConfig) -> RunView:
@@ -220,7 +223,10 @@ class Controller:
         return Ensemble.from_bytes(stored[1])
 
     def _wait(self, run: RunView, b: int) -> None:
-        """Until every child of level b is terminal, reading the store (one aggregate a poll)."""
+        """Until every child of level b is terminal, reading the store (one aggregate a poll),
+        and no child is due a promotion to its next rung (`controller.fidelity`)."""
+        if self.promoter is None:
+            self.promoter = Promoter(self.store, SearchConfig.from_json(run.config))
         queued = self.store.job_ids(run.id, level=b, states=[JobState.queued])
         if queued:
             self.executor.submit(queued)
@@ -244,7 +250,13 @@ class Controller:
                 counts = p["counts"]
                 self.reporter.progress(clock.progress(p))
                 self._check_failures(run)
-                if counts["queued"] == 0 and counts["running"] == 0 and p["requeueable"] == 0:
+                drained = counts["queued"] == 0 and counts["running"] == 0 and p["requeueable"] == 0
+                promoted = self.promoter.step(run.id, b, succeeded=counts["succeeded"], drained=drained and not counts["cancelled"])
+                if promoted:
+                    self.reporter.message(f"level {b}: {len(promoted)} child(ren) promoted to their next rung")
+                    self.executor.submit(promoted)
+                    self._step("promoted", b)
+                elif drained:
                     if counts["cancelled"]:
                         raise SearchCancelled(
                             f"{counts['cancelled']} child(ren) of level {b} were cancelled; "
@@ -304,13 +316,15 @@ class Controller:
             raise SearchAborted(f"no child of level {b} succeeded ({len(failed)} failed); see `pnas status`")
         extrap = None
         # a succeeded child always has its reward (the store writes them in one update)
-        rewards = [j.reward for j in ok if j.reward is not None]
+        # a multi-fidelity level's best and mean: of the children trained to the full epochs
+        full = [j for j in ok if j.epochs_trained is None or j.epochs_trained >= cfg.train.epochs] or ok
+        rewards = [j.reward for j in full if j.reward is not None]
         pairs = [(j.predicted, j.reward) for j in ok if j.predicted is not None and j.reward is not None]
         if len(pairs) >= 3:
             extrap = finite_or_none(spearman([p for p, _ in pairs], [r for _, r in pairs]))
         blob, insample = None, None
         if cfg.strategy == "pnas":
-            blob, insample = self._refit(run, cfg, space, b)
+            blob, insample = refit(self.store, self.reporter, run, cfg, space, b)
         self.store.finish_level(
             run.id, b, predictor=blob, spearman_extrapolation=extrap, spearman_insample=insample
         )
@@ -322,61 +336,6 @@ class Controller:
             "spearman_extrapolation": extrap,
             "spearman_insample": insample,
         }
-
-    def _refit(self, run: RunView, cfg: SearchConfig, space: SearchSpace, b: int) -> tuple[bytes, float | None]:
-        from controller.predictor import finetune_epochs, fit_ensemble, spearman
-
-        rows = self.store.rewards(run.id, max_level=b)
-        by_level: dict[int, list] = {}
-        for lv, cell, reward in rows:
-            by_level.setdefault(lv, []).append((cell, reward))
-        batches, rewards = [], []
-        for lv in sorted(by_level):
-            cells = [Cell.from_json(c, space.ops) for c, _ in by_level[lv]]
-            batches.append(space.batch(cells))
-            rewards.append(np.array([r for _, r in by_level[lv]], dtype=np.float32))
-        # finetune: on every child so far (the earlier ones keep what the predictor knew)
-        init = self._previous_predictor(run, b, sum(lv < b for lv, _, _ in rows)) if cfg.predictor_update == "finetune" else None
-        epochs = cfg.predictor_epochs if init is None else finetune_epochs(cfg.predictor_epochs)
-        how = "fitting the" if init is None else f"fine-tuning level {b - 1}'s"
-        self.reporter.message(f"level {b}: {how} {cfg.predictor} predictor ensemble on {len(rows)} children")
-        t0, first = time.monotonic(), [0.0]
-
-        def on_epoch(epoch: int, loss: float) -> None:
-            now = time.monotonic()
-            if epoch == 1:
-                first[0] = now
-            self.reporter.fit_progress(
-                FitProgress(b, cfg.ensemble, epoch, epochs, len(rows), loss, now - t0, now - first[0])
-            )
-
-        ens = fit_ensemble(
-            space,
-            batches,
-            np.concatenate(rewards),
-            kind=cfg.predictor,
-            members=cfg.ensemble,
-            epochs=epochs,
-            seed=run.seed * 1000 + b,
-            first_level=(b == 1),
-            on_epoch=on_epoch,
-            init=init,
-        )
-        pred = np.concatenate([ens.predict(x) for x in batches])
-        insample = finite_or_none(spearman(pred, np.concatenate(rewards))) if len(pred) >= 3 else None
-        return ens.to_bytes(), insample
-
-    def _previous_predictor(self, run: RunView, b: int, rows_before: int) -> Ensemble | None:
-        """Level b-1's predictor to fine-tune at level b, if it was fitted on exactly the children
-        before level b (else None: a refit; `pnas retry` may have added children since)."""
-        from controller.predictor import Ensemble
-
-        stored = self.store.latest_predictor(run.id) if b > 1 else None
-        ens = Ensemble.from_bytes(stored[1]) if stored is not None and stored[0] == b - 1 else None
-        if b > 1 and (ens is None or ens.info.get("rows") != rows_before):
-            self.reporter.message(f"level {b}: level {b - 1}'s predictor is not the newest or saw other children; refitting")
-            return None
-        return ens
 
     def _pending(self, run: RunView) -> bool:
         """Search children still to wait for (one aggregate over the run)."""

@@ -36,6 +36,7 @@ def job_dict(j: JobView, *, rank: int | None = None) -> dict:
         "kind": j.kind,
         "state": j.state,
         "wall_seconds": j.wall_seconds,
+        "epochs": j.epochs_trained,  # what its accuracy is from (a multi-fidelity run stops some early)
     }
     if rank is not None:
         out = {"rank": rank, **out}

@@ -106,8 +106,38 @@ class SearchConfig(BaseModel):
     keep_predictions: int = Field(0, ge=0)  # also store the top N scored candidates per level
     population: int | None = Field(None, ge=2)  # evolution: P, the newest P kept; None = a fifth of the budget, <= 100 (Real et al.)
     tournament: int | None = Field(None, ge=2)  # evolution: S, drawn per parent; None = a quarter of P (Real et al.: 25 of 100)
+    # Multi-fidelity: "asha" trains each child to rungs of r, r*eta, r*eta^2, ... epochs (the
+    # last rung: train.epochs) and continues only the best 1/eta of each rung (Li et al. 2020).
+    # full: the paper, and the default until the benchmark of issue 24 (pending) says otherwise
+    fidelity: Literal["full", "asha"] = "full"
+    min_epochs: int = Field(1, ge=1)  # r: the first rung (the least a child is trained)
+    reduction_factor: int = Field(3, ge=2)  # eta: Li et al.'s default; a third goes on at each rung
     seed: int = 0
     train: TrainConfig = TrainConfig()
+
+    @model_validator(mode="after")
+    def _fidelity(self) -> "SearchConfig":
+        if self.fidelity == "asha":
+            if self.strategy == "evolution":
+                raise ValueError("fidelity asha works with strategy pnas or random; evolution needs every child's full reward")
+            if self.min_epochs >= self.train.epochs:
+                raise ValueError(
+                    f"fidelity asha needs min_epochs ({self.min_epochs}) below train.epochs ({self.train.epochs}); "
+                    "lower --min-epochs or raise --epochs"
+                )
+        return self
+
+    def rungs(self) -> list[int]:
+        """The epochs a search child is trained to, rung by rung; the last is ``train.epochs``.
+        One rung (``[train.epochs]``) at full fidelity."""
+        epochs = self.train.epochs
+        if self.fidelity == "full":
+            return [epochs]
+        out, r = [], self.min_epochs
+        while r < epochs:
+            out.append(r)
+            r *= self.reduction_factor
+        return [*out, epochs]
 
     @field_validator("ops", mode="before")
     @classmethod
@@ -254,7 +284,7 @@ def describe_errors(exc: ValidationError) -> str:
                 fields = SearchConfig.model_fields if len(loc) == 1 else TrainConfig.model_fields
                 close = difflib.get_close_matches(name, list(fields), n=1)
                 msg = "unknown setting" + (f" (did you mean {close[0]}?)" if close else "")
-        parts.append(f"{where}: {msg}")
+        parts.append(f"{where}: {msg.removeprefix('Value error, ')}")
     if len(parts) == 1:
         return f"invalid setting {parts[0]}"
     return f"{len(parts)} invalid settings: " + "; ".join(parts)

@@ -139,6 +139,9 @@ class JobView:
     duplicate_of: int | None = None  # a run made before network ids trained this network first as that job
     test_accuracy: float | None = None  # test split, when measured: reported, never the reward
     resumed_epoch: int | None = None  # the current attempt continued from this epoch's checkpoint
+    rung: int = 0  # multi-fidelity: the rung it trains to (0: the first; SearchConfig.rungs())
+    epochs_trained: int | None = None  # the epochs its reward is from
+    rung_rewards: dict | None = None  # {"epochs": reward} of every rung it completed
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,9 @@
 Loaded by worker processes through ``PNAS_TRAINER=tests.fakes:instant_trainer``.
 The reward is an additive function of the cell's (input, operator) pairs, so the best cell
 is known: every block reads ``H[c-1]`` through ``PLANTED_OP`` twice.
+Its validation accuracy rises over the epochs (`learning_curve`) to that reward at the last
+one, and it honours ``until_epoch`` and ``checkpoints`` as the real trainer does (a checkpoint
+holds the epochs' metrics only), so multi-fidelity searches can be tested with it.
 Environment knobs:
 - ``PNAS_FAKE_SLEEP``: seconds each child takes (for kill and resume tests), spread over its
   epochs and slept in slices of at most 0.1 s with the runner's ``check`` between them (as
@@ -11,6 +14,7 @@ Environment knobs:
 - ``PNAS_FAKE_FAIL_ALL=1``: every child raises;
 - ``PNAS_FAKE_NOISE=1``: write TensorFlow's CUDA probing lines to file descriptor 2 first;
 - ``PNAS_FAKE_LOG``: append one line per trained child to this file (to count trainings);
+- ``PNAS_FAKE_EPOCH_LOG``: append ``arch_id epoch`` per epoch trained (to count epochs);
 - ``PNAS_FAKE_LOAD_DATASET=1``: load the run's dataset first, as the real trainer does.
 """
 
@@ -46,7 +50,14 @@ TF_NOISE = ("E0000 00:00:1765000000.000000  4242 cuda_executor.cc:1228] failed c
             "W0000 00:00:1765000000.000000  4242 gpu_device.cc:2342] Cannot dlopen some GPU libraries.\n")
 
 
-def instant_trainer(cell, train, *, seed=0, on_epoch=None, log=None, check=None, **_):
+def learning_curve(cell, epoch: int, epochs: int) -> float:
+    """The validation accuracy after ``epoch`` of ``epochs``: rises to `true_reward` at the last
+    epoch, some cells faster than others (so early rungs rank them a little differently)."""
+    speed = 0.5 + (zlib.crc32(cell.arch_id.encode()) % 1000) / 1000
+    return true_reward(cell) - 0.3 * speed * (1 - epoch / max(1, epochs))
+
+
+def instant_trainer(cell, train, *, seed=0, on_epoch=None, log=None, check=None, checkpoints=None, until_epoch=None, **_):
     sleep = float(os.environ.get("PNAS_FAKE_SLEEP", "0"))
     if log:
         log(f"fake training {cell.arch_id}")
@@ -61,24 +72,44 @@ def instant_trainer(cell, train, *, seed=0, on_epoch=None, log=None, check=None,
         raise RuntimeError(f"planted failure for {cell.arch_id}")
     t0 = time.perf_counter()
     r = true_reward(cell)
-    history = []
-    for e in range(1, max(1, train.epochs) + 1):
-        end = time.monotonic() + sleep / max(1, train.epochs)
+    epochs = max(1, train.epochs)
+    stop_at = epochs if until_epoch is None else min(until_epoch, epochs)
+    history: list[EpochMetrics] = []
+    identity = {"arch_id": cell.arch_id, "epochs": epochs, "fake": True}
+    if checkpoints is not None:  # as the real trainer: continue from an earlier attempt's newest
+        ck = checkpoints.latest(identity)
+        if ck is not None:
+            history = [EpochMetrics(**m) for m in ck.header["history"]]
+            checkpoints.resumed(ck.epoch)
+    for e in range(len(history) + 1, stop_at + 1):
+        end = time.monotonic() + sleep / epochs
         while time.monotonic() < end:
             time.sleep(min(0.1, max(0.0, end - time.monotonic())))
             if check:
                 check()
-        m = EpochMetrics(epoch=e, loss=1 - r, accuracy=r, val_loss=1 - r, val_accuracy=r, seconds=0.0)
+        acc = learning_curve(cell, e, epochs)
+        m = EpochMetrics(epoch=e, loss=1 - acc, accuracy=acc, val_loss=1 - acc, val_accuracy=acc, seconds=0.0)
         history.append(m)
         if on_epoch:
             on_epoch(m)
+        epoch_log = os.environ.get("PNAS_FAKE_EPOCH_LOG")
+        if epoch_log:
+            with open(epoch_log, "a") as f:
+                f.write(f"{cell.arch_id} {e}\n")
+        if checkpoints is not None and checkpoints.should_save(e, 0.0):
+            from dataclasses import asdict
+
+            from worker.checkpoints import encode
+
+            checkpoints.save(encode(e, identity, [], [], [asdict(h) for h in history]), e)
+    best = max(history, key=lambda h: h.val_accuracy)
     path = os.environ.get("PNAS_FAKE_LOG")
     if path:
         with open(path, "a") as f:
             f.write(f"{cell.arch_id} {os.getpid()}\n")
     return TrainResult(
-        reward=r,
-        reward_epoch=len(history),
+        reward=best.val_accuracy if train.reward == "best" else history[-1].val_accuracy,
+        reward_epoch=best.epoch if train.reward == "best" else history[-1].epoch,
         history=history,
         params=1000 * len(cell.blocks),
         wall_seconds=time.perf_counter() - t0,

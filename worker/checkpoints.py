@@ -218,12 +218,15 @@ class ChildCheckpoints:
     resumed_epoch: int | None = None
     resumed_from: str | None = None  # the checkpoint `latest` found
     skipped: list[str] = field(default_factory=list)
+    force_epoch: int | None = None  # a multi-fidelity rung's end: saved whatever ``every`` says
 
     @property
     def where(self) -> str:
         return self.dir or self.store.job_dir(self.run_id, self.job_id)
 
     def should_save(self, epoch: int, first_epoch_seconds: float | None) -> bool:
+        if epoch == self.force_epoch:
+            return True
         every = self.every
         if every is None:
             every = 1 if self.kind == "final" or (first_epoch_seconds or 0.0) > self.auto_seconds else 0
@@ -281,6 +284,13 @@ class ChildCheckpoints:
             self.store.write(f"{self.where}/{FINAL_NAME}", self.store.read(newest))
         self.store.remove_files([p for _a, _e, p in mine])
 
+    def paused(self) -> None:
+        """A multi-fidelity child stopped at a rung: only its newest checkpoint stays (the
+        rung's end), for the attempt that continues it if the controller promotes it. `pnas gc`
+        removes it once its level is done."""
+        found = self.candidates()
+        self.store.remove_files([p for _a, _e, p in found[1:]])
+
     def failed_for_good(self) -> None:
         """A final failure (NaN, cannot build): nothing of this attempt is resumed later."""
         self.store.remove_files([p for a, _e, p in self.store.checkpoints_in(self.where) if a == self.attempt])
@@ -289,12 +299,13 @@ class ChildCheckpoints:
 def gc_run(store: CheckpointStore, run_id: int, states: dict[int, tuple[str, str]]) -> tuple[int, int]:
     """Remove what run ``run_id`` no longer needs: checkpoints of jobs that are not queued,
     running or lost (their next attempt may resume), and of jobs the store does not know.
-    Final trainings' ``final.ckpt`` stay. ``states``: job id -> (state, kind).
+    Final trainings' ``final.ckpt`` stay. ``states``: job id -> (state, kind); the state
+    "paused" (a multi-fidelity child stopped at a rung of a level still training) keeps them.
     Returns (files removed, bytes freed)."""
     removed = freed = 0
     for job_id in store.jobs_of_run(run_id):
         state, _kind = states.get(job_id, ("unknown", "search"))
-        if state in ("queued", "running", "lost"):
+        if state in ("queued", "running", "lost", "paused"):
             continue
         for _a, _e, p in store.checkpoints(run_id, job_id):
             freed += store.size(p)

@@ -238,7 +238,9 @@ def run_job(
             raise _NotOurs(f"job {job_id} attempt {attempt} is no longer ours")
         check()
 
-    ckpts = _checkpoints_for(store, job, attempt, train, settings)
+    until = rung_epochs(cfg, train, job)
+    staged = cfg.fidelity != "full" and job.kind == "search"  # resumes across rungs need checkpoints
+    ckpts = _checkpoints_for(store, job, attempt, train, settings, until=until, staged=staged)
     try:
         heartbeat.beat()  # a stop asked since the claim ends the child before TensorFlow loads
         check()
@@ -246,6 +248,8 @@ def run_job(
         kwargs: dict = dict(seed=seed, on_epoch=on_epoch, log=tail.add)
         if _takes(fn, "check"):
             kwargs["check"] = check
+        if until is not None and _takes(fn, "until_epoch"):
+            kwargs["until_epoch"] = until
         if ckpts is not None and _takes(fn, "checkpoints"):
             kwargs["checkpoints"] = ckpts
         result = fn(cell, train, **kwargs)
@@ -305,7 +309,9 @@ def run_job(
     if not ok:
         log.warning("job %s attempt %s finished but a newer attempt owns it; result discarded", job_id, attempt)
         return Outcome(job_id, "not_ours")
-    if ckpts is not None:
+    if ckpts is not None and until is not None and result.history and result.history[-1].epoch < train.epochs:
+        _quietly(ckpts.paused, "keep the checkpoint of the rung")  # a promotion continues from it
+    elif ckpts is not None:
         _quietly(ckpts.succeeded, "clean up the checkpoints")
     log.info("job %s succeeded: reward %.4f in %.1fs", job_id, result.reward, result.wall_seconds)
     return Outcome(job_id, "succeeded", f"{result.reward:.4f}")
@@ -340,9 +346,22 @@ def _quietly(fn: Callable[[], None], what: str) -> None:
         log.warning("could not %s: %s", what, exc)
 
 
-def _checkpoints_for(store: Store, job, attempt: int, train: TrainConfig, settings: Settings):
-    """This attempt's checkpoints (None when ``checkpoint_every`` is 0 or the store is unusable)."""
-    if train.checkpoint_every == 0 or train.epochs == 0:
+def rung_epochs(cfg: SearchConfig, train: TrainConfig, job) -> int | None:
+    """The epoch a multi-fidelity search child stops at this attempt (its rung's), when that is
+    before ``train.epochs``; None: train to the end. The controller moves ``job.rung`` on."""
+    if cfg.fidelity == "full" or job.kind != "search" or train.epochs != cfg.train.epochs:
+        return None
+    rungs = cfg.rungs()
+    epochs = rungs[min(job.rung, len(rungs) - 1)]
+    return epochs if epochs < train.epochs else None
+
+
+def _checkpoints_for(store: Store, job, attempt: int, train: TrainConfig, settings: Settings, *,
+                     until: int | None = None, staged: bool = False):
+    """This attempt's checkpoints (None when ``checkpoint_every`` is 0 or the store is unusable).
+    A multi-fidelity child (``staged``) always has them: it saves at its rung's epoch
+    (``until``) and continues from there when promoted, whatever ``checkpoint_every`` says."""
+    if (train.checkpoint_every == 0 and not staged) or train.epochs == 0:
         return None
     from worker.checkpoints import CheckpointStore, ChildCheckpoints
 
@@ -356,4 +375,5 @@ def _checkpoints_for(store: Store, job, attempt: int, train: TrainConfig, settin
     def on_resume(epoch: int) -> None:
         retry_db(lambda: store.mark_resumed(job.id, attempt=attempt, epoch=epoch), what="record the resume")
 
-    return ChildCheckpoints(cs, job.run_id, job.id, attempt, job.kind, train.checkpoint_every, on_resume=on_resume)
+    return ChildCheckpoints(cs, job.run_id, job.id, attempt, job.kind, train.checkpoint_every, on_resume=on_resume,
+                            force_epoch=until)

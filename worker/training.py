@@ -38,6 +38,7 @@ def train_child(
     log: Callable[[str], None] | None = None,
     check: Callable[[], None] | None = None,
     checkpoints: "ChildCheckpoints | None" = None,
+    until_epoch: int | None = None,
 ) -> TrainResult:
     """Build the child for ``cell``, train it as ``train`` says and return its reward.
 
@@ -49,6 +50,9 @@ def train_child(
     called after every batch; it raises to stop the training (a shutdown, a lost lease, a cancel).
     ``checkpoints`` (from the runner): resume from an earlier attempt's newest checkpoint and
     save this attempt's every ``checkpoint_every`` epochs (`worker.checkpoint_keras`).
+    ``until_epoch`` (a multi-fidelity rung): stop after that epoch, the learning-rate schedule
+    still that of ``train.epochs``, so a training continued from its checkpoint later ends
+    exactly as one that never paused.
     """
     import tensorflow as tf
 
@@ -101,14 +105,16 @@ def train_child(
                 identity = identity_of(cell, train, dataset)
                 initial_epoch, recorder.history = resume(checkpoints, model, identity, say)
                 callbacks.append(CheckpointSaver(checkpoints, recorder, identity, say))
-            # the epochs still to train, each in the order it has in an uninterrupted training
-            train_source = dataset.source("train") if cache else partial(dataset.source, "train")  # streamed: reordered by file
-            train_ds = train_pipeline(train_source, n_train, train.batch_size, seed, aug, cache=cache,
-                                      epochs=train.epochs - initial_epoch, first_epoch=initial_epoch).map(targets)
+            stop_at = train.epochs if until_epoch is None else max(1, min(until_epoch, train.epochs))
             t0 = time.perf_counter()
-            model.fit(train_ds, validation_data=val_ds, epochs=train.epochs, verbose=0, shuffle=False,
-                      steps_per_epoch=steps_per_epoch, callbacks=callbacks,
-                      initial_epoch=initial_epoch)  # the pipeline shuffles, one epoch after another
+            if initial_epoch < stop_at:  # else: resumed at its rung's end (killed before recording it)
+                # the epochs still to train, each in the order it has in an uninterrupted training
+                train_source = dataset.source("train") if cache else partial(dataset.source, "train")  # streamed: reordered by file
+                train_ds = train_pipeline(train_source, n_train, train.batch_size, seed, aug, cache=cache,
+                                          epochs=stop_at - initial_epoch, first_epoch=initial_epoch).map(targets)
+                model.fit(train_ds, validation_data=val_ds, epochs=stop_at, verbose=0, shuffle=False,
+                          steps_per_epoch=steps_per_epoch, callbacks=callbacks,
+                          initial_epoch=initial_epoch)  # the pipeline shuffles, one epoch after another
             fit_seconds = time.perf_counter() - t0
             if recorder.stopped is not None:
                 raise recorder.stopped

@@ -1,6 +1,7 @@
 """`pnas gc RUN`: remove the checkpoints a run no longer needs.
 
-Kept: those of children that may still resume (queued, running, lost) and the weights of
+Kept: those of children that may still resume (queued, running, lost; a multi-fidelity child
+stopped at a rung of a level still training, which may be promoted) and the weights of
 final trainings (``final.ckpt``). Removed: every other child's checkpoints, and those of jobs
 the database no longer knows. Only this database's own (``ROOT/db-D/run-R``): another
 database's runs, with the same ids, are never touched, nor directories of the layout before
@@ -28,6 +29,12 @@ def register(app: typer.Typer) -> None:
         r = store.require_run(run)
         cs = CheckpointStore.from_settings(get_settings(), database=store.database_identity())
         states = {j.id: (j.state.value, j.kind) for j in store.jobs(r.id, kind=None)}
+        # a multi-fidelity child stopped at a rung of a level still training may be promoted yet
+        full = int(r.config.get("train", {}).get("epochs", 0))
+        open_levels = {lv.b for lv in store.levels(r.id) if lv.state != "done"}
+        for j in store.jobs(r.id, states=["succeeded"], kind="search"):
+            if j.level in open_levels and j.epochs_trained is not None and j.epochs_trained < full:
+                states[j.id] = ("paused", j.kind)
         removed, freed = gc_run(cs, r.id, states)
         left = cs.size(cs.run_dir(r.id))
         unowned = cs.unowned_run_dir(r.id)

@@ -177,6 +177,9 @@ def register(app: typer.Typer) -> None:
         lr: float = typer.Option(None, "--lr"),
         batch_size: int = typer.Option(None),
         keep_predictions: int = typer.Option(None, help="Also store the top N scored candidates per level."),
+        fidelity: str = typer.Option(None, help="full (default: every child every epoch, the paper) or asha (successive halving inside each level)."),
+        min_epochs: int = typer.Option(None, help="asha: the first rung, in epochs (default 1)."),
+        reduction_factor: int = typer.Option(None, help="asha: eta; the best 1/eta of a rung goes on to the next, eta times longer (default 3)."),
         deterministic: bool = typer.Option(
             None, "--deterministic", help="Children train with TensorFlow op determinism (repeatable on a GPU, slower)."
         ),
@@ -208,6 +211,9 @@ def register(app: typer.Typer) -> None:
             predictor=predictor,
             predictor_update=predictor_update,
             keep_predictions=keep_predictions,
+            fidelity=fidelity,
+            min_epochs=min_epochs,
+            reduction_factor=reduction_factor,
         )
         if train:
             overrides["train"] = train

@@ -1,6 +1,7 @@
 """`pnas status [RUN] [--json] [--watch]`: per level, candidates scored, children by state,
 best and mean accuracy, predictor Spearman, elapsed time and ETA; the workers seen with
-their last heartbeat.
+their last heartbeat; a multi-fidelity run's child-epochs spent against what full fidelity
+would have spent on the same children.
 
 One aggregate query for the counts, one for the level timings, one per level for its best
 reward; ``--json`` prints one object for scripts (its keys only grow). ``--watch`` redraws
@@ -95,6 +96,7 @@ def collect(store, ref: str | None) -> dict:
         "gpus": gpus,
         "finals": finals,
         "checkpoint_bytes": _checkpoint_bytes(store, run.id),
+        "child_epochs": store.child_epochs(run.id),  # spent, and what full fidelity would have spent
         **progress,
     }
 
@@ -250,6 +252,10 @@ def render(st: dict):
         test = f", test {f['test_accuracy']:.4f}" if f["test_accuracy"] is not None else ""
         parts.append(Text(f"final training job {f['job']}{recipe}: {f['state']}, epoch {f['epoch']} of {f['epochs']}, "
                           f"val accuracy {_f(f['val_accuracy'])}{test}"))
+    ce = st.get("child_epochs")
+    if ce and ce["full_fidelity"] and ce["spent"] != ce["full_fidelity"]:
+        parts.append(Text(f"child-epochs: {ce['spent']:,} spent of the {ce['full_fidelity']:,} full fidelity would have "
+                          f"spent on these {ce['children']} children ({ce['spent'] / ce['full_fidelity']:.0%})"))
     if st.get("checkpoint_bytes"):
         parts.append(Text(f"checkpoints: {st['checkpoint_bytes'] / 1e6:.1f} MB (`pnas gc {st['run']}` removes what the run no longer needs)"))
     if st.get("gpus"):

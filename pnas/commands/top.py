@@ -2,7 +2,8 @@
 
 The original implementation's ``rank_architectures.py`` done properly: best first, each cell
 in its readable one-line form, the same order as the ``leaderboard`` SQL view (accuracy
-descending, then job id). Exit status 1 when the run has no succeeded child yet.
+descending, then job id), except that a multi-fidelity run's children trained to the full
+epochs come first (each row shows its epochs). Exit status 1 when the run has no succeeded child yet.
 """
 
 from __future__ import annotations
@@ -60,12 +61,12 @@ def register(app: typer.Typer) -> None:
             where = f", level {level}" if level is not None else ""
             t = Table(title=f"top {len(rows)} {what} of run {r.name!r}{where}")
             test = any(row["test_accuracy"] is not None for row in rows)  # a column only when measured
-            cols = ("rank", "job", "level", "accuracy", *(("test accuracy",) if test else ()), "predicted", "params", "network", "cell")
+            cols = ("rank", "job", "level", "epochs", "accuracy", *(("test accuracy",) if test else ()), "predicted", "params", "network", "cell")
             for col in cols:
                 t.add_column(col, justify="left" if col == "cell" else "right", no_wrap=col == "cell")
             for row in rows:
                 t.add_row(
-                    str(row["rank"]), str(row["id"]), str(row["level"]), num(row["accuracy"]),
+                    str(row["rank"]), str(row["id"]), str(row["level"]), str(row["epochs"] or "-"), num(row["accuracy"]),
                     *((num(row["test_accuracy"]),) if test else ()),
                     num(row["predicted"]), f"{row['params']:,}" if row["params"] else "-", row["network_id"] or "-",
                     row["cell"],

@@ -142,6 +142,11 @@ class ChildJob(Base):
     # Set by `pnas cancel` on a running child: its worker stops it at the next heartbeat.
     stop_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     resumed_epoch: Mapped[int | None] = mapped_column(Integer)  # this attempt resumed after this epoch
+    # Multi-fidelity (SearchConfig.fidelity): the rung it trains to (its epochs: the run's
+    # rungs()[rung]), the epochs its reward is from, and {epochs: reward} of each rung it completed
+    rung: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    epochs_trained: Mapped[int | None] = mapped_column(Integer)
+    rung_rewards: Mapped[dict | None] = mapped_column(JSON)
 
 
 class EpochRow(Base):

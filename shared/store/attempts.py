@@ -152,12 +152,19 @@ class Attempts(WorkerRegistry):
 
     def finish(self, job_id: int, *, attempt: int, result: TrainResult, log_tail: str | None = None) -> bool:
         """Record success, fenced by job id, attempt and state. False: a newer attempt owns it.
-        ``log_tail`` (this attempt's) is added under its own label after earlier attempts' tails."""
+
+        ``log_tail`` (this attempt's) is added under its own label after earlier attempts' tails.
+        The epochs of its last history entry are recorded as the epochs it was trained to, and
+        its reward as that rung's (``rung_rewards``, the controller's promotion decisions)."""
+        epochs = result.history[-1].epoch if result.history else None
         with self._tx() as s:
-            previous = s.execute(select(ChildJob.log_tail).where(*_current(job_id, attempt))).first()
+            previous = s.execute(select(ChildJob.log_tail, ChildJob.rung_rewards).where(*_current(job_id, attempt))).first()
             if previous is None:
                 return False
             outcome = f"succeeded (accuracy {float(result.reward):.4f})"
+            rung_rewards = dict(previous[1] or {})
+            if epochs is not None:
+                rung_rewards[str(epochs)] = float(result.reward)
             res = s.execute(
                 update(ChildJob)
                 .where(*_current(job_id, attempt))
@@ -165,6 +172,8 @@ class Attempts(WorkerRegistry):
                     state=JobState.succeeded.value,
                     reward=float(result.reward),
                     reward_epoch=result.reward_epoch,
+                    epochs_trained=epochs,
+                    rung_rewards=rung_rewards or None,
                     test_accuracy=None if result.test_accuracy is None else float(result.test_accuracy),
                     params=int(result.params),
                     wall_seconds=float(result.wall_seconds),

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Iterable
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case, func, or_, select
 
 from shared.db.models import ChildJob, EpochRow, Run
 from shared.jobs import ALL_STATES, JobState, JobView
@@ -49,14 +49,35 @@ class Reports(StoreBase):
             return job_view(row) if row else None
 
     def top(self, run_id: int, *, k: int = 5, level: int | None = None, kind: str | None = "search") -> list[JobView]:
+        """The best succeeded children: those trained to the run's full epochs first (a
+        multi-fidelity run stops some early), then by reward."""
         with self._tx() as s:
+            full = self._full_epochs(s, run_id)
             q = select(ChildJob).where(ChildJob.run_id == run_id, ChildJob.state == _S)
             if level is not None:
                 q = q.where(ChildJob.level == level)
             if kind is not None:
                 q = q.where(ChildJob.kind == kind)
-            q = q.order_by(ChildJob.reward.desc(), ChildJob.id).limit(k)
+            at_full = or_(ChildJob.kind != "search", ChildJob.epochs_trained.is_(None), ChildJob.epochs_trained >= full)
+            q = q.order_by(case((at_full, 0), else_=1), ChildJob.reward.desc(), ChildJob.id).limit(k)
             return [job_view(r) for r in s.scalars(q)]
+
+    def _full_epochs(self, s: Any, run_id: int) -> int:
+        """The epochs a search child of the run is trained to at full fidelity."""
+        config = s.scalar(select(Run.config).where(Run.id == run_id))
+        return int(((config or {}).get("train") or {}).get("epochs", 0))
+
+    def child_epochs(self, run_id: int) -> dict:
+        """Epochs the run's search children were trained to, summed (each child's epochs once,
+        whatever attempts it took), against the same children trained to the full epochs."""
+        with self._tx() as s:
+            full = self._full_epochs(s, run_id)
+            spent, trained = s.execute(
+                select(func.sum(ChildJob.epochs_trained), func.count(ChildJob.epochs_trained)).where(
+                    ChildJob.run_id == run_id, ChildJob.kind == "search"
+                )
+            ).one()
+        return {"spent": int(spent or 0), "full_fidelity": int(trained or 0) * full, "children": int(trained or 0)}
 
     def epochs(self, job_id: int) -> list[dict]:
         with self._tx() as s:

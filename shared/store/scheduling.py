@@ -229,6 +229,37 @@ class Scheduling(StoreBase):
                 s.execute(update(Run).where(Run.id == run_id).values(updated_at=self._now()))
             return ids
 
+    def promote(self, children: Sequence[tuple[int, int, int]]) -> list[int]:
+        """Send succeeded search children (job id, rung, its epochs) on to their next rung, in
+        one transaction: queued again, identity, results so far and checkpoints kept, with one
+        more attempt each (a promotion uses none of its attempts). Conditional on that state,
+        so repeating a decision (a restarted controller) promotes nobody twice. Returns the
+        ids promoted."""
+        done = []
+        with self._tx() as s:
+            for job_id, rung, epochs in children:
+                res = s.execute(
+                    update(ChildJob)
+                    .where(
+                        ChildJob.id == job_id,
+                        ChildJob.state == JobState.succeeded.value,
+                        ChildJob.rung == rung,
+                        ChildJob.epochs_trained == epochs,
+                    )
+                    .values(
+                        state=JobState.queued.value,
+                        rung=rung + 1,
+                        max_attempts=ChildJob.max_attempts + 1,
+                        worker=None,
+                        lease_until=None,
+                        finished_at=None,
+                        queued_at=self._now(),
+                    )
+                )
+                if res.rowcount == 1:  # type: ignore[attr-defined]
+                    done.append(job_id)
+        return done
+
     # --- cancel, abort, resume ----------------------------------------------------------
     def _cancel_values(self, why: str) -> dict:
         return dict(

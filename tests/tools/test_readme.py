@@ -36,6 +36,8 @@ EXAMPLES: dict[str, str | None] = {
     "pnas worker --gpu auto": "a Celery worker: tests/integration runs real ones",
     "pnas worker --gpu none": "a Celery worker: tests/integration runs real ones",
     "pnas worker --queue big --concurrency 1": "a Celery worker: tests/integration runs real ones",
+    "pnas search --preset quick --fidelity asha --min-epochs 1 --reduction-factor 2 --epochs 4 --name digits-asha":
+        "minutes of CPU training; tests/integration/test_fidelity_digits.py runs these flags with real training",
     "pnas retry RUN --dry-run": None,
     "pnas retry RUN": None,
     "pnas retry RUN --level 2 --state failed": None,

@@ -1,0 +1,119 @@
+"""Multi-fidelity search (ASHA inside each level, `controller.fidelity`) with the instant
+trainer's learning curves: who stops early, who reaches the full epochs, what it costs."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from sqlalchemy import text
+
+from controller.fidelity import promotions
+from controller.search import Controller
+from shared.config import build_config
+from shared.errors import UserError
+from shared.jobs import JobState
+from shared.settings import Settings
+from shared.store import Store
+from tests.fakes import InlineExecutor, learning_curve
+
+ASHA = dict(fidelity="asha", min_epochs=1, reduction_factor=2)
+
+
+def _config(**over):
+    base = dict(strategy="random", ops="sep3x3,max3x3,identity", blocks=2, beam=8, predictor="mlp", ensemble=2,
+                predictor_epochs=5, train={"epochs": 4})  # fmt: skip
+    return build_config(preset="quick", overrides={**base, **over})[0]
+
+
+def _search(tmp_path, cfg, name="r"):
+    url = f"sqlite:///{tmp_path / 'pnas.db'}"
+    store = Store(url)
+    store.ensure_schema(auto_upgrade=True)
+    settings = Settings(database_url=url, poll_seconds=0.02, checkpoint_url=str(tmp_path / "ckpt"))
+    ctl = Controller(store=store, executor=InlineExecutor(store, settings), settings=settings)
+    run = ctl.run(ctl.open_run(name=name, config=cfg))
+    return store, run, ctl
+
+
+def test_rungs_and_their_validation():
+    assert _config(**ASHA).rungs() == [1, 2, 4]
+    assert _config(fidelity="asha", train={"epochs": 20}).rungs() == [1, 3, 9, 20]
+    assert _config().rungs() == [4]  # full fidelity: one rung, the paper
+    with pytest.raises(UserError, match="min_epochs \\(4\\) below train.epochs \\(4\\)") as e:
+        _config(fidelity="asha", min_epochs=4)
+    assert "\n" not in str(e.value) and "Value error" not in str(e.value)
+    with pytest.raises(UserError, match="strategy pnas or random"):
+        _config(fidelity="asha", strategy="evolution")
+
+
+def _job(i, state="succeeded", rung=0, epochs=1, rewards=None):
+    return SimpleNamespace(id=i, state=JobState(state), rung=rung, epochs_trained=epochs, rung_rewards=rewards)
+
+
+def test_a_child_goes_on_when_in_the_best_1_over_eta_of_its_rung_so_far():
+    jobs = [_job(1, rewards={"1": 0.5}), _job(2, rewards={"1": 0.7})]
+    due = promotions(jobs, [1, 2, 4], 2, drained=False)
+    assert [(j.id, k) for j, k in due] == [(2, 0)]  # 2 completed rung 1: the best half goes on
+    assert promotions(jobs[:1], [1, 2, 4], 2, drained=False) == []  # one of one: no half yet
+    assert [(j.id, k) for j, k in promotions(jobs[:1], [1, 2, 4], 2, drained=True)] == [(1, 0)]  # drained: the best goes on
+    running = [_job(1, rewards={"1": 0.5}), _job(2, "running", rung=1, rewards={"1": 0.7})]
+    assert promotions(running, [1, 2, 4], 2, drained=False) == []  # already promoted: not twice
+
+
+def test_asha_stops_hopeless_children_and_trains_the_best_to_the_full_epochs(tmp_path):
+    store, run, ctl = _search(tmp_path, _config(**ASHA))
+    assert run.state == "finished"
+    jobs = store.jobs(run.id)
+    assert all(j.state == JobState.succeeded for j in jobs)
+    for b in (1, 2):
+        reached = sorted(j.epochs_trained for j in jobs if j.level == b)
+        assert reached.count(1) >= 1 and reached.count(4) >= 1, (b, reached)
+        # successive halving, as at the end of a level: at least half of each rung goes on
+        n1, n2, n4 = (sum(e >= r for e in reached) for r in (1, 2, 4))
+        assert n2 >= n1 // 2 and n4 >= n2 // 2 and n4 < n1
+    for j in jobs:  # each rung's reward is that of the learning curve at its epochs
+        assert set(j.rung_rewards) == {str(e) for e in (1, 2, 4) if e <= j.epochs_trained}
+        assert j.attempts == j.rung + 1 and j.max_attempts == Settings().max_attempts + j.rung  # promotions use no attempts
+    spent = store.child_epochs(run.id)
+    assert spent["full_fidelity"] == 4 * len(jobs) and spent["spent"] == sum(j.epochs_trained for j in jobs)
+    assert spent["spent"] < 0.6 * spent["full_fidelity"]
+    top = store.top(run.id, k=len(jobs))
+    full = [j for j in top if j.epochs_trained == 4]
+    assert top[: len(full)] == full  # children trained to the full epochs rank first
+    assert ctl.promoter is not None and ctl.promoter.promoted == sum(j.rung for j in jobs)
+    with store.engine.connect() as c:  # the job_status view shows each child's rung and epochs
+        view = {r[0]: (r[1], r[2]) for r in c.execute(text("SELECT job_id, rung, epochs_trained FROM job_status"))}
+    assert view == {j.id: (j.rung, j.epochs_trained) for j in jobs}
+
+
+def test_gc_keeps_the_rung_checkpoints_of_a_level_still_training(tmp_path):
+    from worker.checkpoints import CheckpointStore, encode, gc_run
+
+    cs = CheckpointStore(str(tmp_path / "ck"))
+    for job in (1, 2):
+        cs.write(f"{cs.job_dir(9, job)}/a1-e00001.ckpt", encode(1, {}, [], [], []))
+    assert gc_run(cs, 9, {1: ("paused", "search"), 2: ("succeeded", "search")})[0] == 1
+    assert [len(cs.checkpoints(9, j)) for j in (1, 2)] == [1, 0]
+
+
+def test_a_child_promoted_to_the_top_rung_ends_as_one_trained_without_pauses(tmp_path, monkeypatch):
+    log = tmp_path / "epochs.log"
+    monkeypatch.setenv("PNAS_FAKE_EPOCH_LOG", str(log))
+    store, run, _ = _search(tmp_path, _config(**ASHA))
+    space = _config().space()
+    from shared.space import Cell
+
+    lines = [tuple(line.split()) for line in log.read_text().splitlines()]
+    assert len(lines) == len(set(lines))  # no epoch of any child trained twice: each rung continued
+    for j in store.jobs(run.id):
+        assert j.reward == pytest.approx(learning_curve(Cell.from_json(j.cell, space.ops), j.epochs_trained, 4))
+        assert [int(e) for a, e in lines if a == j.arch_id] == list(range(1, j.epochs_trained + 1))
+        assert (j.resumed_epoch is not None) == (j.rung > 0)
+
+
+def test_full_fidelity_is_unchanged(tmp_path):
+    store, run, ctl = _search(tmp_path, _config())
+    jobs = store.jobs(run.id)
+    assert {j.epochs_trained for j in jobs} == {4} and {j.attempts for j in jobs} == {1}
+    assert ctl.promoter is not None and not ctl.promoter.active and ctl.promoter.promoted == 0

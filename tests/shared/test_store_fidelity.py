@@ -1,0 +1,40 @@
+"""The store's side of multi-fidelity, on SQLite and on PostgreSQL: a success records its rung's
+reward; a promotion requeues the child once, fenced, with one more attempt; `top` ranks the
+children trained to the full epochs first; `child_epochs` counts each child's epochs once."""
+
+from __future__ import annotations
+
+from shared.jobs import EpochMetrics, TrainResult
+from tests.shared.test_store import _cell
+
+
+def _result(reward: float, epochs: int) -> TrainResult:
+    history = [EpochMetrics(epoch=e, loss=1.0, accuracy=reward, val_loss=1.0, val_accuracy=reward, seconds=0.1)
+               for e in range(1, epochs + 1)]  # fmt: skip
+    return TrainResult(reward=reward, reward_epoch=epochs, history=history, params=1, wall_seconds=1.0, device="cpu")
+
+
+def _train(store, job_id: int, reward: float, epochs: int) -> int:
+    attempt = store.claim(job_id, worker="w", lease_seconds=60)
+    assert attempt is not None and store.finish(job_id, attempt=attempt, result=_result(reward, epochs))
+    return attempt
+
+
+def test_promotion_requeues_once_keeps_attempts_and_records_every_rung(store):
+    run, _ = store.create_run(name="f", config={"seed": 0, "train": {"epochs": 4}}, seed=0)
+    a, b = store.add_jobs(run.id, level=1, children=[("a", _cell(0), None, None), ("b", _cell(1), None, None)], max_attempts=2)
+    _train(store, a, 0.6, 1)
+    _train(store, b, 0.9, 1)
+    assert store.promote([(a, 0, 1)]) == [a]
+    assert store.promote([(a, 0, 1), (b, 1, 2)]) == []  # a repeat, and a wrong rung: nothing
+    j = store.job(a)
+    assert (j.state, j.rung, j.attempts, j.max_attempts, j.rung_rewards) == ("queued", 1, 1, 3, {"1": 0.6})
+    assert _train(store, a, 0.7, 2) == 2
+    assert store.promote([(a, 1, 2)]) == [a]
+    _train(store, a, 0.8, 4)
+    j = store.job(a)
+    assert (j.rung, j.epochs_trained, j.reward, j.attempts, j.max_attempts) == (2, 4, 0.8, 3, 4)
+    assert j.rung_rewards == {"1": 0.6, "2": 0.7, "4": 0.8}
+    assert store.child_epochs(run.id) == {"spent": 5, "full_fidelity": 8, "children": 2}
+    # b's 0.9 after one epoch is above a's 0.8 after four: a, trained to the full epochs, ranks first
+    assert [x.id for x in store.top(run.id, k=2)] == [a, b]

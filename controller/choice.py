@@ -15,10 +15,12 @@ import numpy as np
 
 from controller import evolution
 from controller.progress import Reporter
+from shared.budget import Costs, candidate_costs, cost_spec, describe_budget, has_budget, nothing_fits, within_budget
 from shared.config import SearchConfig
-from shared.errors import SearchAborted
+from shared.errors import SearchAborted, UserError
 from shared.jobs import JobState, RunView
 from shared.space import Cell, CellBatch, SearchSpace
+from shared.space.cost import known_dataset_spec
 from shared.space.network import distinct_rows
 from shared.store import Store
 
@@ -34,6 +36,7 @@ class Chooser:
     reporter: Reporter
     max_attempts: int
     step: Callable[[str, int], None]  # the controller's test hook, called after "scored"
+    dataset_spec: Callable = known_dataset_spec  # (input shape, classes) of a dataset, for the costs
 
     def choose(self, run: RunView, cfg: SearchConfig, space: SearchSpace, b: int) -> tuple[list[int], int]:
         """Pick the children of level b and insert their jobs (idempotent). Returns (ids, scored).
@@ -53,6 +56,7 @@ class Chooser:
         distinct = distinct_rows(nets, exclude=self.store.network_ids(run.id))
         batch = expanded.take(distinct)
         candidates = len(expanded)
+        batch, costs = self.affordable(cfg, batch, b)
         k = len(batch) if b == 1 else min(cfg.beam, len(batch))
         predicted = None
         ens = self.predictor(run, b - 1) if b > 1 and cfg.strategy == "pnas" else None
@@ -87,8 +91,31 @@ class Chooser:
             )
             for i, r in enumerate(map(int, rows))
         ]
-        ids = self.store.add_jobs(run.id, level=b, children=children, max_attempts=self.max_attempts)
+        chosen = None if costs is None else [(int(costs.params[r]), int(costs.flops[r])) for r in map(int, rows)]
+        ids = self.store.add_jobs(run.id, level=b, children=children, max_attempts=self.max_attempts, costs=chosen)
         return ids, candidates
+
+    def affordable(self, cfg: SearchConfig, batch: CellBatch, b: int) -> tuple[CellBatch, Costs | None]:
+        """The candidates within the run's budget, and their costs (None when the dataset's
+        shape is unknown here and no budget needs them).
+
+        At level 1 an empty result is the user's error (nothing fits); later, SearchAborted.
+        """
+        try:
+            spec = cost_spec(cfg, self.dataset_spec)
+        except UserError:
+            if has_budget(cfg):
+                raise
+            return batch, None
+        costs = candidate_costs(batch.tokens, batch.space.ops, spec)
+        if not has_budget(cfg) or len(batch) == 0:
+            return batch, costs
+        keep = np.nonzero(within_budget(costs, cfg))[0]
+        if len(keep) == 0:
+            error = nothing_fits(cfg, costs, b)
+            raise error if b == 1 else SearchAborted(str(error))
+        self.reporter.message(f"level {b}: {len(keep):,} of {len(batch):,} distinct networks fit {describe_budget(cfg)}")
+        return batch.take(keep), costs.take(keep)
 
     def evolve(self, run: RunView, cfg: SearchConfig, space: SearchSpace, g: int) -> tuple[list[int], int]:
         """Generation g of regularized evolution (`controller.evolution`): insert its jobs."""
@@ -98,7 +125,10 @@ class Chooser:
         self.step("scored", g)
         self.store.start_level(run.id, g, candidates=len(cells), distinct=len(cells))
         children = [(c.arch_id, c.to_list(), None, None) for c in cells]
-        return self.store.add_jobs(run.id, level=g, children=children, max_attempts=self.max_attempts), len(cells)
+        each = [self.affordable(cfg, space.batch([c]), g)[1] for c in cells]  # no budget here: costs only
+        chosen = None if any(c is None for c in each) else [(int(c.params[0]), int(c.flops[0])) for c in each if c]
+        ids = self.store.add_jobs(run.id, level=g, children=children, max_attempts=self.max_attempts, costs=chosen)
+        return ids, len(cells)
 
     def beam(self, run: RunView, space: SearchSpace, b: int) -> CellBatch:
         """The children of level b that succeeded: the cells level b+1 expands."""

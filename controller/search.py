@@ -31,6 +31,7 @@ from shared.errors import SearchAborted, SearchCancelled, UserError
 from shared.jobs import JobState, JobView, LevelState, LevelView, RunState, RunView, finite_or_none
 from shared.settings import Settings
 from shared.space import Cell, SearchSpace
+from shared.space.cost import known_dataset_spec
 from shared.store import Store
 
 if TYPE_CHECKING:
@@ -46,6 +47,8 @@ class Controller:
     settings: Settings
     reporter: Reporter = field(default_factory=SilentReporter)
     owner: str = field(default_factory=new_owner)
+    # (input shape, classes) of a dataset, for the costs; the `pnas` command passes the worker's
+    dataset_spec: Callable = known_dataset_spec
     # Hooks for tests: called after named steps, e.g. to kill the process at that moment.
     hook: Callable[[str, int], None] | None = None
 
@@ -143,7 +146,8 @@ class Controller:
 
     def _choose(self, run: RunView, cfg: SearchConfig, space: SearchSpace, b: int) -> tuple[list[int], int]:
         """Pick the children of level b and insert their jobs (`controller.choice`)."""
-        chooser = Chooser(self.store, self.reporter, max_attempts=self.settings.max_attempts, step=self._step)
+        chooser = Chooser(self.store, self.reporter, max_attempts=self.settings.max_attempts, step=self._step,
+                          dataset_spec=self.dataset_spec)
         return chooser.choose(run, cfg, space, b)
 
     def _wait(self, run: RunView, b: int) -> None:

@@ -107,7 +107,17 @@ class SearchConfig(BaseModel):
     population: int | None = Field(None, ge=2)  # evolution: P, the newest P kept; None = a fifth of the budget, <= 100 (Real et al.)
     tournament: int | None = Field(None, ge=2)  # evolution: S, drawn per parent; None = a quarter of P (Real et al.: 25 of 100)
     seed: int = 0
+    # Deployment budgets (shared.budget): candidates over one are never trained; None = none
+    max_params: int | None = Field(None, ge=1)  # count_params() of the network
+    max_flops: int | None = Field(None, ge=1)  # multiply-adds of one image's forward pass
+    cost_network: Literal["search", "final"] = "search"  # final: pnas final's default F and N
     train: TrainConfig = TrainConfig()
+
+    @model_validator(mode="after")
+    def _budgets_need_a_cost_aware_strategy(self) -> "SearchConfig":
+        if self.strategy == "evolution" and (self.max_params is not None or self.max_flops is not None):
+            raise ValueError("budgets (max_params, max_flops) apply to the pnas and random strategies, not evolution")
+        return self
 
     @field_validator("ops", mode="before")
     @classmethod

@@ -138,6 +138,7 @@ class JobView:
     duplicate_of: int | None = None  # a run made before network ids trained this network first as that job
     test_accuracy: float | None = None  # test split, when measured: reported, never the reward
     resumed_epoch: int | None = None  # the current attempt continued from this epoch's checkpoint
+    flops: int | None = None  # multiply-adds of one image through the network (shared.space.cost)
 
 
 @dataclass(frozen=True)

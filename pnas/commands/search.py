@@ -172,6 +172,9 @@ def register(app: typer.Typer) -> None:
         deterministic: bool = typer.Option(
             None, "--deterministic", help="Children train with TensorFlow op determinism (repeatable on a GPU, slower)."
         ),
+        max_params: int = typer.Option(None, "--max-params", help="Train no child whose network has more parameters (count_params)."),
+        max_flops: int = typer.Option(None, "--max-flops", help="Train no child whose network needs more multiply-adds per image."),
+        cost_network: str = typer.Option(None, "--cost-network", help="Which network the budgets are of: search (default, the children's) or final (pnas final's F and N)."),
         checkpoint_every: int = typer.Option(None, "--checkpoint-every", help="Save a checkpoint every N epochs so a lost training resumes (0 = never; default: children whose epoch takes over a minute)."),
     ) -> None:
         """Run a progressive search; the same command resumes it after a stop or crash."""
@@ -200,6 +203,9 @@ def register(app: typer.Typer) -> None:
             predictor=predictor,
             predictor_update=predictor_update,
             keep_predictions=keep_predictions,
+            max_params=max_params,
+            max_flops=max_flops,
+            cost_network=cost_network,
         )
         if train:
             overrides["train"] = train
@@ -227,7 +233,10 @@ def register(app: typer.Typer) -> None:
             from shared.plugins import load_callable
 
             hook = load_callable(settings.controller_hook, what="PNAS_CONTROLLER_HOOK")
-        ctl = Controller(store=store, executor=ex, settings=settings, reporter=RichReporter(), hook=hook)
+        from worker.datasets import dataset_spec
+
+        ctl = Controller(store=store, executor=ex, settings=settings, reporter=RichReporter(), hook=hook,
+                         dataset_spec=dataset_spec)
         run = ctl.open_run(name=run_name, config=cfg)
         if run.state == "finished":
             console.print(f"run {run.name!r} already finished; its results:")

@@ -15,7 +15,10 @@ import numpy as np
 
 from controller import evolution
 from controller.progress import Reporter
-from shared.budget import Costs, candidate_costs, cost_spec, describe_budget, has_budget, nothing_fits, within_budget
+from shared.budget import (
+    Costs, candidate_costs, cost_spec, describe_budget, has_budget, needs_costs, nothing_fits, within_budget,
+)
+from shared import pareto
 from shared.config import SearchConfig
 from shared.errors import SearchAborted, UserError
 from shared.jobs import JobState, RunView
@@ -67,7 +70,11 @@ class Chooser:
             t0 = time.perf_counter()
             scores = ens.predict(batch)
             self.reporter.message(f"level {b}: scored in {time.perf_counter() - t0:.1f}s")
-            rows = np.argsort(-scores, kind="stable")[:k]
+            if cfg.objective == "pareto" and costs is not None:
+                rows = pareto.pick(scores, costs.of(cfg.cost), k)
+                self.reporter.message(f"level {b}: {k} children from the fronts of (predicted accuracy, {cfg.cost})")
+            else:
+                rows = np.argsort(-scores, kind="stable")[:k]
             predicted = scores
             if cfg.keep_predictions:
                 top = np.argsort(-scores, kind="stable")[: cfg.keep_predictions]
@@ -104,7 +111,7 @@ class Chooser:
         try:
             spec = cost_spec(cfg, self.dataset_spec)
         except UserError:
-            if has_budget(cfg):
+            if needs_costs(cfg):
                 raise
             return batch, None
         costs = candidate_costs(batch.tokens, batch.space.ops, spec)

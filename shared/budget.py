@@ -56,6 +56,11 @@ def has_budget(cfg: SearchConfig) -> bool:
     return cfg.max_params is not None or cfg.max_flops is not None
 
 
+def needs_costs(cfg: SearchConfig) -> bool:
+    """Whether choosing children needs the costs (not only storing them)."""
+    return has_budget(cfg) or cfg.objective == "pareto"
+
+
 def within_budget(costs: Costs, cfg: SearchConfig) -> np.ndarray:
     """(N,) bool: the candidates no budget of ``cfg`` rules out."""
     ok = np.ones(len(costs.params), dtype=bool)

@@ -174,6 +174,8 @@ def register(app: typer.Typer) -> None:
         ),
         max_params: int = typer.Option(None, "--max-params", help="Train no child whose network has more parameters (count_params)."),
         max_flops: int = typer.Option(None, "--max-flops", help="Train no child whose network needs more multiply-adds per image."),
+        objective: str = typer.Option(None, "--objective", help="accuracy (default: the top K by predicted accuracy) or pareto (K from the fronts of predicted accuracy and --cost)."),
+        cost: str = typer.Option(None, "--cost", help="The cost the pareto objective weighs: params (default) or flops."),
         cost_network: str = typer.Option(None, "--cost-network", help="Which network the budgets are of: search (default, the children's) or final (pnas final's F and N)."),
         checkpoint_every: int = typer.Option(None, "--checkpoint-every", help="Save a checkpoint every N epochs so a lost training resumes (0 = never; default: children whose epoch takes over a minute)."),
     ) -> None:
@@ -206,6 +208,8 @@ def register(app: typer.Typer) -> None:
             max_params=max_params,
             max_flops=max_flops,
             cost_network=cost_network,
+            objective=objective,
+            cost=cost,
         )
         if train:
             overrides["train"] = train

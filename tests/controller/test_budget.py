@@ -49,3 +49,28 @@ def test_costs_are_stored_with_every_job_of_an_unbudgeted_search_too(sqlite_url,
     store.dispose()
     _, flops = network_costs(SPACE.batch([Cell.from_json(j.cell, SPACE.ops) for j in jobs]).tokens, SPACE.ops, DIGITS)
     assert len(jobs) == 21 and [j.flops for j in jobs] == flops.tolist() and np.all(flops > 0)
+
+
+def test_a_pareto_search_and_pnas_pareto_print_the_front(sqlite_url, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    env = _env(sqlite_url, tmp_path)
+    p = _search(tmp_path, env, "--objective", "pareto", "--cost", "flops", "--blocks", "2")
+    assert "level 2: 8 children from the fronts of (predicted accuracy, flops)" in " ".join(p.stderr.split())
+    out = subprocess.run([sys.executable, "-m", "pnas.cli", "pareto", "t", "--cost", "flops", "--json"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    front = json.loads(out.stdout)
+    store = Store(sqlite_url)
+    jobs = store.jobs(store.require_run("t").id)
+    store.dispose()
+    assert len(jobs) == 29 and front and [r["flops"] for r in front] == sorted(r["flops"] for r in front)
+    on = {r["id"] for r in front}
+    for j in jobs:  # every child off the front is dominated by one on it, and none on it is
+        beaten = [r for r in front if r["accuracy"] >= j.reward and r["flops"] <= j.flops
+                  and (r["accuracy"] > j.reward or r["flops"] < j.flops)]
+        assert bool(beaten) == (j.id not in on), j.id

@@ -108,3 +108,18 @@ def fitting_counts(space, beam: int, spec: NetworkSpec, cfg: SearchConfig, *, se
             break
         batch = batch.take(np.sort(rng.choice(fits, size=min(beam, len(fits)), replace=False)))
     return counts
+
+
+def cell_costs(cell: list, train, dataset_spec: DatasetSpec | Callable = known_dataset_spec) -> tuple[int, int]:
+    """(params, flops) of one cell (as the store keeps it) in the network a `TrainConfig` describes."""
+    from shared.space import Cell
+    from shared.space.cost import NetworkSpec
+
+    c = Cell.from_json(cell)
+    ops = tuple(sorted(c.ops))
+    idx = {o: i for i, o in enumerate(ops)}
+    tokens = np.array([[v for b in c.blocks for v in (b.in1 + 2, b.in2 + 2, idx[b.op1], idx[b.op2])]], dtype=np.int16)
+    shape, classes = dataset_spec(train.dataset, image_size=train.image_size)
+    spec = NetworkSpec(tuple(int(d) for d in shape), int(classes), train.filters, train.cells_per_stage, train.stem)  # type: ignore[arg-type]
+    params, flops = network_costs(tokens, ops, spec)
+    return int(params[0]), int(flops[0])

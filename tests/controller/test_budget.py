@@ -74,3 +74,11 @@ def test_a_pareto_search_and_pnas_pareto_print_the_front(sqlite_url, tmp_path):
         beaten = [r for r in front if r["accuracy"] >= j.reward and r["flops"] <= j.flops
                   and (r["accuracy"] > j.reward or r["flops"] < j.flops)]
         assert bool(beaten) == (j.id not in on), j.id
+    # the final training of the best child stores and says its network's cost (N=3, F=48 by default)
+    final = subprocess.run([sys.executable, "-m", "pnas.cli", "final", "t", "--json"],
+                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert final.returncode == 0, final.stderr
+    doc = json.loads(final.stdout)
+    cell = Cell.from_json(doc["cell_json"], SPACE.ops)
+    params, flops = network_costs(SPACE.batch([cell]).tokens, SPACE.ops, NetworkSpec((8, 8, 1), 10, 48, 3))
+    assert (doc["params"], doc["flops"]) == (int(params[0]), int(flops[0]))

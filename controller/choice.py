@@ -23,7 +23,7 @@ from shared.config import SearchConfig
 from shared.errors import SearchAborted, UserError
 from shared.jobs import JobState, RunView
 from shared.space import Cell, CellBatch, SearchSpace
-from shared.space.cost import known_dataset_spec
+from shared.space.cost import NetworkSpec, known_dataset_spec
 from shared.space.network import distinct_rows
 from shared.store import Store
 
@@ -108,11 +108,8 @@ class Chooser:
 
         At level 1 an empty result is the user's error (nothing fits); later, SearchAborted.
         """
-        try:
-            spec = cost_spec(cfg, self.dataset_spec)
-        except UserError:
-            if needs_costs(cfg):
-                raise
+        spec = self.cost_spec(cfg)
+        if spec is None:
             return batch, None
         costs = candidate_costs(batch.tokens, batch.space.ops, spec)
         if not has_budget(cfg) or len(batch) == 0:
@@ -132,10 +129,23 @@ class Chooser:
         self.step("scored", g)
         self.store.start_level(run.id, g, candidates=len(cells), distinct=len(cells))
         children = [(c.arch_id, c.to_list(), None, None) for c in cells]
-        each = [self.affordable(cfg, space.batch([c]), g)[1] for c in cells]  # no budget here: costs only
-        chosen = None if any(c is None for c in each) else [(int(c.params[0]), int(c.flops[0])) for c in each if c]
+        spec = self.cost_spec(cfg)  # evolution has no budget: the costs are only stored
+        chosen = None
+        if spec is not None:
+            each = [candidate_costs(space.batch([c]).tokens, space.ops, spec) for c in cells]
+            chosen = [(int(c.params[0]), int(c.flops[0])) for c in each]
         ids = self.store.add_jobs(run.id, level=g, children=children, max_attempts=self.max_attempts, costs=chosen)
         return ids, len(cells)
+
+    def cost_spec(self, cfg: SearchConfig) -> NetworkSpec | None:
+        """The network the run's costs are of; None when its dataset's shape cannot be read
+        here and choosing does not need the costs (a budget or the pareto objective would)."""
+        try:
+            return cost_spec(cfg, self.dataset_spec)
+        except UserError:
+            if needs_costs(cfg):
+                raise
+            return None
 
     def beam(self, run: RunView, space: SearchSpace, b: int) -> CellBatch:
         """The children of level b that succeeded: the cells level b+1 expands."""

@@ -82,3 +82,21 @@ def test_a_pareto_search_and_pnas_pareto_print_the_front(sqlite_url, tmp_path):
     cell = Cell.from_json(doc["cell_json"], SPACE.ops)
     params, flops = network_costs(SPACE.batch([cell]).tokens, SPACE.ops, NetworkSpec((8, 8, 1), 10, 48, 3))
     assert (doc["params"], doc["flops"]) == (int(params[0]), int(flops[0]))
+
+
+def test_pnas_space_counts_the_networks_within_the_budget(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    out = subprocess.run([sys.executable, "-m", "pnas.cli", "space", "-B", "3", "-K", "8", "--ops", ",".join(SPACE.ops),
+                          "--max-params", "100000", "--dataset", "digits", "-F", "24", "-N", "2", "--json"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    levels = doc["levels"]
+    assert levels[0]["within_budget"] == 17  # as the search above keeps at level 1
+    assert all(0 < lv["within_budget"] <= lv["distinct"] for lv in levels)
+    assert "max_params 100,000" in doc["budget"]

@@ -17,12 +17,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import numpy as np
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from controller import evolution
+from controller.choice import Chooser
 from controller.executors import Executor
 from controller.fidelity import Promoter
 from controller.progress import LevelClock, Reporter, SilentReporter
@@ -32,12 +33,9 @@ from shared.config import SearchConfig
 from shared.errors import SearchAborted, SearchCancelled, UserError
 from shared.jobs import JobState, JobView, LevelState, LevelView, RunState, RunView, finite_or_none
 from shared.settings import Settings
-from shared.space import Cell, CellBatch, SearchSpace
-from shared.space.network import distinct_rows
+from shared.space import SearchSpace
+from shared.space.cost import known_dataset_spec
 from shared.store import Store
-
-if TYPE_CHECKING:
-    from controller.predictor import Ensemble
 
 
 @dataclass
@@ -49,6 +47,8 @@ class Controller:
     settings: Settings
     reporter: Reporter = field(default_factory=SilentReporter)
     owner: str = field(default_factory=new_owner)
+    # (input shape, classes) of a dataset, for the costs; the `pnas` command passes the worker's
+    dataset_spec: Callable = known_dataset_spec
     # Hooks for tests: called after named steps, e.g. to kill the process at that moment.
     hook: Callable[[str, int], None] | None = None
     promoter: Promoter | None = None  # multi-fidelity promotions (`controller.fidelity`), per run
@@ -147,80 +147,10 @@ class Controller:
         )
 
     def _choose(self, run: RunView, cfg: SearchConfig, space: SearchSpace, b: int) -> tuple[list[int], int]:
-        """Pick the children of level b and insert their jobs (idempotent). Returns (ids, scored).
-
-        Candidates are distinct networks: of the cells that are one network (blocks in another
-        order) only the first is scored, and networks the run already has are left out.
-        """
-        if cfg.strategy == "evolution":
-            return self._evolve(run, cfg, space, b)
-        if b == 1:
-            expanded = space.one_block_cells()
-            nets = space.networks(expanded)
-        else:
-            beam = self._beam(run, space, b - 1)
-            expanded = space.expand(beam)
-            nets = space.expand_networks(beam)
-        distinct = distinct_rows(nets, exclude=self.store.network_ids(run.id))
-        batch = expanded.take(distinct)
-        candidates = len(expanded)
-        k = len(batch) if b == 1 else min(cfg.beam, len(batch))
-        predicted = None
-        ens = self._predictor(run, b - 1) if b > 1 and cfg.strategy == "pnas" else None
-        if b == 1:
-            rows = np.arange(len(batch))
-        elif ens is not None:
-            self.reporter.message(f"level {b}: scoring {len(batch):,} distinct networks of {candidates:,} candidates")
-            t0 = time.perf_counter()
-            scores = ens.predict(batch)
-            self.reporter.message(f"level {b}: scored in {time.perf_counter() - t0:.1f}s")
-            rows = np.argsort(-scores, kind="stable")[:k]
-            predicted = scores
-            if cfg.keep_predictions:
-                top = np.argsort(-scores, kind="stable")[: cfg.keep_predictions]
-                self.store.start_level(run.id, b, candidates=candidates, distinct=len(batch))
-                kept = [(batch.ids([r])[0], batch.cell(r).to_list(), float(scores[r]), i + 1) for i, r in enumerate(top)]
-                self.store.save_predictions(run.id, b, kept)
-        else:
-            rng = np.random.default_rng([run.seed, b])
-            rows = np.sort(rng.choice(len(batch), size=k, replace=False))
-        self._step("scored", b)
-        self.store.start_level(run.id, b, candidates=candidates, distinct=len(batch))
-        children = [
-            (
-                batch.ids([r])[0],
-                batch.cell(r).to_list(),
-                None if predicted is None else float(predicted[r]),
-                i + 1 if predicted is not None else None,
-            )
-            for i, r in enumerate(map(int, rows))
-        ]
-        ids = self.store.add_jobs(run.id, level=b, children=children, max_attempts=self.settings.max_attempts)
-        return ids, candidates
-
-    def _evolve(self, run: RunView, cfg: SearchConfig, space: SearchSpace, g: int) -> tuple[list[int], int]:
-        """Generation g of regularized evolution (`controller.evolution`): insert its jobs."""
-        trained = [(Cell.from_json(j.cell, space.ops), float(j.reward or 0.0))
-                   for j in sorted(self.store.jobs(run.id, states=[JobState.succeeded]), key=lambda j: (j.level, j.id))]
-        cells = evolution.generation(g, cfg, space, seed=run.seed, trained=trained, exclude=self.store.network_ids(run.id))
-        self._step("scored", g)
-        self.store.start_level(run.id, g, candidates=len(cells), distinct=len(cells))
-        children = [(c.arch_id, c.to_list(), None, None) for c in cells]
-        return self.store.add_jobs(run.id, level=g, children=children, max_attempts=self.settings.max_attempts), len(cells)
-
-    def _beam(self, run: RunView, space: SearchSpace, b: int) -> CellBatch:
-        jobs = self.store.jobs(run.id, level=b, states=[JobState.succeeded])
-        if not jobs:
-            raise SearchAborted(f"no child of level {b} succeeded; nothing to expand (see `pnas status`)")
-        return space.batch([Cell.from_json(j.cell, space.ops) for j in jobs])
-
-    def _predictor(self, run: RunView, b: int) -> Ensemble:
-        from controller.predictor import Ensemble
-
-        stored = self.store.latest_predictor(run.id)
-        if stored is None or stored[0] != b:
-            raise SearchAborted(f"level {b} finished without a stored predictor; cannot score level {b + 1}")
-        return Ensemble.from_bytes(stored[1])
+        """Pick the children of level b and insert their jobs (`controller.choice`)."""
+        chooser = Chooser(self.store, self.reporter, max_attempts=self.settings.max_attempts, step=self._step,
+                          dataset_spec=self.dataset_spec)
+        return chooser.choose(run, cfg, space, b)
 
     def _wait(self, run: RunView, b: int) -> None:
         """Until every child of level b is terminal, reading the store (one aggregate a poll),

@@ -31,6 +31,7 @@ def job_dict(j: JobView, *, rank: int | None = None) -> dict:
         "arch_id": j.arch_id,
         "network_id": j.network_id,
         "params": j.params,
+        "flops": j.flops,  # multiply-adds of one image (shared.space.cost)
         "cell_json": j.cell,
         "predicted": j.predicted,
         "kind": j.kind,

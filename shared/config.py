@@ -113,6 +113,14 @@ class SearchConfig(BaseModel):
     min_epochs: int = Field(1, ge=1)  # r: the first rung (the least a child is trained)
     reduction_factor: int = Field(3, ge=2)  # eta: Li et al.'s default; a third goes on at each rung
     seed: int = 0
+    # Deployment budgets (shared.budget): candidates over one are never trained; None = none
+    max_params: int | None = Field(None, ge=1)  # count_params() of the network
+    max_flops: int | None = Field(None, ge=1)  # multiply-adds of one image's forward pass
+    cost_network: Literal["search", "final"] = "search"  # final: pnas final's default F and N
+    # accuracy: the top K by predicted accuracy (the paper); pareto: K from the successive
+    # non-dominated fronts of (predicted accuracy, cost), spread along the front (shared.pareto)
+    objective: Literal["accuracy", "pareto"] = "accuracy"
+    cost: Literal["params", "flops"] = "params"  # the cost the pareto objective weighs
     train: TrainConfig = TrainConfig()
 
     @model_validator(mode="after")
@@ -138,6 +146,14 @@ class SearchConfig(BaseModel):
             out.append(r)
             r *= self.reduction_factor
         return [*out, epochs]
+
+    @model_validator(mode="after")
+    def _budgets_need_a_cost_aware_strategy(self) -> "SearchConfig":
+        if self.strategy == "evolution" and (self.max_params is not None or self.max_flops is not None):
+            raise ValueError("budgets (max_params, max_flops) apply to the pnas and random strategies, not evolution")
+        if self.objective == "pareto" and self.strategy != "pnas":
+            raise ValueError("objective pareto ranks the predictor's scores: it needs strategy pnas")
+        return self
 
     @field_validator("ops", mode="before")
     @classmethod

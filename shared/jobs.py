@@ -142,6 +142,7 @@ class JobView:
     rung: int = 0  # multi-fidelity: the rung it trains to (0: the first; SearchConfig.rungs())
     epochs_trained: int | None = None  # the epochs its reward is from
     rung_rewards: dict | None = None  # {"epochs": reward} of every rung it completed
+    flops: int | None = None  # multiply-adds of one image through the network (shared.space.cost)
 
 
 @dataclass(frozen=True)

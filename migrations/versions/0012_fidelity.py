@@ -6,10 +6,11 @@
 - ``jobs.rung_rewards``: {epochs: reward} of every rung it completed (the promotion decisions).
 
 The job_status view gains ``rung`` and ``epochs_trained``; the views are dropped around the
-change and recreated from 0005's definitions (SQLite rebuilds the table to drop a column).
+change and recreated from 0011's definitions (the newest; SQLite rebuilds the table to drop a
+column).
 
 Revision ID: 0012_fidelity
-Revises: 0010_truthful_status
+Revises: 0011_costs
 Create Date: 2026-12-06
 """
 
@@ -20,14 +21,14 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0012_fidelity"
-down_revision = "0010_truthful_status"
+down_revision = "0011_costs"
 branch_labels = None
 depends_on = None
 
 
 def _previous_views() -> dict[str, str]:
-    """0005's view definitions (its file name is no Python identifier), for this dialect."""
-    spec = importlib.util.spec_from_file_location("pnas_migration_0005", Path(__file__).with_name("0005_test_accuracy.py"))
+    """0011's view definitions (its file name is no Python identifier), for this dialect."""
+    spec = importlib.util.spec_from_file_location("pnas_migration_0011", Path(__file__).with_name("0011_costs.py"))
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -35,7 +36,7 @@ def _previous_views() -> dict[str, str]:
 
 
 def view_sql() -> dict[str, str]:
-    """Every view as it stands from here on: 0005's, with the rung and epochs in job_status."""
+    """Every view as it stands from here on: 0011's, with the rung and epochs in job_status."""
     views = _previous_views()
     after = "j.test_accuracy"
     assert after in views["job_status"]

@@ -79,7 +79,11 @@ def register(app: typer.Typer) -> None:
             raise UserError(f"cannot build the network of job {j.id}: {exc}") from None
         net.save(out / "model.keras")
         files = {"cell": str(out / "cell.json"), "model": str(out / "model.keras"), "diagram": str(out / "cell.png")}
+        from shared.budget import cell_costs
+
+        _, flops = cell_costs(j.cell, train, dataset_spec)
         summary = {"job": j.id, "rank": rank, "arch_id": cell.arch_id, "accuracy": j.reward, "params": int(net.count_params()),
+                   "flops": flops,
                    "input_shape": list(shape), "classes": classes, "n": train.cells_per_stage, "filters": train.filters,
                    "files": files}  # fmt: skip
         if as_json:
@@ -90,5 +94,5 @@ def register(app: typer.Typer) -> None:
         for what, path in files.items():
             print(f"  wrote {path}")
         print(f"  network: N={train.cells_per_stage}, F={train.filters}, input {tuple(shape)}, {classes} classes, "
-              f"{summary['params']:,} parameters (untrained; load with worker.ops.DropPath as a custom object)",
+              f"{summary['params']:,} parameters, {flops:,} multiply-adds per image (untrained; load with worker.ops.DropPath as a custom object)",
               file=sys.stdout)  # fmt: skip

@@ -155,8 +155,10 @@ def register(app: typer.Typer) -> None:
         if not run_now and not settings.broker_url and not _asked_before(store, r.id, child.arch_id, overrides):
             raise UserError("no broker (PNAS_BROKER_URL is not set), so no worker would take this training: "
                             "add --run-now to train it in this process")  # fmt: skip
+        costs = _final_costs(r.config, overrides, child.cell)
         (job_id,) = store.add_jobs(r.id, level=0, children=[(child.arch_id, child.cell, None, None)],
-                                   max_attempts=settings.max_attempts, kind="final", train=overrides)  # fmt: skip
+                                   max_attempts=settings.max_attempts, kind="final", train=overrides,
+                                   costs=[costs] if costs else None)  # fmt: skip
         job = store.job(job_id)
         action = "exists"
         if job.state == JobState.running.value and job_id in store.sweep_expired(r.id):
@@ -191,6 +193,8 @@ def register(app: typer.Typer) -> None:
             print(f"final training of run {r.name!r} rank {rank} (search job {child.id}, {child.arch_id}): "
                   f"job {job_id}, {job.state}; {action}")  # fmt: skip
             print(f"  settings: {dumps(job.train)}")
+            if costs:
+                print(f"  network: {costs[0]:,} parameters, {costs[1]:,} multiply-adds per image")
             if job.state == JobState.succeeded.value:
                 if job.test_accuracy is not None:
                     print(f"  test accuracy {job.test_accuracy:.4f} (error {100 * (1 - job.test_accuracy):.2f} %)")
@@ -201,3 +205,16 @@ def register(app: typer.Typer) -> None:
                 print(f"  {job.error_class}: {job.error_message}; `pnas show {job_id}` has the log tail")
         if job.state in (JobState.failed.value, JobState.lost.value):
             sys.exit(1)
+
+
+def _final_costs(run_config: dict, overrides: dict, cell: list) -> tuple[int, int] | None:
+    """(params, flops) of the network this final training builds; None if its dataset cannot be read here."""
+    from shared.budget import cell_costs
+    from shared.config import SearchConfig, TrainConfig
+    from worker.datasets import dataset_spec
+
+    base = SearchConfig.from_json(run_config).train.model_dump(mode="json")
+    try:
+        return cell_costs(cell, TrainConfig.model_validate({**base, **overrides}), dataset_spec)
+    except (UserError, ValueError):
+        return None

@@ -183,6 +183,11 @@ def register(app: typer.Typer) -> None:
         deterministic: bool = typer.Option(
             None, "--deterministic", help="Children train with TensorFlow op determinism (repeatable on a GPU, slower)."
         ),
+        max_params: int = typer.Option(None, "--max-params", help="Train no child whose network has more parameters (count_params)."),
+        max_flops: int = typer.Option(None, "--max-flops", help="Train no child whose network needs more multiply-adds per image."),
+        objective: str = typer.Option(None, "--objective", help="accuracy (default: the top K by predicted accuracy) or pareto (K from the fronts of predicted accuracy and --cost)."),
+        cost: str = typer.Option(None, "--cost", help="The cost the pareto objective weighs: params (default) or flops."),
+        cost_network: str = typer.Option(None, "--cost-network", help="Which network the budgets are of: search (default, the children's) or final (pnas final's F and N)."),
         checkpoint_every: int = typer.Option(None, "--checkpoint-every", help="Save a checkpoint every N epochs so a lost training resumes (0 = never; default: children whose epoch takes over a minute)."),
     ) -> None:
         """Run a progressive search; the same command resumes it after a stop or crash."""
@@ -214,6 +219,11 @@ def register(app: typer.Typer) -> None:
             fidelity=fidelity,
             min_epochs=min_epochs,
             reduction_factor=reduction_factor,
+            max_params=max_params,
+            max_flops=max_flops,
+            cost_network=cost_network,
+            objective=objective,
+            cost=cost,
         )
         if train:
             overrides["train"] = train
@@ -241,7 +251,10 @@ def register(app: typer.Typer) -> None:
             from shared.plugins import load_callable
 
             hook = load_callable(settings.controller_hook, what="PNAS_CONTROLLER_HOOK")
-        ctl = Controller(store=store, executor=ex, settings=settings, reporter=RichReporter(), hook=hook)
+        from worker.datasets import dataset_spec
+
+        ctl = Controller(store=store, executor=ex, settings=settings, reporter=RichReporter(), hook=hook,
+                         dataset_spec=dataset_spec)
         if ex.name == "celery" and store.get_run(run_name) is None:  # before a new run's first child
             from pnas.dataset_check import check_on_a_worker
 

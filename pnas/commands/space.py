@@ -19,6 +19,11 @@ def register(app: typer.Typer) -> None:
         ops: str = typer.Option(None, "--ops", help="Comma-separated operators (default: the paper's 8)."),
         lookback: int = typer.Option(2, help="Previous cells a block may read: 2 = H[c-1] and H[c-2] (paper); 1 = H[c-1] only."),
         lookforward: int = typer.Option(None, help="A block may read the first N earlier blocks of its cell (default: all; 0 = none)."),
+        max_params: int = typer.Option(None, "--max-params", help="Also count the networks with at most this many parameters."),
+        max_flops: int = typer.Option(None, "--max-flops", help="Also count the networks with at most this many multiply-adds per image."),
+        dataset: str = typer.Option("cifar10", help="The input shape and classes the budget's network has."),
+        filters: int = typer.Option(24, "--filters", "-F", help="F of the budget's network."),
+        n: int = typer.Option(2, "--n", "-N", help="N (cells per stage) of the budget's network."),
         as_json: bool = typer.Option(False, "--json", help="One JSON object."),
     ) -> None:
         """Print, per level b, the distinct new blocks, the candidates (as the paper counts them)
@@ -27,16 +32,40 @@ def register(app: typer.Typer) -> None:
         rows = sp.level_counts(beam)
         for r, distinct in zip(rows, sp.distinct_counts(beam)):
             r["distinct"] = distinct
+        budget = None
+        if max_params is not None or max_flops is not None:
+            budget = _budget(sp, beam, max_params=max_params, max_flops=max_flops, dataset=dataset, filters=filters, n=n)
+            for r, fits in zip(rows, budget["fits"]):
+                r["within_budget"] = fits
         if as_json:
-            print(json.dumps({"space": sp.to_dict(), "beam": beam, "levels": rows}))
+            print(json.dumps({"space": sp.to_dict(), "beam": beam, "levels": rows}
+                             | ({"budget": budget["text"]} if budget else {})))
             return
         t = Table(title=f"search space: {len(sp.ops)} operators, B={blocks}, K={beam}")
-        for col in ("b", "new blocks", "candidates (paper)", "distinct networks", "children trained"):
+        for col in ("b", "new blocks", "candidates (paper)", "distinct networks", "children trained") + (
+            ("within budget",) if budget else ()
+        ):
             t.add_column(col, justify="right")
         for r in rows:
-            t.add_row(str(r["b"]), f"{r['new_blocks']:,}", f"{r['candidates']:,}", f"{r['distinct']:,}", f"{r['trained']:,}")
+            t.add_row(str(r["b"]), f"{r['new_blocks']:,}", f"{r['candidates']:,}", f"{r['distinct']:,}", f"{r['trained']:,}",
+                      *([f"{r['within_budget']:,}"] if budget else []))
         total = sum(r["trained"] for r in rows)
         Console().print(t)
         print(f"blocks read {sp.describe_inputs()}")
         print(f"distinct networks: counted on a beam of {beam} distinct networks drawn at random (seed 0) per level")
         print(f"{rows[0]['candidates']:,} one-block cells; {total:,} children trained in all")
+        if budget:
+            print(f"within budget: distinct networks that fit {budget['text']}, on a beam drawn from those that fit")
+
+
+def _budget(sp: SearchSpace, beam: int, *, max_params, max_flops, dataset: str, filters: int, n: int) -> dict:
+    """Per level, the distinct networks within the budget (the network of ``dataset``, F, N)."""
+    from shared.budget import cost_spec, describe_budget, fitting_counts
+    from shared.config import SearchConfig, TrainConfig
+    from worker.datasets import dataset_spec
+
+    cfg = SearchConfig(ops=sp.ops, blocks=sp.blocks, max_params=max_params, max_flops=max_flops,
+                       train=TrainConfig(dataset=dataset, filters=filters, cells_per_stage=n))
+    spec = cost_spec(cfg, dataset_spec)
+    text = describe_budget(cfg) + f", {dataset} F={filters} N={n}"
+    return {"fits": fitting_counts(sp, beam, spec, cfg), "text": text}

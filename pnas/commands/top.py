@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from shared.jobs import RunView
     from shared.store import Store
 
-CSV_COLUMNS = ("rank", "id", "level", "accuracy", "params", "arch_id", "network_id", "predicted", "cell", "cell_json", "test_accuracy")
+CSV_COLUMNS = ("rank", "id", "level", "accuracy", "params", "arch_id", "network_id", "predicted", "cell", "cell_json", "test_accuracy", "flops")
 
 
 def leaderboard(store: Store, run: RunView, *, k: int, level: int | None, final: bool = False) -> list[dict]:
@@ -61,14 +61,15 @@ def register(app: typer.Typer) -> None:
             where = f", level {level}" if level is not None else ""
             t = Table(title=f"top {len(rows)} {what} of run {r.name!r}{where}")
             test = any(row["test_accuracy"] is not None for row in rows)  # a column only when measured
-            cols = ("rank", "job", "level", "epochs", "accuracy", *(("test accuracy",) if test else ()), "predicted", "params", "network", "cell")
+            cols = ("rank", "job", "level", "epochs", "accuracy", *(("test accuracy",) if test else ()), "predicted", "params", "flops", "network", "cell")
             for col in cols:
                 t.add_column(col, justify="left" if col == "cell" else "right", no_wrap=col == "cell")
             for row in rows:
                 t.add_row(
                     str(row["rank"]), str(row["id"]), str(row["level"]), str(row["epochs"] or "-"), num(row["accuracy"]),
                     *((num(row["test_accuracy"]),) if test else ()),
-                    num(row["predicted"]), f"{row['params']:,}" if row["params"] else "-", row["network_id"] or "-",
+                    num(row["predicted"]), f"{row['params']:,}" if row["params"] else "-",
+                    f"{row['flops']:,}" if row["flops"] else "-", row["network_id"] or "-",
                     row["cell"],
                 )  # fmt: skip
             console().print(t)

@@ -10,6 +10,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     DateTime,
@@ -133,7 +134,8 @@ class ChildJob(Base):
     reward_epoch: Mapped[int | None] = mapped_column(Integer)
     # on the dataset's test split, when measured; shown, never used to choose cells
     test_accuracy: Mapped[float | None] = mapped_column(Float)
-    params: Mapped[int | None] = mapped_column(Integer)
+    params: Mapped[int | None] = mapped_column(Integer)  # at insert from the cell; the worker's count after training
+    flops: Mapped[int | None] = mapped_column(BigInteger)  # multiply-adds of one image, at insert (0011_costs)
     wall_seconds: Mapped[float | None] = mapped_column(Float)
     device: Mapped[str | None] = mapped_column(String(200))
     error_class: Mapped[str | None] = mapped_column(String(100))

@@ -36,8 +36,11 @@ class Scheduling(StoreBase):
         max_attempts: int,
         kind: str = "search",
         train: dict | None = None,
+        costs: Sequence[tuple[int, int]] | None = None,
     ) -> list[int]:
         """Insert child jobs (arch_id, cell, predicted, rank) idempotently; return their ids.
+
+        ``costs``: (params, flops) per child, in the same order, stored with each (None: unknown).
 
         One job per (run, kind, architecture[, settings]): inserting an existing one is a no-op,
         so a controller that crashed between insert and enqueue can simply insert again. Each
@@ -66,6 +69,8 @@ class Scheduling(StoreBase):
             )
             for arch, cell, pred, rank in children
         ]
+        for r, (params, flops) in zip(rows, costs or []):
+            r["params"], r["flops"] = int(params), int(flops)
         keys = [r["key"] for r in rows]
         with self._tx() as s:
             now = self._db_now(s)

@@ -1,0 +1,125 @@
+"""A run's costs and budget: which network its costs are of, and which candidates fit.
+
+The costs are `shared.space.cost`'s, exact and computed from the cells alone: ``params``
+(Keras' count_params of the inference network) and ``flops`` (multiply-adds of one image).
+``cost_network = "final"`` costs the network `pnas final` trains by default (its F and N,
+`shared.recipes.DEFAULT_FINAL`) instead of the search's own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Protocol, Sequence
+
+import numpy as np
+
+from shared.config import SearchConfig
+from shared.errors import UserError
+from shared.recipes import DEFAULT_FINAL
+from shared.space.cost import NetworkSpec, known_dataset_spec, network_costs
+
+
+class DatasetSpec(Protocol):
+    def __call__(self, name: str, *, image_size: int | None = None) -> tuple[tuple[int, int, int], int]: ...
+
+
+def cost_spec(cfg: SearchConfig, dataset_spec: DatasetSpec | Callable = known_dataset_spec) -> NetworkSpec:
+    """The network a run's costs are of (its `cost_network`), at the dataset's input shape."""
+    train = cfg.train
+    filters, n = train.filters, train.cells_per_stage
+    if cfg.cost_network == "final":
+        filters, n = DEFAULT_FINAL["filters"], DEFAULT_FINAL["cells_per_stage"]
+    shape, classes = dataset_spec(train.dataset, image_size=train.image_size)
+    return NetworkSpec(tuple(int(d) for d in shape), int(classes), filters, n, train.stem)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Costs:
+    """Per candidate: parameters and multiply-adds (N,) int64."""
+
+    params: np.ndarray
+    flops: np.ndarray
+
+    def take(self, rows: np.ndarray) -> "Costs":
+        return Costs(self.params[rows], self.flops[rows])
+
+    def of(self, name: str) -> np.ndarray:
+        return {"params": self.params, "flops": self.flops}[name]
+
+
+def candidate_costs(tokens: np.ndarray, ops: Sequence[str], spec: NetworkSpec) -> Costs:
+    params, flops = network_costs(tokens, ops, spec)
+    return Costs(params, flops)
+
+
+def has_budget(cfg: SearchConfig) -> bool:
+    return cfg.max_params is not None or cfg.max_flops is not None
+
+
+def needs_costs(cfg: SearchConfig) -> bool:
+    """Whether choosing children needs the costs (not only storing them)."""
+    return has_budget(cfg) or cfg.objective == "pareto"
+
+
+def within_budget(costs: Costs, cfg: SearchConfig) -> np.ndarray:
+    """(N,) bool: the candidates no budget of ``cfg`` rules out."""
+    ok = np.ones(len(costs.params), dtype=bool)
+    if cfg.max_params is not None:
+        ok &= costs.params <= cfg.max_params
+    if cfg.max_flops is not None:
+        ok &= costs.flops <= cfg.max_flops
+    return ok
+
+
+def describe_budget(cfg: SearchConfig) -> str:
+    """``max_params 20,000 and max_flops 1,000,000`` (of the search network)."""
+    parts = [f"{name} {value:,}" for name, value in (("max_params", cfg.max_params), ("max_flops", cfg.max_flops))
+             if value is not None]
+    return " and ".join(parts) + f" (of the {cfg.cost_network} network)"
+
+
+def nothing_fits(cfg: SearchConfig, costs: Costs, b: int) -> UserError:
+    """The one error when no cell of level b fits: the smallest costs, and what to change."""
+    return UserError(
+        f"no {b}-block cell fits {describe_budget(cfg)}: the smallest needs {int(costs.params.min()):,} params "
+        f"and {int(costs.flops.min()):,} multiply-adds; raise the budget, or lower F/N (--filters, --n)"
+    )
+
+
+def fitting_counts(space, beam: int, spec: NetworkSpec, cfg: SearchConfig, *, seed: int = 0) -> list[int]:
+    """Per level b, how many distinct new networks fit the budget of ``cfg``, on a concrete
+    beam as `SearchSpace.distinct_counts` draws it (``beam`` fitting networks at random per
+    level): a run's own counts depend on which cells its beam holds."""
+    from shared.space.network import distinct_rows
+
+    rng = np.random.default_rng(seed)
+    batch = space.one_block_cells()
+    nets = space.networks(batch)
+    counts = []
+    for b in range(1, space.blocks + 1):
+        if b > 1:
+            nets = space.expand_networks(batch)
+            batch = space.expand(batch)
+        rows = distinct_rows(nets)
+        fits = rows[within_budget(candidate_costs(batch.tokens[rows], space.ops, spec), cfg)]
+        counts.append(len(fits))
+        if len(fits) == 0:
+            counts += [0] * (space.blocks - b)
+            break
+        batch = batch.take(np.sort(rng.choice(fits, size=min(beam, len(fits)), replace=False)))
+    return counts
+
+
+def cell_costs(cell: list, train, dataset_spec: DatasetSpec | Callable = known_dataset_spec) -> tuple[int, int]:
+    """(params, flops) of one cell (as the store keeps it) in the network a `TrainConfig` describes."""
+    from shared.space import Cell
+    from shared.space.cost import NetworkSpec
+
+    c = Cell.from_json(cell)
+    ops = tuple(sorted(c.ops))
+    idx = {o: i for i, o in enumerate(ops)}
+    tokens = np.array([[v for b in c.blocks for v in (b.in1 + 2, b.in2 + 2, idx[b.op1], idx[b.op2])]], dtype=np.int16)
+    shape, classes = dataset_spec(train.dataset, image_size=train.image_size)
+    spec = NetworkSpec(tuple(int(d) for d in shape), int(classes), train.filters, train.cells_per_stage, train.stem)  # type: ignore[arg-type]
+    params, flops = network_costs(tokens, ops, spec)
+    return int(params[0]), int(flops[0])

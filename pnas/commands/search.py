@@ -50,7 +50,9 @@ def make_executor(kind: str | None, *, workers: int):
 
 
 def default_run_name(cfg: SearchConfig, preset: str | None) -> str:
-    digest = hashlib.sha1(cfg.model_dump_json().encode()).hexdigest()[:6]
+    """preset-strategy-digest; the digest is of the settings that differ from the defaults, so a
+    new setting (with its default) in a later version leaves the name, and the resume, alone."""
+    digest = hashlib.sha1(cfg.model_dump_json(exclude_defaults=True).encode()).hexdigest()[:6]
     return f"{preset or 'search'}-{cfg.strategy}-{digest}"
 
 

@@ -181,7 +181,10 @@ class Controller:
                 self.reporter.progress(clock.progress(p))
                 self._check_failures(run)
                 drained = counts["queued"] == 0 and counts["running"] == 0 and p["requeueable"] == 0
-                promoted = self.promoter.step(run.id, b, succeeded=counts["succeeded"], drained=drained and not counts["cancelled"])
+                # after `pnas cancel` nothing is promoted: a child that ended its rung just as the
+                # stop came must not queue more training; a resume promotes it
+                promoted = [] if counts["cancelled"] else self.promoter.step(
+                    run.id, b, succeeded=counts["succeeded"], drained=drained)
                 if promoted:
                     self.reporter.message(f"level {b}: {len(promoted)} child(ren) promoted to their next rung")
                     self.executor.submit(promoted)

@@ -32,8 +32,12 @@ def register(app: typer.Typer) -> None:
             raise UserError(f"--cost must be params or flops, got {cost!r}")
         store = open_store()
         r = store.require_run(run)
+        # a multi-fidelity run's children stopped early have a short training's accuracy: the
+        # front is of the children trained to the full epochs, as `pnas top` ranks them first
+        full = int(((r.config or {}).get("train") or {}).get("epochs", 0))
         jobs = [j for j in store.jobs(r.id, states=[JobState.succeeded])
-                if j.reward is not None and getattr(j, cost) is not None]
+                if j.reward is not None and getattr(j, cost) is not None
+                and (j.epochs_trained is None or j.epochs_trained >= full)]
         if not jobs:
             print(f"run {r.name!r} has no succeeded child with its {cost} stored yet", file=sys.stderr)
             sys.exit(1)

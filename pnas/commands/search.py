@@ -56,6 +56,23 @@ def default_run_name(cfg: SearchConfig, preset: str | None) -> str:
     return f"{preset or 'search'}-{cfg.strategy}-{digest}"
 
 
+def same_settings_run(store: "Store", cfg: SearchConfig, *, generated: str) -> str:
+    """The generated name, or the run an earlier version named otherwise with the same settings
+    (its digest covered every setting, new ones included): a search without --name resumes it."""
+    if store.get_run(generated) is not None:
+        return generated
+    prefix = generated.rsplit("-", 1)[0] + "-"
+    same = [r.name for r in store.list_runs() if r.name.startswith(prefix) and _settings_of(r.config) == cfg]
+    return same[0] if len(same) == 1 else generated
+
+
+def _settings_of(config: dict) -> SearchConfig | None:
+    try:
+        return SearchConfig.from_json(config)
+    except Exception:  # a run of another version's settings: not this one
+        return None
+
+
 class RichReporter:
     """Progress per level for a person at a terminal (or a log when not a terminal)."""
 
@@ -247,6 +264,8 @@ def register(app: typer.Typer) -> None:
         settings = get_settings()
         store = Store.from_settings(settings)
         store.ensure_schema()
+        if not (name or extras.get("name")):
+            run_name = same_settings_run(store, cfg, generated=run_name)
         ex = make_executor(kind, workers=n_workers)
         hook = None
         if settings.controller_hook:

@@ -219,7 +219,9 @@ def _final_source(store: Any, d: dict) -> dict:
         source = next((j for j in store.jobs(d["run_id"], states=[JobState.succeeded.value]) if j.arch_id == d["arch_id"]), None)
     rank = None
     if source is not None and source.reward is not None:
-        rank = 1 + sum(1 for j in store.trained_children(d["run_id"]) if (j.reward or 0) > source.reward)
+        # as `pnas top` and `pnas final --rank` rank: children trained to the full epochs first
+        ranked = [j.id for j in store.top(d["run_id"], k=1_000_000)]
+        rank = ranked.index(source.id) + 1 if source.id in ranked else None
     return {"recipe": recipe, "source_job": source.id if source else None, "source_rank": rank,
             "source_accuracy": source.reward if source else None}  # fmt: skip
 

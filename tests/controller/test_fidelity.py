@@ -90,7 +90,7 @@ def test_asha_stops_hopeless_children_and_trains_the_best_to_the_full_epochs(tmp
 def test_gc_keeps_the_rung_checkpoints_of_a_level_still_training(tmp_path):
     from worker.checkpoints import CheckpointStore, encode, gc_run
 
-    cs = CheckpointStore(str(tmp_path / "ck"))
+    cs = CheckpointStore(str(tmp_path / "ck"), database="d1")
     for job in (1, 2):
         cs.write(f"{cs.job_dir(9, job)}/a1-e00001.ckpt", encode(1, {}, [], [], []))
     assert gc_run(cs, 9, {1: ("paused", "search"), 2: ("succeeded", "search")})[0] == 1
@@ -117,3 +117,28 @@ def test_full_fidelity_is_unchanged(tmp_path):
     jobs = store.jobs(run.id)
     assert {j.epochs_trained for j in jobs} == {4} and {j.attempts for j in jobs} == {1}
     assert ctl.promoter is not None and not ctl.promoter.active and ctl.promoter.promoted == 0
+
+
+def test_after_a_cancel_no_child_is_promoted(tmp_path):
+    """`pnas cancel` during a level: a child that ended its rung just as the stop came is not
+    promoted (no new training after a cancel); the search stops, cancelled, to be resumed."""
+    from shared.errors import SearchCancelled
+
+    url = f"sqlite:///{tmp_path / 'pnas.db'}"
+    store = Store(url)
+    store.ensure_schema(auto_upgrade=True)
+    settings = Settings(database_url=url, poll_seconds=0.02, checkpoint_url=str(tmp_path / "ckpt"))
+    rungs_at_cancel: dict[int, int] = {}
+
+    def cancel_at_first_promotion(step: str, b: int) -> None:
+        if step == "promoted" and not rungs_at_cancel:
+            store.cancel(run.id, level=b)
+            rungs_at_cancel.update({j.id: j.rung for j in store.jobs(run.id)})
+
+    ctl = Controller(store=store, executor=InlineExecutor(store, settings), settings=settings, hook=cancel_at_first_promotion)
+    run = ctl.open_run(name="r", config=_config(**ASHA))
+    with pytest.raises(SearchCancelled):
+        ctl.run(run)
+    assert rungs_at_cancel, "a promotion happened before the cancel"
+    assert {j.id: j.rung for j in store.jobs(run.id)} == rungs_at_cancel  # nothing promoted since
+    assert store.require_run(run.id).state == "cancelled"

@@ -119,10 +119,10 @@ def test_fast_scorer_equals_keras_predict_on_mixed_lengths(fitted, engine):
     np.testing.assert_allclose(got, keras_scores, rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("fitted", ["lstm"], indirect=True)  # the TensorFlow scorer is the LSTM's
 def test_tensorflow_scorer_equals_keras_predict_over_many_chunks(fitted, monkeypatch):
     """A beam expansion larger than a chunk: padded chunks, shared prefixes, shuffled rows."""
-    if fitted.kind != "lstm":
-        pytest.skip("the TensorFlow scorer is the LSTM's")
+    assert fitted.kind == "lstm"
     from controller.predictor import tf_scoring
 
     monkeypatch.setattr(tf_scoring, "CHUNK", 512)  # 8 chunks at the last step, 3 at the one before

@@ -24,3 +24,20 @@ def test_a_changed_setting_changes_the_name() -> None:
     cfg, _ = build_config(preset="quick")
     other, _ = build_config(preset="quick", overrides={"seed": 1})
     assert default_run_name(cfg, "quick") != default_run_name(other, "quick")
+
+
+def test_a_run_an_earlier_version_named_with_the_same_settings_is_found(sqlite_url) -> None:
+    from pnas.commands.search import same_settings_run
+    from shared.store import Store
+
+    store = Store(sqlite_url)
+    store.ensure_schema(auto_upgrade=True)
+    cfg, _ = build_config(preset="quick")
+    other, _ = build_config(preset="quick", overrides={"seed": 3})
+    generated = default_run_name(cfg, "quick")
+    assert same_settings_run(store, cfg, generated=generated) == generated  # nothing stored yet
+    store.create_run(name="quick-pnas-0ld0ne", config=cfg.model_dump(mode="json"), seed=0)
+    store.create_run(name="quick-pnas-0ther1", config=other.model_dump(mode="json"), seed=3)
+    assert same_settings_run(store, cfg, generated=generated) == "quick-pnas-0ld0ne"
+    assert same_settings_run(store, other, generated=default_run_name(other, "quick")) == "quick-pnas-0ther1"
+    store.dispose()

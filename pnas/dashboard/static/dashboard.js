@@ -118,7 +118,7 @@
     return { data, series, xlabel: "predicted accuracy", ylabel: "measured accuracy", empty: d.charts.predicted_vs_measured_note };
   }
   function curveSpec(c) {
-    const n = Math.max(0, ...c.curves.map(a => a.epochs.length));
+    const n = Math.max(0, ...c.curves.flatMap(a => a.epochs.map(r => r.epoch)));  // epochs are absolute: a resumed or promoted attempt starts past 1
     const x = Array.from({ length: n }, (_, i) => i + 1);
     const data = [x], series = [{ label: "epoch" }];
     c.curves.forEach((a, k) => {

@@ -11,6 +11,7 @@ from starlette.testclient import TestClient
 from pnas.dashboard import create_app
 from shared.jobs import EpochMetrics, TrainResult
 from shared.settings import Settings
+from shared.store import Store
 from tests.cli import run_cli
 
 CELLS = [[[-1, "sep3x3", -2, "max3x3"]], [[-2, "identity", -1, "sep3x3"]], [[-1, "max3x3", -1, "max3x3"]],
@@ -285,6 +286,9 @@ def test_the_start_line_says_what_the_dashboard_allows(capsys: Any, monkeypatch:
     from shared.settings import get_settings
 
     monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: None)  # the line, not the server
+    made = Store(sqlite_url)  # the dashboard refuses a database that is not there
+    made.ensure_schema(auto_upgrade=True)
+    made.dispose()
     monkeypatch.setenv("PNAS_DATABASE_URL", sqlite_url)
     monkeypatch.setenv("PNAS_DASHBOARD_TOKEN", "t0k")
     get_settings.cache_clear()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import uuid
 from pathlib import Path
 
@@ -26,6 +27,10 @@ PG_URL = os.environ.get("PNAS_TEST_PG_URL", f"postgresql://postgres@127.0.0.1:54
 REDIS_URL = os.environ.get("PNAS_TEST_REDIS_URL", f"redis://127.0.0.1:6379/{_REDIS_DB}")
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# A test run started in the background by a non-interactive shell (`nohup ... &`) inherits
+# SIGINT ignored, and so would every `pnas search` it starts: the Ctrl-C tests need it delivered.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _pg_admin_url() -> str:

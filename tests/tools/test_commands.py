@@ -232,12 +232,17 @@ def test_comparison_with_evolution_keeps_generations_apart_and_bars_within_0_and
         assert max(tops) <= 1.0 and min(tops) >= 0.0 and max(tops) == pytest.approx(1.0)
 
 
-def test_plot_names_both_strategies(store, tmp_path):
+def test_plot_names_both_strategies(sqlite_url, tmp_path):
     import matplotlib
 
     matplotlib.use("Agg")
     from pnas.plots import write_plots
     from shared.jobs import TrainResult
+
+    # a database of its own: runs without levels in the shared finished one would become its
+    # "latest run" for the README's queries (tests/tools/test_views.py)
+    store = Store(sqlite_url)
+    store.ensure_schema(auto_upgrade=True)
 
     for name, strategy in (("p", "pnas"), ("e", "evolution")):
         run, _ = store.create_run(name=name, config={"strategy": strategy, "train": {"dataset": "digits"}}, seed=0)
@@ -252,6 +257,7 @@ def test_plot_names_both_strategies(store, tmp_path):
     files, _ = write_plots(store, store.require_run("e"), tmp_path / "e")
     (acc,) = [f for f in files if f.name == "accuracy_per_level"]
     assert png_info(acc.path)[2]["Title"].startswith("accuracy per generation: e (evolution")
+    store.dispose()
 
 
 def test_export_writes_cell_model_and_diagram(cli, store, finished):

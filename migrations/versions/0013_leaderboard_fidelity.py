@@ -28,7 +28,9 @@ OLD_RANK = "ORDER BY j.reward DESC, j.id) AS rank"
 
 def _previous_views() -> dict[str, str]:
     """0012's view definitions (its file name is no Python identifier), for this dialect."""
-    spec = importlib.util.spec_from_file_location("pnas_migration_0012", Path(__file__).with_name("0012_fidelity.py"))
+    spec = importlib.util.spec_from_file_location(
+        "pnas_migration_0012", Path(__file__).with_name("0012_fidelity.py")
+    )
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -49,8 +51,14 @@ def view_sql() -> dict[str, str]:
     board = views["leaderboard"]
     assert OLD_RANK in board and "j.test_accuracy" in board
     at_full = f"CASE WHEN j.epochs_trained IS NULL OR j.epochs_trained >= {full} THEN 0 ELSE 1 END"
-    board = board.replace(OLD_RANK, f"ORDER BY {at_full}, j.reward DESC, j.id) AS rank", 1)
-    board = board.replace("j.test_accuracy", f"j.test_accuracy, j.epochs_trained, j.rung, {full} AS full_epochs", 1)
+    board = board.replace(
+        OLD_RANK, f"ORDER BY {at_full}, j.reward DESC, j.id) AS rank", 1
+    )
+    board = board.replace(
+        "j.test_accuracy",
+        f"j.test_accuracy, j.epochs_trained, j.rung, {full} AS full_epochs",
+        1,
+    )
     views["leaderboard"] = board
     return views
 

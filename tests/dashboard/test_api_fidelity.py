@@ -79,6 +79,9 @@ def test_rungs_children_and_the_cost_front(asha: tuple[Any, int, list[int]]) -> 
         ids[5],
         ids[4],
     ]  # the reverse of the ranking
+    by_epochs = c.get(f"/api/runs/{rid}/children?sort=epochs&order=desc").json()
+    assert [k["epochs"] for k in by_epochs["children"]] == [4, 2, 2, 1, 1, 1]
+    assert by_epochs["full_epochs"] == 4
     cost = run["charts"]["cost"]
     assert cost["full_epochs"] == 4 and cost["note"] is None
     assert {p["id"]: p["full"] for p in cost["points"]} == {

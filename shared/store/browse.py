@@ -15,7 +15,7 @@ from sqlalchemy import Text, case, cast, func, or_, select
 from shared.db.models import ChildJob, Run
 from shared.jobs import ALL_STATES, JobState
 from shared.store.engine import StoreBase
-from shared.store.rows import as_datetime, full_epochs, trained_to_full
+from shared.store.rows import as_datetime
 
 _S = JobState.succeeded.value
 
@@ -35,6 +35,18 @@ SORTABLE: dict[str, Any] = {
     "seconds": ChildJob.wall_seconds,
     "finished": ChildJob.finished_at,
 }
+
+
+def full_epochs(s: Any, run_id: int) -> int:
+    """The epochs a search child of the run is trained to at full fidelity (its ``train.epochs``; 0 if unset)."""
+    config = s.scalar(select(Run.config).where(Run.id == run_id))
+    return int(((config or {}).get("train") or {}).get("epochs") or 0)
+
+
+def trained_to_full(full: int) -> Any:
+    """SQL: a search child's accuracy is from ``full`` epochs (or from before epochs were
+    recorded), as `pnas top` and the leaderboard view rank it first."""
+    return or_(ChildJob.epochs_trained.is_(None), ChildJob.epochs_trained >= full)
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,6 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Iterable, Iterator, TypeVar
 
-from sqlalchemy import or_, select
-
 from shared.db.models import ChildJob, Level, Run
 from shared.jobs import JobState, JobView, LevelState, LevelView, RunState, RunView
 
@@ -62,18 +60,6 @@ def jobs_where(q: Any, run_id: int, *, level: int | None, states: Iterable[str] 
     if kind is not None:
         q = q.where(ChildJob.kind == kind)
     return q
-
-
-def full_epochs(s: Any, run_id: int) -> int:
-    """The epochs a search child of the run is trained to at full fidelity (its ``train.epochs``; 0 if unset)."""
-    config = s.scalar(select(Run.config).where(Run.id == run_id))
-    return int(((config or {}).get("train") or {}).get("epochs") or 0)
-
-
-def trained_to_full(full: int) -> Any:
-    """SQL: a search child's accuracy is from ``full`` epochs (or from before epochs were
-    recorded), as `pnas top` and the leaderboard view rank it first."""
-    return or_(ChildJob.epochs_trained.is_(None), ChildJob.epochs_trained >= full)
 
 
 def chunks(rows: list[T], n: int) -> Iterator[list[T]]:

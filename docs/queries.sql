@@ -4,7 +4,7 @@
 -- tests/tools/test_views.py runs every query below, so they cannot rot.
 
 -- name: leaderboard of the latest run (what `pnas top -k 10` prints)
-SELECT rank, job_id, level, round(accuracy::numeric, 4) AS accuracy, params, cell
+SELECT rank, job_id, level, round(accuracy::numeric, 4) AS accuracy, epochs_trained, params, cell
 FROM leaderboard
 WHERE run_id = (SELECT id FROM runs ORDER BY updated_at DESC LIMIT 1)
 ORDER BY rank

@@ -9,9 +9,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from pnas.commands.runs import expected_children
+from pnas.dashboard.costs import cost_data
+from pnas.dashboard.rungs import rungs_data
 from pnas.render import cell_of, iso
 from shared.errors import UserError
-from pnas.commands.runs import expected_children
 from shared.jobs import ALL_STATES, JobState, RunState
 from shared.progress import Tally, level_report
 from shared.settings import Settings
@@ -84,8 +86,9 @@ def _best_so_far(points: list[tuple[int, int, float, float | None]]) -> list[flo
 
 def run_data(store: Any, ref: str | int) -> dict:
     """One run's page: its levels (progress by state, candidates, best/mean, Spearman,
-    elapsed, ETA) and the charts' series (best so far against the baseline run when there is
-    one, accuracy per level, predicted against measured)."""
+    elapsed, ETA), a multi-fidelity run's rungs per level, and the charts' series (best so far
+    against the baseline run when there is one, accuracy per level, predicted against
+    measured, accuracy against cost with the front)."""
     r = store.get_run(ref)
     if r is None:
         raise LookupError(f"no run {ref!r}")
@@ -112,12 +115,14 @@ def run_data(store: Any, ref: str | int) -> dict:
         "children": {"states": totals, "total": sum(totals.values()), "done": Tally.of(totals).done,
                      "trained": Tally.of(totals).trained},
         "levels": levels,
+        "rungs": rungs_data(store, r),
         "charts": {
             "best_so_far": _best_so_far(points),
             "baseline": baseline,
             "accuracy": [[lv, acc] for _, lv, acc, _ in points],
             "predicted_vs_measured": predicted,
             "predicted_vs_measured_note": None if predicted else _no_prediction_why(strategy, levels, points),
+            "cost": cost_data(store, r.id),
         },
         "finals": finals_data(store, r.id),
     }
@@ -157,12 +162,14 @@ def level_word(config: dict) -> str:
 
 def children_data(store: Any, run_id: int, query: ChildrenQuery) -> dict:
     total, rows = store.children_page(run_id, query)
+    config = store.run_config(run_id)
     for row in rows:
         row["cell"] = cell_of(row["cell_json"]).readable()
         row["finished_at"] = iso(row["finished_at"])
     return {"total": total, "offset": query.offset, "limit": query.limit, "sort": query.sort,
             "order": "desc" if query.descending else "asc", "level": query.level, "state": query.state,
-            "q": query.text, "children": rows, "level_word": level_word(store.run_config(run_id))}  # fmt: skip
+            "q": query.text, "children": rows, "level_word": level_word(config),
+            "full_epochs": (config.get("train") or {}).get("epochs")}  # fmt: skip
 
 
 def child_data(store: Any, job_id: int) -> dict:

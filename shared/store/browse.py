@@ -31,9 +31,22 @@ SORTABLE: dict[str, Any] = {
     "rank": ChildJob.rank,
     "worker": ChildJob.worker,
     "attempts": ChildJob.attempts,
+    "epochs": ChildJob.epochs_trained,
     "seconds": ChildJob.wall_seconds,
     "finished": ChildJob.finished_at,
 }
+
+
+def full_epochs(s: Any, run_id: int) -> int:
+    """The epochs a search child of the run is trained to at full fidelity (its ``train.epochs``; 0 if unset)."""
+    config = s.scalar(select(Run.config).where(Run.id == run_id))
+    return int(((config or {}).get("train") or {}).get("epochs") or 0)
+
+
+def trained_to_full(full: int) -> Any:
+    """SQL: a search child's accuracy is from ``full`` epochs (or from before epochs were
+    recorded), as `pnas top` and the leaderboard view rank it first."""
+    return or_(ChildJob.epochs_trained.is_(None), ChildJob.epochs_trained >= full)
 
 
 @dataclass(frozen=True)
@@ -95,10 +108,17 @@ class Browse(StoreBase):
             return [(int(i), int(lv), float(r or 0.0), p) for i, lv, r, p in s.execute(q)]  # succeeded: r is set
 
     def children_page(self, run_id: int, query: ChildrenQuery, *, kind: str = "search") -> tuple[int, list[dict]]:
-        """(children matching the filters, one page of them as dicts) for the children table."""
+        """(children matching the filters, one page of them as dicts) for the children table.
+        By accuracy, descending, it ranks as `pnas top`: children trained to the run's full
+        epochs first (a multi-fidelity run stops some early), then the others; ascending is the
+        reverse; children without an accuracy come last either way."""
         col = SORTABLE[query.sort]
         order = col.desc() if query.descending else col.asc()
         with self._tx() as s:
+            first: list[Any] = []
+            if query.sort == "accuracy":
+                full, short = (0, 1) if query.descending else (1, 0)
+                first.append(case((ChildJob.reward.is_(None), 2), (trained_to_full(full_epochs(s, run_id)), full), else_=short))
             where = [ChildJob.run_id == run_id, ChildJob.kind == kind]
             if query.level is not None:
                 where.append(ChildJob.level == query.level)
@@ -110,11 +130,11 @@ class Browse(StoreBase):
             total = int(s.scalar(select(func.count(ChildJob.id)).where(*where)) or 0)
             cols = (ChildJob.id, ChildJob.level, ChildJob.state, ChildJob.reward, ChildJob.test_accuracy, ChildJob.params, ChildJob.predicted,
                     ChildJob.rank, ChildJob.worker, ChildJob.attempts, ChildJob.max_attempts, ChildJob.wall_seconds,
-                    ChildJob.arch_id, ChildJob.cell, ChildJob.finished_at)  # fmt: skip
+                    ChildJob.arch_id, ChildJob.cell, ChildJob.finished_at, ChildJob.epochs_trained, ChildJob.rung)  # fmt: skip
             q = (
                 select(*cols)
                 .where(*where)
-                .order_by(order.nulls_last(), ChildJob.id)
+                .order_by(*first, order.nulls_last(), ChildJob.id)
                 .offset(max(0, query.offset))
                 .limit(max(1, query.limit))
             )
@@ -124,9 +144,45 @@ class Browse(StoreBase):
                     {"id": r.id, "level": r.level, "state": r.state, "accuracy": r.reward, "test_accuracy": r.test_accuracy, "params": r.params,
                      "predicted": r.predicted, "rank": r.rank, "worker": r.worker, "attempts": r.attempts,
                      "max_attempts": r.max_attempts, "seconds": r.wall_seconds, "arch_id": r.arch_id,
-                     "cell_json": r.cell, "finished_at": as_datetime(r.finished_at)}  # fmt: skip
+                     "cell_json": r.cell, "finished_at": as_datetime(r.finished_at), "epochs": r.epochs_trained,
+                     "rung": r.rung}  # fmt: skip
                 )
             return total, rows
+
+    def rung_progress(self, run_id: int, *, kind: str = "search") -> dict[int, dict]:
+        """{level: children, ``completed`` {epochs: children whose training to that rung's
+        epochs succeeded}, ``pending`` {rung index: children queued or running toward it}}:
+        the run page's rungs (multi-fidelity), from one narrow query."""
+        pending_states = (JobState.queued.value, JobState.running.value)
+        out: dict[int, dict] = {}
+        with self._tx() as s:
+            q = select(ChildJob.level, ChildJob.state, ChildJob.rung, ChildJob.rung_rewards).where(
+                ChildJob.run_id == run_id, ChildJob.kind == kind
+            )
+            for level, state, rung, rewards in s.execute(q):
+                lv = out.setdefault(int(level), {"children": 0, "completed": {}, "pending": {}})
+                lv["children"] += 1
+                for epochs in rewards or {}:
+                    lv["completed"][int(epochs)] = lv["completed"].get(int(epochs), 0) + 1
+                if state in pending_states:
+                    lv["pending"][int(rung or 0)] = lv["pending"].get(int(rung or 0), 0) + 1
+        return out
+
+    def cost_points(self, run_id: int, *, kind: str = "search") -> tuple[int, list[dict]]:
+        """(the run's full epochs, every succeeded child as {id, level, accuracy, params,
+        flops, epochs, full}): the accuracy-against-cost chart; ``full``: trained to the
+        full epochs (or from before epochs were recorded), the only ones on a front."""
+        with self._tx() as s:
+            full = full_epochs(s, run_id)
+            cols = (ChildJob.id, ChildJob.level, ChildJob.reward, ChildJob.params, ChildJob.flops, ChildJob.epochs_trained)
+            q = (
+                select(*cols, trained_to_full(full))
+                .where(ChildJob.run_id == run_id, ChildJob.kind == kind, ChildJob.state == _S)
+                .order_by(ChildJob.id)
+            )
+            rows = [{"id": int(i), "level": int(lv), "accuracy": float(r or 0.0), "params": p, "flops": f, "epochs": e,
+                     "full": bool(at_full)} for i, lv, r, p, f, e, at_full in s.execute(q)]  # fmt: skip
+        return full, rows
 
     def baseline_run(self, run_id: int) -> int | None:
         """The newest other run on the same dataset with another strategy (pnas, random, evolution)

@@ -44,9 +44,10 @@ def test_leaderboard_view_is_pnas_top(finished):
     assert p.returncode == 0, p.stderr
     top = json.loads(p.stdout)
     view = rows(finished.url, "SELECT * FROM leaderboard WHERE run = 't' ORDER BY rank LIMIT 5")
-    assert [(v["rank"], v["job_id"], v["level"], v["arch_id"], v["params"]) for v in view] == [
-        (t["rank"], t["id"], t["level"], t["arch_id"], t["params"]) for t in top
+    assert [(v["rank"], v["job_id"], v["level"], v["arch_id"], v["params"], v["epochs_trained"]) for v in view] == [
+        (t["rank"], t["id"], t["level"], t["arch_id"], t["params"], t["epochs"]) for t in top
     ]
+    assert {v["full_epochs"] for v in view} == {2} and {v["rung"] for v in view} == {0}  # full fidelity: one rung
     assert [v["accuracy"] for v in view] == pytest.approx([t["accuracy"] for t in top])
     assert [v["cell"] for v in view] == [t["cell"] for t in top]  # the readable line, built in SQL
     assert [json.loads(v["cell_json"]) for v in view] == [t["cell_json"] for t in top]
@@ -137,15 +138,19 @@ def test_the_same_views_with_the_same_columns_on_both_backends(finished_runs):
     assert columns["sqlite"] == columns["postgresql"]
 
 
-def test_views_migration_downgrades_and_upgrades(tmp_path):
+def test_views_migration_downgrades_and_upgrades(db_url):
     from alembic import command
     from sqlalchemy import inspect
 
     from shared.store import Store
 
-    s = Store(f"sqlite:///{tmp_path / 'v.db'}")
+    s = Store(db_url)
     s.upgrade()
     assert set(VIEW_NAMES) <= set(inspect(s.engine).get_view_names())
+    command.downgrade(s._alembic_config(), "0012_fidelity")  # 0013's leaderboard columns go, the view stays
+    with s.engine.connect() as c:
+        columns = list(c.execute(text("SELECT * FROM leaderboard LIMIT 0")).keys())
+    assert "test_accuracy" in columns and not {"epochs_trained", "rung", "full_epochs"} & set(columns)
     command.downgrade(s._alembic_config(), "0001")
     assert not set(VIEW_NAMES) & set(inspect(s.engine).get_view_names())
     s.upgrade()

@@ -40,7 +40,7 @@
     const box = document.getElementById("children");
     if (th && box) {
       const key = th.dataset.sort;
-      const numeric = ["accuracy", "test_accuracy", "predicted", "params", "seconds", "attempts"].includes(key);
+      const numeric = ["accuracy", "test_accuracy", "epochs", "predicted", "params", "seconds", "attempts"].includes(key);
       box.dataset.order = box.dataset.sort === key ? (box.dataset.order === "asc" ? "desc" : "asc") : (numeric ? "desc" : "asc");
       box.dataset.sort = key;
       box.dataset.offset = "0";
@@ -133,19 +133,63 @@
     });
     return { data, series, xlabel: "epoch", ylabel: "accuracy", y2: "loss", xincr: [1] };
   }
-  const SPECS = { best: bestSpec, levels: levelsSpec, pred: predSpec, curve: curveSpec };
+  // Accuracy against cost (the select picks parameters or FLOPs), the non-dominated front
+  // marked: only children trained to the run's full epochs can be on it (as `pnas pareto`).
+  const COST_WORD = { params: "parameters", flops: "FLOPs" };
+  const COST_AXIS = { params: "parameters (count)", flops: "FLOPs (multiply-adds per image)" };
+  const big = (n) => Number(n).toLocaleString("en-US");
+  function costSpec(d) {
+    const c = d.charts.cost, pick = document.getElementById("cost-axis"), cost = pick ? pick.value : "params";
+    const pts = c.points.filter(p => p[cost] !== null && p[cost] !== undefined)
+      .sort((a, b) => a[cost] - b[cost] || b.accuracy - a.accuracy || a.id - b.id);
+    const ids = c.front[cost], onFront = new Set(ids);
+    const full = pts.filter(p => p.full), early = pts.filter(p => !p.full);
+    const data = [pts.map(p => p[cost]), pts.map(p => p.full ? p.accuracy : null)];
+    const series = [{ label: COST_WORD[cost] },
+                    dots("trained to the full " + c.full_epochs + " epochs (" + full.length + ")", COLOURS[0])];
+    if (early.length) {
+      data.push(pts.map(p => p.full ? null : p.accuracy));
+      series.push(dots("stopped early, not on the front (" + early.length + ")", "#9aa0aa"));
+    }
+    data.push(pts.map(p => onFront.has(p.id) ? p.accuracy : null));
+    series.push({ label: "non-dominated front (" + ids.length + ")", stroke: COLOURS[1], width: 2, spanGaps: true,
+                  points: { show: true, size: 9, fill: COLOURS[1] } });
+    const empty = c.note || "no trained child has its " + COST_WORD[cost] + " stored (runs made before costs were stored have none)";
+    function after(drawn) {
+      const note = document.getElementById("cost-note"), table = document.getElementById("front-table");
+      if (!note || !table) return;
+      note.textContent = !drawn ? "" : ids.length
+        ? ids.length + " of the " + full.length + " children trained to the full " + c.full_epochs + " epochs are on the front: none other is both more accurate and cheaper in " + COST_WORD[cost]
+          + (early.length ? "; " + early.length + " stopped early are drawn in grey, off the front" : "")
+        : "no child trained to the full " + c.full_epochs + " epochs yet: no front to mark";
+      table.style.display = drawn && ids.length ? "" : "none";
+      table.querySelector("caption").textContent = "The front, cheapest first";
+      table.querySelector("th.cost-name").textContent = COST_WORD[cost];
+      const byId = new Map(pts.map(p => [p.id, p]));
+      table.querySelector("tbody").innerHTML = ids.map(i => byId.get(i)).filter(Boolean).map(p =>
+        '<tr data-id="' + p.id + '"><td class="n"><a href="/children/' + p.id + '">' + p.id + '</a></td><td class="n">' + p.level
+        + '</td><td class="n">' + p.accuracy.toFixed(4) + '</td><td class="n">' + big(p[cost]) + "</td></tr>").join("");
+    }
+    return { data, series, xlabel: COST_AXIS[cost], ylabel: "accuracy (validation, fraction)", empty, after };
+  }
+  document.addEventListener("change", ev => { if (ev.target.id === "cost-axis") drawCharts().catch(err => console.error(err)); });
+  const SPECS = { best: bestSpec, levels: levelsSpec, pred: predSpec, curve: curveSpec, cost: costSpec };
 
   async function drawCharts() {
     for (const el of document.querySelectorAll("[data-chart]")) {
       const d = await getJSON(el.dataset.src);
       const spec = SPECS[el.dataset.chart](d);
       const key = el.id.replace(/^chart-/, "");
-      const shape = spec.series.map(s => s.label).join("|");
+      const shape = spec.xlabel + "|" + spec.series.map(s => s.label).join("|");
       const old = window.pnasCharts[key];
-      if (old && old._shape === shape) { old.setData(spec.data); continue; }
+      if (old && old._shape === shape) { old.setData(spec.data); if (spec.after) spec.after(true); continue; }
       if (old) old.destroy();
       el.innerHTML = "";
-      if (spec.data[0].length === 0) { el.textContent = spec.empty || el.dataset.empty || "no trained child yet"; delete window.pnasCharts[key]; continue; }
+      if (spec.data[0].length === 0) {
+        el.textContent = spec.empty || el.dataset.empty || "no trained child yet"; delete window.pnasCharts[key];
+        if (spec.after) spec.after(false);
+        continue;
+      }
       const xaxis = { label: spec.xlabel };
       if (spec.xincr) xaxis.incrs = spec.xincr;
       const axes = [xaxis, { label: spec.ylabel, scale: spec.series[1].scale || "y" }];
@@ -154,6 +198,7 @@
       const u = new uPlot({ width: 460, height: 280, series: spec.series, axes, scales, cursor: { drag: { x: true, y: false } } }, spec.data, el);
       u._shape = shape;
       window.pnasCharts[key] = u;
+      if (spec.after) spec.after(true);
     }
   }
 

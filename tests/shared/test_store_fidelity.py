@@ -38,3 +38,24 @@ def test_promotion_requeues_once_keeps_attempts_and_records_every_rung(store):
     assert store.child_epochs(run.id) == {"spent": 5, "full_fidelity": 8, "children": 2}
     # b's 0.9 after one epoch is above a's 0.8 after four: a, trained to the full epochs, ranks first
     assert [x.id for x in store.top(run.id, k=2)] == [a, b]
+
+
+def test_the_runs_best_is_that_of_a_child_trained_to_the_full_epochs(store):
+    """`pnas runs` shows the best as `pnas top` ranks it: a child trained to the full epochs,
+    never a higher reward after fewer epochs; before any child got there, the best completed
+    rung, labelled with its epochs (a child training further on keeps its rung's reward)."""
+    from pnas.commands.runs import _best, collect
+
+    run, _ = store.create_run(name="f", config={"seed": 0, "train": {"epochs": 4}}, seed=0)
+    a, b = store.add_jobs(run.id, level=1, children=[("a", _cell(0), None, None), ("b", _cell(1), None, None)], max_attempts=2)
+    _train(store, a, 0.6, 1)
+    _train(store, b, 0.9, 2)
+    assert store.promote([(b, 0, 2)]) == [b]
+    attempt = store.claim(b, worker="w", lease_seconds=60)  # b trains on to 4 epochs
+    (row,) = collect(store)
+    assert (row["best"], row["best_epochs"], row["full_epochs"], row["best_at_full_epochs"]) == (0.9, 2, 4, False)
+    assert _best(row) == "0.9000 at 2/4 epochs"
+    assert attempt and store.finish(b, attempt=attempt, result=_result(0.8, 4))
+    (row,) = collect(store)
+    assert (row["best"], row["best_epochs"], row["best_at_full_epochs"]) == (0.8, 4, True)
+    assert _best(row) == "0.8000" and row["best"] == store.top(run.id, k=1)[0].reward

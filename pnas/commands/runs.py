@@ -66,7 +66,7 @@ def collect(store: Store) -> list[dict]:
     for row in store.run_summaries():
         run, jobs = row["run"], row["jobs"]
         cfg = run.config or {}
-        tally = Tally.of(jobs)
+        tally = Tally.of(jobs, further=row["further"])
         out.append(
             {
                 "id": run.id,
@@ -78,7 +78,8 @@ def collect(store: Store) -> list[dict]:
                 "blocks": cfg.get("blocks"),
                 "level_count": _level_count(cfg),
                 "children_done": tally.done,  # trained or failed
-                "children_trained": tally.trained,
+                "children_trained": tally.trained,  # succeeded, or training further after a rung
+                "children_training_further": tally.further,
                 "children_failed": tally.failed,
                 "children_cancelled": tally.cancelled,
                 "children_expected": expected_children(cfg, row["level_totals"]),

@@ -5,6 +5,7 @@ children trained to the full epochs first; `child_epochs` counts each child's ep
 from __future__ import annotations
 
 from shared.jobs import EpochMetrics, TrainResult
+from shared.progress import Tally
 from tests.shared.test_store import _cell
 
 
@@ -55,6 +56,10 @@ def test_the_runs_best_is_that_of_a_child_trained_to_the_full_epochs(store):
     (row,) = collect(store)
     assert (row["best"], row["best_epochs"], row["full_epochs"], row["best_at_full_epochs"]) == (0.9, 2, 4, False)
     assert _best(row) == "0.9000 at 2/4 epochs"
+    # b, training further, is still a trained child (`shared.progress.Tally`): everywhere
+    assert (row["children_trained"], row["children_training_further"], row["children_done"]) == (2, 1, 1)
+    assert store.level_progress(run.id, 1)["further"] == 1 and store.further_counts(run.id) == {1: 1}
+    assert Tally.of(row["jobs"], further=row["children_training_further"]).words(2) == "2/2 children trained (1 training further)"
     assert attempt and store.finish(b, attempt=attempt, result=_result(0.8, 4))
     (row,) = collect(store)
     assert (row["best"], row["best_epochs"], row["best_at_full_epochs"]) == (0.8, 4, True)

@@ -359,24 +359,6 @@ class Scheduling(StoreBase):
                 )
             )
 
-    def consecutive_failures(self, run_id: int, *, error_class: str | None = None) -> int:
-        """Failed children since the last success, newest first (a failed attempt counts);
-        with ``error_class``, only the latest failures of that class in a row."""
-        ended = [JobState.succeeded.value, JobState.failed.value]
-        with self._tx() as s:
-            rows = s.execute(
-                select(ChildJob.state, ChildJob.error_class)
-                .where(ChildJob.run_id == run_id, ChildJob.state.in_(ended), ChildJob.finished_at.is_not(None))
-                .order_by(ChildJob.finished_at.desc(), ChildJob.id.desc())
-                .limit(1000)
-            ).all()
-            n = 0
-            for st, cls in rows:
-                if st != JobState.failed or (error_class is not None and cls != error_class):
-                    break
-                n += 1
-            return n
-
     def rewards(self, run_id: int, *, max_level: int | None = None) -> list[tuple[int, list, float]]:
         """(level, cell, reward) of every succeeded search child: the predictor's data."""
         with self._tx() as s:

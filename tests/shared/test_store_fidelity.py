@@ -64,3 +64,28 @@ def test_the_runs_best_is_that_of_a_child_trained_to_the_full_epochs(store):
     (row,) = collect(store)
     assert (row["best"], row["best_epochs"], row["best_at_full_epochs"]) == (0.8, 4, True)
     assert _best(row) == "0.8000" and row["best"] == store.top(run.id, k=1)[0].reward
+
+
+def test_a_promoted_childs_success_breaks_the_failure_streak_where_it_happened(store):
+    """The streak a search stops on (`max_consecutive_failures`) counts failures since the last
+    success; a child promoted after a rung succeeded there, even while it trains on or after it
+    fails at its next rung."""
+    import time
+
+    run, _ = store.create_run(name="f", config={"seed": 0, "train": {"epochs": 4}}, seed=0)
+    a, b, c = store.add_jobs(run.id, level=1, children=[(x, _cell(i), None, None) for i, x in enumerate("abc")], max_attempts=1)
+
+    def fail(job_id: int) -> None:
+        time.sleep(0.01)  # distinct times on the database clock
+        attempt = store.claim(job_id, worker="w", lease_seconds=60)
+        assert attempt and store.fail(job_id, attempt=attempt, error_class="RuntimeError", message="broken")
+
+    fail(b)
+    time.sleep(0.01)
+    _train(store, a, 0.7, 1)
+    assert store.promote([(a, 0, 1)]) == [a]  # a succeeded at its first rung; it is queued again
+    fail(c)
+    assert store.consecutive_failures(run.id) == 1  # c only: a's success came after b's failure
+    fail(a)  # a fails at its next rung (its promotion gave it one more attempt)
+    assert store.job(a).state == "failed"
+    assert store.consecutive_failures(run.id) == 2  # c, then a at its next rung; a's first rung ended b's streak

@@ -94,7 +94,10 @@ def collect(store, ref: str | None) -> dict:
         "finished_at": _iso(run.finished_at),
         "jobs": totals,
         "levels": out_levels,
-        "best": None if not top else {"job": top[0].id, "level": top[0].level, "arch_id": top[0].arch_id, "reward": top[0].reward},
+        # as `pnas top` ranks: trained to the full epochs first; "epochs" says what it is from
+        "best": None if not top else {"job": top[0].id, "level": top[0].level, "arch_id": top[0].arch_id,
+                                      "reward": top[0].reward, "epochs": top[0].epochs_trained,
+                                      "full_epochs": int((run.config.get("train") or {}).get("epochs", 0))},  # fmt: skip
         "workers": workers,
         "gpus": gpus,
         "finals": finals,
@@ -252,7 +255,10 @@ def render(st: dict):
     parts.append(t)
     if st["best"]:
         b = st["best"]
-        parts.append(Text(f"best: job {b['job']} (level {b['level']}, {b['arch_id']}) accuracy {b['reward']:.4f}"))
+        early = ""
+        if b.get("epochs") and b["epochs"] < b.get("full_epochs", 0):  # no child trained to the full epochs yet
+            early = f" after {b['epochs']} of {b['full_epochs']} epochs (none trained to the full epochs yet)"
+        parts.append(Text(f"best: job {b['job']} (level {b['level']}, {b['arch_id']}) accuracy {b['reward']:.4f}{early}"))
     for f in st.get("finals", []):
         recipe = f" ({f['recipe']})" if f["recipe"] else ""
         test = f", test {f['test_accuracy']:.4f}" if f["test_accuracy"] is not None else ""

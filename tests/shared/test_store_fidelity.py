@@ -89,3 +89,42 @@ def test_a_promoted_childs_success_breaks_the_failure_streak_where_it_happened(s
     fail(a)  # a fails at its next rung (its promotion gave it one more attempt)
     assert store.job(a).state == "failed"
     assert store.consecutive_failures(run.id) == 2  # c, then a at its next rung; a's first rung ended b's streak
+
+
+def test_status_shows_child_epochs_spent_and_a_best_labelled_until_one_reaches_the_full_epochs(store, monkeypatch):
+    """`pnas status` (and --json) of a multi-fidelity run while it runs, a child promoted and
+    training further, then when it is done: child-epochs spent against full fidelity's, the
+    trained count, and a best labelled with its epochs until a child is trained to the full."""
+    from rich.console import Console
+
+    from pnas.commands.status import collect, render
+
+    monkeypatch.setenv("PNAS_CHECKPOINT_URL", "")
+
+    def text(st: dict) -> str:
+        console = Console(record=True, width=200)
+        console.print(render(st))
+        return " ".join(console.export_text().split())
+
+    run, _ = store.create_run(name="f", config={"seed": 0, "train": {"epochs": 4}}, seed=0)
+    a, b = store.add_jobs(run.id, level=1, children=[("a", _cell(0), None, None), ("b", _cell(1), None, None)], max_attempts=2)
+    store.set_run_state(run.id, "running", message="")
+    _train(store, a, 0.6, 1)
+    _train(store, b, 0.7, 1)
+    assert store.promote([(b, 0, 1)]) == [b]
+    attempt = store.claim(b, worker="w", lease_seconds=60)
+    st = collect(store, "f")
+    assert st["child_epochs"] == {"spent": 2, "full_fidelity": 8, "children": 2}
+    assert (st["children_trained"], st["children_training_further"]) == (2, 1)
+    assert (st["levels"][0]["trained"], st["levels"][0]["training_further"]) == (2, 1)
+    assert st["best"]["job"] == a and (st["best"]["epochs"], st["best"]["full_epochs"]) == (1, 4)
+    out = text(st)
+    assert "; 2/" in out and "children trained (1 training further)," in out, out
+    assert "child-epochs: 2 spent of the 8 full fidelity would have spent on these 2 children (25%)" in out, out
+    assert "accuracy 0.6000 after 1 of 4 epochs (none trained to the full epochs yet)" in out, out
+    assert attempt and store.finish(b, attempt=attempt, result=_result(0.8, 4))
+    st = collect(store, "f")
+    assert st["child_epochs"] == {"spent": 5, "full_fidelity": 8, "children": 2} and st["children_training_further"] == 0
+    out = text(st)
+    assert f"best: job {b} (level 1, b) accuracy 0.8000" in out and "none trained" not in out, out
+    assert "child-epochs: 5 spent of the 8 full fidelity" in out, out

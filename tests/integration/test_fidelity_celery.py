@@ -43,8 +43,8 @@ def test_a_celery_worker_killed_while_training_a_promoted_child_loses_nothing(pg
             assert proc.poll() is None, log.read_text()[-3000:]
             run, now = store.get_run("t"), store.db_now()
             for j in store.jobs(run.id, states=["running"]) if run else []:
-                # just claimed (a rung takes >= 0.5 s): the kill lands before it can finish
-                if j.rung >= 1 and j.worker in names and j.started_at and (now - j.started_at).total_seconds() < 0.2:
+                # just claimed (a rung trains >= 0.5 s): the kill lands before it can finish
+                if j.rung >= 1 and j.worker in names and j.started_at and (now - j.started_at).total_seconds() < 0.3:
                     victim = j
             time.sleep(0.02)
         workers.kill(victim.worker)  # the whole worker: its main process and its pool child

@@ -17,11 +17,18 @@ class LevelProgress:
     best: float | None
     elapsed: float
     eta: float | None
+    further: int = 0  # promoted after a rung, queued or running again (multi-fidelity)
 
     @property
     def done(self) -> int:
-        """Trained or failed, as `pnas status` counts them (`shared.progress.Tally`)."""
+        """Succeeded or failed, as `pnas status` counts them (`shared.progress.Tally`): the
+        children whose training is over, the rate the ETA uses."""
         return Tally.of(self.counts).done
+
+    @property
+    def trained(self) -> int:
+        """Succeeded, or training further after a rung: a promotion never lowers it."""
+        return Tally.of(self.counts, further=self.further).trained
 
 
 @dataclass
@@ -70,7 +77,8 @@ class LevelClock:
 
     def progress(self, aggregate: dict) -> LevelProgress:
         counts = aggregate["counts"]
-        p = LevelProgress(self.b, aggregate["total"], counts, aggregate["best"], time.monotonic() - self.start, None)
+        p = LevelProgress(self.b, aggregate["total"], counts, aggregate["best"], time.monotonic() - self.start, None,
+                          further=aggregate.get("further", 0))  # fmt: skip
         if self.first_done is None:
             self.first_done = p.done
         new = p.done - self.first_done

@@ -1,7 +1,9 @@
 """What a run and its levels have done, from what happened to their children: one definition
 for `pnas status`, `pnas runs` and the dashboard.
 
-A child counts as *trained* only when it succeeded; failed and lost ones count as *failed*,
+A child counts as *trained* once it completed a training: it succeeded, or (multi-fidelity)
+it succeeded at a rung and was promoted, and is queued or running again to its next rung
+(*training further*: still trained, also pending). Failed and lost ones count as *failed*,
 cancelled ones (waiting for a resume) as *cancelled*. A level that is not done is *training*
 only while its run runs; otherwise it takes the run's state (``stopped``, ``aborted``). Elapsed
 time ends now for a live run and at the last thing that happened otherwise; only a live run
@@ -23,14 +25,17 @@ class Tally:
     """Children by state, and what the counts mean."""
 
     counts: dict[str, int]
+    further: int = 0  # of the queued and running, those promoted after a rung (training further)
 
     @classmethod
-    def of(cls, counts: dict[str, int] | None) -> Tally:
-        return cls({st: int((counts or {}).get(st, 0) or 0) for st in ALL_STATES})
+    def of(cls, counts: dict[str, int] | None, *, further: int = 0) -> Tally:
+        return cls({st: int((counts or {}).get(st, 0) or 0) for st in ALL_STATES}, int(further or 0))
 
     @property
     def trained(self) -> int:
-        return self.counts[JobState.succeeded.value]
+        """Succeeded, or promoted after a rung and training further: a promotion never takes
+        a child off the count."""
+        return self.counts[JobState.succeeded.value] + self.further
 
     @property
     def failed(self) -> int:
@@ -46,18 +51,20 @@ class Tally:
 
     @property
     def done(self) -> int:
-        """Trained or failed: the children whose training is over (the rate an ETA uses)."""
-        return self.trained + self.failed
+        """Succeeded or failed: the children whose training is over (the rate an ETA uses)."""
+        return self.counts[JobState.succeeded.value] + self.failed
 
     @property
     def total(self) -> int:
         return sum(self.counts.values())
 
     def words(self, expected: int | None = None) -> str:
-        """``"17/37 children trained, 3 failed, 2 cancelled"`` (zero counts left out)."""
+        """``"17/37 children trained (4 training further), 3 failed, 2 cancelled"`` (zero counts
+        left out)."""
         of = f"/{expected}" if expected is not None else ""
+        further = f" ({self.further} training further)" if self.further else ""
         extra = [f"{n} {what}" for n, what in ((self.failed, "failed"), (self.cancelled, "cancelled")) if n]
-        return ", ".join([f"{self.trained}{of} children trained", *extra])
+        return ", ".join([f"{self.trained}{of} children trained{further}", *extra])
 
 
 def is_live(run_state: str) -> bool:
@@ -100,14 +107,16 @@ def level_report(
     run_state: str,
     run_stopped_at: datetime | None,
     now: datetime,
+    further: int = 0,
 ) -> LevelReport:
     """A level's state, elapsed time and ETA.
 
     Elapsed runs from the level's start (its children being chosen included) to: its finish
     when done; now while the run is live; else the later of its last child's finish and the
     moment the run stopped (``run_stopped_at``). The ETA (live runs only, unfinished levels
-    only) assumes the remaining children take as long as the ones done so far."""
-    tally = Tally.of(counts)
+    only) assumes the remaining children take as long as the ones done so far. ``further``:
+    the children training further after a rung (`Tally`)."""
+    tally = Tally.of(counts, further=further)
     state = level_state(level_state_value, run_state)
     start = level_started or first_child_started
     if state == LevelState.done.value:

@@ -1,7 +1,9 @@
 """`pnas runs [--json]`: every run in the database with its state, level, children and best.
 
 The children are counted as `pnas status` and the dashboard count them (`shared.progress`):
-trained (succeeded) of those the run expects, failed, cancelled.
+trained (succeeded) of those the run expects, failed, cancelled. The best is that of the
+children trained to the full epochs, as `pnas top` ranks them (a multi-fidelity run stops
+some early); until one is, the best completed rung, labelled with its epochs.
 
 Exit status 1 (nothing to show yet) when the database holds no run."""
 
@@ -64,7 +66,7 @@ def collect(store: Store) -> list[dict]:
     for row in store.run_summaries():
         run, jobs = row["run"], row["jobs"]
         cfg = run.config or {}
-        tally = Tally.of(jobs)
+        tally = Tally.of(jobs, further=row["further"])
         out.append(
             {
                 "id": run.id,
@@ -76,13 +78,18 @@ def collect(store: Store) -> list[dict]:
                 "blocks": cfg.get("blocks"),
                 "level_count": _level_count(cfg),
                 "children_done": tally.done,  # trained or failed
-                "children_trained": tally.trained,
+                "children_trained": tally.trained,  # succeeded, or training further after a rung
+                "children_training_further": tally.further,
                 "children_failed": tally.failed,
                 "children_cancelled": tally.cancelled,
                 "children_expected": expected_children(cfg, row["level_totals"]),
                 "children_total": tally.total,  # made so far
                 "jobs": jobs,
-                "best": row["best"],
+                "best": row["best"],  # of the children trained to the full epochs (`Store.run_summaries`)
+                # False: none reached them yet (a multi-fidelity run); the best so far is from best_epochs
+                "best_at_full_epochs": row["best"] is None or row["best_epochs"] == row["full_epochs"],
+                "best_epochs": row["best_epochs"],
+                "full_epochs": row["full_epochs"],  # a search child's epochs at full fidelity
                 "created_at": iso(run.created_at),
                 "updated_at": iso(run.updated_at),
                 "finished_at": iso(run.finished_at),
@@ -90,6 +97,13 @@ def collect(store: Store) -> list[dict]:
             }
         )
     return out
+
+
+def _best(r: dict) -> str:
+    """The best accuracy; labelled with its epochs while no child reached the full epochs."""
+    if r["best_at_full_epochs"]:
+        return num(r["best"])
+    return f"{num(r['best'])} at {r['best_epochs']}/{r['full_epochs']} epochs"
 
 
 def register(app: typer.Typer) -> None:
@@ -114,7 +128,7 @@ def register(app: typer.Typer) -> None:
             t.add_row(
                 str(r["id"]), r["name"], r["strategy"] or "-", r["dataset"] or "-", r["state"],
                 f"{r['level']}/{r['level_count'] or '?'}", f"{r['children_trained']}/{r['children_expected'] or '?'}",
-                str(r["children_failed"]), str(r["children_cancelled"]), num(r["best"]),
+                str(r["children_failed"]), str(r["children_cancelled"]), _best(r),
                 (r["updated_at"] or "-")[:19].replace("T", " "),
             )  # fmt: skip
         console().print(t)

@@ -73,6 +73,19 @@ def _settings_of(config: dict) -> SearchConfig | None:
         return None
 
 
+def progress_line(p) -> str:
+    """A level's live line: children trained (a child promoted to its next rung stays trained
+    while it trains further: `shared.progress.Tally`), running, failed, lost, best, ETA."""
+    c = p.counts
+    best = f"{p.best:.4f}" if p.best is not None else "-"
+    eta = _dur(p.eta) if p.eta is not None else "?"
+    further = f", {p.further} promoted to their next rung" if p.further else ""
+    return (
+        f"  level {p.b}: {p.trained}/{p.total} trained ({c['running']} running{further}, {c['failed']} failed, "
+        f"{c['lost']} lost), best {best}, elapsed {_dur(p.elapsed)}, ETA {eta}"
+    )
+
+
 class RichReporter:
     """Progress per level for a person at a terminal (or a log when not a terminal)."""
 
@@ -92,13 +105,7 @@ class RichReporter:
         if not finished and now - self.last < (1.0 if console.is_terminal else 15.0):
             return
         self.last = now
-        c = p.counts
-        best = f"{p.best:.4f}" if p.best is not None else "-"
-        eta = _dur(p.eta) if p.eta is not None else "?"
-        line = (
-            f"  level {p.b}: {p.done}/{p.total} done ({c['running']} running, {c['failed']} failed, "
-            f"{c['lost']} lost), best {best}, elapsed {_dur(p.elapsed)}, ETA {eta}"
-        )
+        line = progress_line(p)
         if console.is_terminal and not finished:
             console.print(line, end="\r", highlight=False, soft_wrap=True)
         else:

@@ -37,6 +37,7 @@ def collect(store, ref: str | None) -> dict:
     """The status of a run as one JSON-ready dict (UserError if there is no such run)."""
     run = store.require_run(ref)
     counts = store.state_counts(run.id)
+    further = store.further_counts(run.id)  # promoted after a rung, training further: still trained
     levels = {lv.b: lv for lv in store.levels(run.id)}
     timing = store.level_timing(run.id)
     now = store.db_now()
@@ -51,6 +52,7 @@ def collect(store, ref: str | None) -> dict:
             counts=jobs, level_state_value=lv.state if lv else None, level_started=lv.started_at if lv else None,
             level_finished=lv.finished_at if lv else None, first_child_started=tm.get("first_started"),
             last_child_finished=tm.get("last_finished"), run_state=run.state, run_stopped_at=stopped_at, now=now,
+            further=further.get(b, 0),
         )  # fmt: skip
         out_levels.append(
             {
@@ -62,7 +64,8 @@ def collect(store, ref: str | None) -> dict:
                 "spearman_extrapolation": lv.spearman_extrapolation if lv else None,
                 "spearman_insample": lv.spearman_insample if lv else None,
                 "children": rep.tally.total,
-                "trained": rep.tally.trained,
+                "trained": rep.tally.trained,  # succeeded, or training further after a rung
+                "training_further": rep.tally.further,
                 "failed": rep.tally.failed,
                 "cancelled": rep.tally.cancelled,
                 "mean": tm.get("mean"),
@@ -78,7 +81,7 @@ def collect(store, ref: str | None) -> dict:
     totals = {st: sum(lv["jobs"][st] for lv in out_levels) for st in ALL_STATES}
     finals = final_progress(store, run)
     last_finished = max((t["last_finished"] for t in timing.values() if t["last_finished"]), default=None)
-    progress = _progress(run, out_levels, totals, now, last_finished=last_finished)
+    progress = _progress(run, out_levels, totals, now, last_finished=last_finished, further=sum(further.values()))
     gpus = per_gpu(workers, live_seconds=get_settings().lease_seconds)
     return {
         "run": run.name,
@@ -91,7 +94,10 @@ def collect(store, ref: str | None) -> dict:
         "finished_at": _iso(run.finished_at),
         "jobs": totals,
         "levels": out_levels,
-        "best": None if not top else {"job": top[0].id, "level": top[0].level, "arch_id": top[0].arch_id, "reward": top[0].reward},
+        # as `pnas top` ranks: trained to the full epochs first; "epochs" says what it is from
+        "best": None if not top else {"job": top[0].id, "level": top[0].level, "arch_id": top[0].arch_id,
+                                      "reward": top[0].reward, "epochs": top[0].epochs_trained,
+                                      "full_epochs": int((run.config.get("train") or {}).get("epochs", 0))},  # fmt: skip
         "workers": workers,
         "gpus": gpus,
         "finals": finals,
@@ -144,7 +150,8 @@ def _checkpoint_bytes(store: Store, run_id: int) -> int | None:
         return None
 
 
-def _progress(run: RunView, levels: list[dict], totals: dict, now: datetime, *, last_finished: datetime | None) -> dict:
+def _progress(run: RunView, levels: list[dict], totals: dict, now: datetime, *, last_finished: datetime | None,
+              further: int = 0) -> dict:  # fmt: skip
     """Run-wide: candidates scored, children trained of those expected, elapsed and ETA.
 
     The ETA assumes the remaining children (the levels not chosen yet count K each) take
@@ -156,7 +163,7 @@ def _progress(run: RunView, levels: list[dict], totals: dict, now: datetime, *, 
 
     cfg = SearchConfig.from_json(run.config)
     expected = expected_children(run.config, {lv["b"]: lv["children"] for lv in levels}) or 0
-    tally = Tally.of(totals)
+    tally = Tally.of(totals, further=further)
     elapsed = run_elapsed(created_at=run.created_at, run_state=run.state, stopped_at=run.finished_at or run.updated_at,
                           last_child_finished=last_finished, now=now)  # fmt: skip
     eta = run_eta(run_state=run.state, elapsed=elapsed, tally=tally, expected=expected)
@@ -166,7 +173,8 @@ def _progress(run: RunView, levels: list[dict], totals: dict, now: datetime, *, 
         "blocks": cfg.blocks,
         "level_count": evolution.level_count(cfg),  # B, or an evolution run's generations
         "candidates_scored": sum(lv["candidates"] or 0 for lv in levels),
-        "children_trained": tally.trained,  # succeeded
+        "children_trained": tally.trained,  # succeeded, or training further after a rung (multi-fidelity)
+        "children_training_further": tally.further,
         "children_failed": tally.failed,  # failed or lost
         "children_cancelled": tally.cancelled,
         "children_expected": expected,
@@ -214,7 +222,8 @@ def headline(st: dict) -> str:
 
     return (
         f"run {st['run']!r} (id {st['id']}, {st['strategy']} on {st['dataset']}): {st['state']}, level "
-        f"{st['level']}/{st['level_count']}; {Tally.of(st['jobs']).words(st['children_expected'])}, "
+        f"{st['level']}/{st['level_count']}; "
+        f"{Tally.of(st['jobs'], further=st.get('children_training_further', 0)).words(st['children_expected'])}, "
         f"{st['candidates_scored']:,} candidates scored; elapsed {duration(st['elapsed_seconds'])}"
         + (f", ETA {duration(st['eta_seconds'])}" if st["eta_seconds"] is not None
            else ", ETA ?" if st["state"] == RunState.running.value else "")
@@ -246,7 +255,10 @@ def render(st: dict):
     parts.append(t)
     if st["best"]:
         b = st["best"]
-        parts.append(Text(f"best: job {b['job']} (level {b['level']}, {b['arch_id']}) accuracy {b['reward']:.4f}"))
+        early = ""
+        if b.get("epochs") and b["epochs"] < b.get("full_epochs", 0):  # no child trained to the full epochs yet
+            early = f" after {b['epochs']} of {b['full_epochs']} epochs (none trained to the full epochs yet)"
+        parts.append(Text(f"best: job {b['job']} (level {b['level']}, {b['arch_id']}) accuracy {b['reward']:.4f}{early}"))
     for f in st.get("finals", []):
         recipe = f" ({f['recipe']})" if f["recipe"] else ""
         test = f", test {f['test_accuracy']:.4f}" if f["test_accuracy"] is not None else ""

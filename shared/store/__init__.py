@@ -14,6 +14,7 @@ One module per audience, combined into the one `Store` front:
     schema      schema checks, migrations, PostgreSQL roles (`pnas db`)
     runs        runs, the controller's run lock, levels, predictions
     scheduling  the controller's side of child jobs: insert, progress, sweep, requeue, retry
+    streaks     the failure streak a search stops on
     attempts    the worker's side: claim, lease, epochs, fenced finish or failure, hand back
     registry    the worker registry
     reports     read-only queries for the operators' tools
@@ -31,12 +32,13 @@ from shared.store.engine import StoreBase, make_engine, pg_url
 from shared.store.reports import Reports
 from shared.store.runs import Runs
 from shared.store.scheduling import Scheduling
+from shared.store.streaks import Streaks
 from shared.store.schema import SchemaAdmin
 
 __all__ = ["Store", "make_engine", "pg_url"]
 
 
-class Store(Attempts, Scheduling, Runs, Reports, Browse, SchemaAdmin, StoreBase):
+class Store(Attempts, Scheduling, Streaks, Runs, Reports, Browse, SchemaAdmin, StoreBase):
     """Runs, levels and child jobs in one relational database (see the package docstring)."""
 
     @classmethod

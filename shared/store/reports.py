@@ -9,7 +9,7 @@ from sqlalchemy import case, func, or_, select
 from shared.db.models import ChildJob, EpochRow, Run
 from shared.jobs import ALL_STATES, JobState, JobView
 from shared.store.engine import StoreBase
-from shared.store.rows import as_datetime, job_view, jobs_where, run_view
+from shared.store.rows import as_datetime, job_view, jobs_where, run_view, training_further
 
 _S = JobState.succeeded.value
 
@@ -62,6 +62,14 @@ class Reports(StoreBase):
             q = q.order_by(case((at_full, 0), else_=1), ChildJob.reward.desc(), ChildJob.id).limit(k)
             return [job_view(r) for r in s.scalars(q)]
 
+    def further_counts(self, run_id: int) -> dict[int, int]:
+        """{level: search children promoted after a rung, queued or running again} (a child
+        training further still counts as trained: `shared.progress.Tally`)."""
+        with self._tx() as s:
+            q = select(ChildJob.level, func.count())
+            q = q.where(ChildJob.run_id == run_id, ChildJob.kind == "search", training_further())
+            return {int(lv): int(n) for lv, n in s.execute(q.group_by(ChildJob.level))}
+
     def _full_epochs(self, s: Any, run_id: int) -> int:
         """The epochs a search child of the run is trained to at full fidelity."""
         config = s.scalar(select(Run.config).where(Run.id == run_id))
@@ -96,34 +104,48 @@ class Reports(StoreBase):
             ]
 
     def run_summaries(self) -> list[dict]:
-        """One dict per run (oldest first): the run's columns, its search children by state,
-        their best reward, the time of the last finished child and the children per level
-        (``level_totals``), in two aggregate queries."""
+        """One dict per run (oldest first): the run's columns, its search children by state
+        and those of them training further after a rung (``further``), the time of the last
+        finished child, the children per level (``level_totals``) and the best reward
+        (``best``), in three aggregate queries.
+
+        ``best`` is as `top` ranks: the best child trained to the run's full epochs; while a
+        multi-fidelity run has none yet, the best reward of any child's completed rung (one
+        training further included), and then ``best_epochs`` (the epochs it is from) is below
+        ``full_epochs``."""
         with self._tx() as s:
             agg = (
                 select(
                     ChildJob.run_id.label("run_id"),
                     *[func.sum(case((ChildJob.state == st, 1), else_=0)).label(st) for st in ALL_STATES],
-                    func.max(ChildJob.reward).label("best"),
                     func.max(ChildJob.finished_at).label("last_finished"),
+                    func.sum(case((training_further(), 1), else_=0)).label("further"),
                 )
                 .where(ChildJob.kind == "search")
                 .group_by(ChildJob.run_id)
                 .subquery()
             )
-            q = select(Run, *[agg.c[st] for st in ALL_STATES], agg.c.best, agg.c.last_finished).outerjoin(
+            q = select(Run, *[agg.c[st] for st in ALL_STATES], agg.c.last_finished, agg.c.further).outerjoin(
                 agg, agg.c.run_id == Run.id
             )
             per_level: dict[int, dict[int, int]] = {}
             q2 = select(ChildJob.run_id, ChildJob.level, func.count()).where(ChildJob.kind == "search")
             for run_id, level, n in s.execute(q2.group_by(ChildJob.run_id, ChildJob.level)):
                 per_level.setdefault(run_id, {})[int(level)] = int(n)
+            by_epochs: dict[int, list[tuple[int | None, float]]] = {}  # the best reward per epochs trained
+            q3 = select(ChildJob.run_id, ChildJob.epochs_trained, func.max(ChildJob.reward)).where(
+                ChildJob.kind == "search", ChildJob.reward.is_not(None)
+            )
+            for run_id, epochs, best in s.execute(q3.group_by(ChildJob.run_id, ChildJob.epochs_trained)):
+                by_epochs.setdefault(run_id, []).append((epochs, float(best or 0.0)))  # never None: rewards only
             out = []
             for row in s.execute(q.order_by(Run.id)):
                 run = run_view(row[0])
                 counts = {st: int(row[1 + i] or 0) for i, st in enumerate(ALL_STATES)}
-                out.append({"run": run, "jobs": counts, "best": row[-2], "last_finished": as_datetime(row[-1]),
-                            "level_totals": per_level.get(run.id, {})})  # fmt: skip
+                full = int(((run.config or {}).get("train") or {}).get("epochs", 0))
+                out.append({"run": run, "jobs": counts, "further": int(row[-1] or 0), "last_finished": as_datetime(row[-2]),
+                            "level_totals": per_level.get(run.id, {}), "full_epochs": full,
+                            **_best(by_epochs.get(run.id, []), full)})  # fmt: skip
             return out
 
     def level_timing(self, run_id: int, *, kind: str = "search") -> dict[int, dict]:
@@ -163,3 +185,14 @@ class Reports(StoreBase):
                 .order_by(ChildJob.finished_at, ChildJob.id)
             )
             return [job_view(r) for r in s.scalars(q)]
+
+
+def _best(rewards: list[tuple[int | None, float]], full: int) -> dict:
+    """``best`` and ``best_epochs`` from (epochs trained, best reward) pairs: of the children
+    trained to the full epochs (no epochs recorded: a run from before multi-fidelity) if any,
+    else of any completed rung (as `top` ranks them: by reward)."""
+    at_full = [r for e, r in rewards if e is None or e >= full]
+    if at_full or not rewards:
+        return {"best": max(at_full, default=None), "best_epochs": full if at_full else None}
+    epochs, best = max(rewards, key=lambda er: er[1])
+    return {"best": best, "best_epochs": epochs}

@@ -7,6 +7,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Iterable, Iterator, TypeVar
 
+from sqlalchemy import and_
+
 from shared.db.models import ChildJob, Level, Run
 from shared.jobs import JobState, JobView, LevelState, LevelView, RunState, RunView
 
@@ -65,3 +67,9 @@ def jobs_where(q: Any, run_id: int, *, level: int | None, states: Iterable[str] 
 def chunks(rows: list[T], n: int) -> Iterator[list[T]]:
     for i in range(0, len(rows), n):
         yield rows[i : i + n]
+
+
+def training_further() -> Any:
+    """A search child promoted after a rung, queued or running again to its next rung (still a
+    trained child: `shared.progress.Tally`)."""
+    return and_(ChildJob.state.in_([JobState.queued.value, JobState.running.value]), ChildJob.rung > 0)

@@ -13,7 +13,7 @@ from shared.errors import UserError
 from shared.jobs import ALL_STATES, Cancelled, JobState, RunState
 from shared.space.network import network_id_of
 from shared.store.engine import StoreBase
-from shared.store.rows import chunks, jobs_where
+from shared.store.rows import chunks, jobs_where, training_further
 
 _RETRYABLE = (JobState.failed, JobState.lost)
 
@@ -124,21 +124,24 @@ class Scheduling(StoreBase):
             return out
 
     def level_progress(self, run_id: int, level: int, *, kind: str = "search") -> dict:
-        """One aggregate: counts by state, requeueable lost ones, best reward so far."""
+        """One aggregate: counts by state, requeueable lost ones, those training further after
+        a rung (``further``, `shared.progress.Tally`), best reward so far."""
         lost_with_attempts = and_(ChildJob.state == JobState.lost.value, ChildJob.attempts < ChildJob.max_attempts)
         with self._tx() as s:
             q = select(
                 *[func.sum(case((ChildJob.state == st, 1), else_=0)) for st in ALL_STATES],
                 func.sum(case((lost_with_attempts, 1), else_=0)),
+                func.sum(case((training_further(), 1), else_=0)),
                 func.max(ChildJob.reward),
                 func.count(),
             ).where(ChildJob.run_id == run_id, ChildJob.level == level, ChildJob.kind == kind)
             row = s.execute(q).one()
-        counts = {st: int(row[i] or 0) for i, st in enumerate(ALL_STATES)}
+        n = len(ALL_STATES)
         return {
-            "counts": counts,
-            "requeueable": int(row[len(ALL_STATES)] or 0),
-            "best": row[len(ALL_STATES) + 1],
+            "counts": {st: int(row[i] or 0) for i, st in enumerate(ALL_STATES)},
+            "requeueable": int(row[n] or 0),
+            "further": int(row[n + 1] or 0),
+            "best": row[n + 2],
             "total": int(row[-1] or 0),
         }
 
@@ -355,24 +358,6 @@ class Scheduling(StoreBase):
                     .returning(ChildJob.id)
                 )
             )
-
-    def consecutive_failures(self, run_id: int, *, error_class: str | None = None) -> int:
-        """Failed children since the last success, newest first (a failed attempt counts);
-        with ``error_class``, only the latest failures of that class in a row."""
-        ended = [JobState.succeeded.value, JobState.failed.value]
-        with self._tx() as s:
-            rows = s.execute(
-                select(ChildJob.state, ChildJob.error_class)
-                .where(ChildJob.run_id == run_id, ChildJob.state.in_(ended), ChildJob.finished_at.is_not(None))
-                .order_by(ChildJob.finished_at.desc(), ChildJob.id.desc())
-                .limit(1000)
-            ).all()
-            n = 0
-            for st, cls in rows:
-                if st != JobState.failed or (error_class is not None and cls != error_class):
-                    break
-                n += 1
-            return n
 
     def rewards(self, run_id: int, *, max_level: int | None = None) -> list[tuple[int, list, float]]:
         """(level, cell, reward) of every succeeded search child: the predictor's data."""

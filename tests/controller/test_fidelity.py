@@ -15,7 +15,7 @@ from shared.errors import UserError
 from shared.jobs import JobState
 from shared.settings import Settings
 from shared.store import Store
-from tests.fakes import InlineExecutor, learning_curve
+from tests.fakes import InlineExecutor, instant_trainer, learning_curve
 
 ASHA = dict(fidelity="asha", min_epochs=1, reduction_factor=2)
 
@@ -123,6 +123,7 @@ def test_after_a_cancel_no_child_is_promoted(tmp_path):
     """`pnas cancel` during a level: a child that ended its rung just as the stop came is not
     promoted (no new training after a cancel); the search stops, cancelled, to be resumed."""
     from shared.errors import SearchCancelled
+    from shared.jobs import EpochMetrics, TrainResult
 
     url = f"sqlite:///{tmp_path / 'pnas.db'}"
     store = Store(url)
@@ -132,8 +133,16 @@ def test_after_a_cancel_no_child_is_promoted(tmp_path):
 
     def cancel_at_first_promotion(step: str, b: int) -> None:
         if step == "promoted" and not rungs_at_cancel:
+            # a worker has just taken one promoted child; the cancel comes; the child ends its
+            # rung anyway (a stop asked too late), due for its next rung: it must stay there
+            late = store.jobs(run.id, level=b, states=["queued"])[0]
+            attempt = store.claim(late.id, worker="late", lease_seconds=60)
             store.cancel(run.id, level=b)
             rungs_at_cancel.update({j.id: j.rung for j in store.jobs(run.id)})
+            history = [EpochMetrics(epoch=e, loss=0.5, accuracy=0.5, val_loss=0.5, val_accuracy=0.5, seconds=0.0)
+                       for e in (1, 2)]  # fmt: skip
+            result = TrainResult(reward=0.99, reward_epoch=2, history=history, params=1, wall_seconds=0.0, device="cpu")
+            assert attempt and store.finish(late.id, attempt=attempt, result=result)
 
     ctl = Controller(store=store, executor=InlineExecutor(store, settings), settings=settings, hook=cancel_at_first_promotion)
     run = ctl.open_run(name="r", config=_config(**ASHA))
@@ -142,3 +151,46 @@ def test_after_a_cancel_no_child_is_promoted(tmp_path):
     assert rungs_at_cancel, "a promotion happened before the cancel"
     assert {j.id: j.rung for j in store.jobs(run.id)} == rungs_at_cancel  # nothing promoted since
     assert store.require_run(run.id).state == "cancelled"
+
+
+class _SlowInline(InlineExecutor):
+    """Trains one queued child every other poll: the controller reads the level between a
+    promotion and the next training, as it does while a worker trains."""
+
+    polls = 0
+
+    def check(self) -> None:
+        from worker.runner import run_job
+
+        self.polls += 1
+        if self.pending and self.polls % 2:
+            run_job(self.store, self.pending.pop(0), settings=self.settings, worker="inline", trainer=instant_trainer)
+
+
+def test_the_live_trained_count_never_steps_back_when_a_child_is_promoted(tmp_path):
+    """A promoted child that succeeded at a rung is queued and running again: it stays
+    trained (`shared.progress.Tally`), in the count and in the live line."""
+    from controller.progress import SilentReporter
+    from pnas.commands.search import progress_line
+
+    seen: list = []
+
+    class Recorder(SilentReporter):
+        def progress(self, p) -> None:
+            seen.append((p.b, p.trained, p.further, p.total, progress_line(p)))
+
+    url = f"sqlite:///{tmp_path / 'pnas.db'}"
+    store = Store(url)
+    store.ensure_schema(auto_upgrade=True)
+    settings = Settings(database_url=url, poll_seconds=0.01, checkpoint_url=str(tmp_path / "ckpt"))
+    ctl = Controller(store=store, executor=_SlowInline(store, settings), settings=settings, reporter=Recorder())
+    run = ctl.run(ctl.open_run(name="r", config=_config(**ASHA)))
+    assert run.state == "finished"
+    for b in (1, 2):
+        trained = [t for lv, t, _, _, _ in seen if lv == b]
+        assert trained == sorted(trained), (b, trained)  # never back
+        assert trained[-1] == [n for lv, _, _, n, _ in seen if lv == b][-1]
+    further = [(t, f, line) for _, t, f, _, line in seen if f]
+    assert further, "progress was read while a promoted child waited for its next rung"
+    t, f, line = further[0]
+    assert f"{t}/" in line and "trained (" in line and f"{f} promoted to their next rung" in line, line

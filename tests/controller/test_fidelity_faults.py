@@ -10,13 +10,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
-from shared.space import Cell
 from shared.store import Store
+from tests.asha_checks import check_finished
 from tests.conftest import ROOT
-from tests.fakes import fake_search_env, learning_curve
+from tests.fakes import fake_search_env
 
 CONFIG = """
 ops = ["sep3x3", "max3x3", "identity"]
@@ -41,27 +40,6 @@ def _start(tmp_path: Path, env: dict, i: int) -> subprocess.Popen:
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
 
 
-def _check_finished(store: Store, tmp_path: Path) -> None:
-    """Everything trained, each rung of each child trained and counted once, the best to 4 epochs."""
-    run = store.require_run("t")
-    assert run.state == "finished", run.message
-    jobs = store.jobs(run.id)
-    ops = ["sep3x3", "max3x3", "identity"]
-    assert {j.state for j in jobs} == {"succeeded"}
-    for j in jobs:
-        assert j.rung_rewards and set(j.rung_rewards) == {str(e) for e in (1, 2, 4) if e <= j.epochs_trained}
-        assert j.epochs_trained == (1, 2, 4)[j.rung]
-        assert abs(j.reward - learning_curve(Cell.from_json(j.cell, ops), j.epochs_trained, 4)) < 1e-9
-    for b in (1, 2):
-        reached = [j.epochs_trained for j in jobs if j.level == b]
-        assert 1 in reached and 4 in reached, (b, reached)
-    # one completed training per rung of each child: none lost, none trained twice
-    calls = Counter(line.split()[0] for line in (tmp_path / "trained.log").read_text().splitlines())
-    assert calls == Counter({j.arch_id: j.rung + 1 for j in jobs})
-    spent = store.child_epochs(run.id)
-    assert spent["spent"] == sum(j.epochs_trained for j in jobs) < spent["full_fidelity"] == 4 * len(jobs)
-
-
 def test_a_controller_killed_right_after_a_promotion_resumes(sqlite_url: str, tmp_path: Path) -> None:
     env = fake_search_env(sqlite_url, PNAS_FAKE_LOG=tmp_path / "trained.log", PNAS_FAKE_SLEEP="0.4",
                           PNAS_CHECKPOINT_URL=tmp_path / "ck", PNAS_CONTROLLER_HOOK="tests.fakes:kill_at",
@@ -74,7 +52,7 @@ def test_a_controller_killed_right_after_a_promotion_resumes(sqlite_url: str, tm
     env.pop("PNAS_KILL_AT")
     second = _start(tmp_path, env, 1)
     assert second.wait(timeout=300) == 0, (tmp_path / "controller1.log").read_text()[-3000:]
-    _check_finished(store, tmp_path)
+    check_finished(store, tmp_path)
     store.dispose()
 
 
@@ -103,5 +81,5 @@ def test_a_worker_killed_while_training_a_promoted_child_resumes_from_its_rung(s
     rung_start = (1, 2, 4)[victim.rung - 1]
     redone = [e["epoch"] for e in store.epochs(j.id) if e["attempt"] == victim.attempts + 1]
     assert redone and min(redone) > rung_start, "the next attempt continued from the rung's checkpoint"
-    _check_finished(store, tmp_path)
+    check_finished(store, tmp_path)
     store.dispose()

@@ -5,6 +5,7 @@ children trained to the full epochs first; `child_epochs` counts each child's ep
 from __future__ import annotations
 
 from shared.jobs import EpochMetrics, TrainResult
+from shared.progress import Tally
 from tests.shared.test_store import _cell
 
 
@@ -38,3 +39,92 @@ def test_promotion_requeues_once_keeps_attempts_and_records_every_rung(store):
     assert store.child_epochs(run.id) == {"spent": 5, "full_fidelity": 8, "children": 2}
     # b's 0.9 after one epoch is above a's 0.8 after four: a, trained to the full epochs, ranks first
     assert [x.id for x in store.top(run.id, k=2)] == [a, b]
+
+
+def test_the_runs_best_is_that_of_a_child_trained_to_the_full_epochs(store):
+    """`pnas runs` shows the best as `pnas top` ranks it: a child trained to the full epochs,
+    never a higher reward after fewer epochs; before any child got there, the best completed
+    rung, labelled with its epochs (a child training further on keeps its rung's reward)."""
+    from pnas.commands.runs import _best, collect
+
+    run, _ = store.create_run(name="f", config={"seed": 0, "train": {"epochs": 4}}, seed=0)
+    a, b = store.add_jobs(run.id, level=1, children=[("a", _cell(0), None, None), ("b", _cell(1), None, None)], max_attempts=2)
+    _train(store, a, 0.6, 1)
+    _train(store, b, 0.9, 2)
+    assert store.promote([(b, 0, 2)]) == [b]
+    attempt = store.claim(b, worker="w", lease_seconds=60)  # b trains on to 4 epochs
+    (row,) = collect(store)
+    assert (row["best"], row["best_epochs"], row["full_epochs"], row["best_at_full_epochs"]) == (0.9, 2, 4, False)
+    assert _best(row) == "0.9000 at 2/4 epochs"
+    # b, training further, is still a trained child (`shared.progress.Tally`): everywhere
+    assert (row["children_trained"], row["children_training_further"], row["children_done"]) == (2, 1, 1)
+    assert store.level_progress(run.id, 1)["further"] == 1 and store.further_counts(run.id) == {1: 1}
+    assert Tally.of(row["jobs"], further=row["children_training_further"]).words(2) == "2/2 children trained (1 training further)"
+    assert attempt and store.finish(b, attempt=attempt, result=_result(0.8, 4))
+    (row,) = collect(store)
+    assert (row["best"], row["best_epochs"], row["best_at_full_epochs"]) == (0.8, 4, True)
+    assert _best(row) == "0.8000" and row["best"] == store.top(run.id, k=1)[0].reward
+
+
+def test_a_promoted_childs_success_breaks_the_failure_streak_where_it_happened(store):
+    """The streak a search stops on (`max_consecutive_failures`) counts failures since the last
+    success; a child promoted after a rung succeeded there, even while it trains on or after it
+    fails at its next rung."""
+    import time
+
+    run, _ = store.create_run(name="f", config={"seed": 0, "train": {"epochs": 4}}, seed=0)
+    a, b, c = store.add_jobs(run.id, level=1, children=[(x, _cell(i), None, None) for i, x in enumerate("abc")], max_attempts=1)
+
+    def fail(job_id: int) -> None:
+        time.sleep(0.01)  # distinct times on the database clock
+        attempt = store.claim(job_id, worker="w", lease_seconds=60)
+        assert attempt and store.fail(job_id, attempt=attempt, error_class="RuntimeError", message="broken")
+
+    fail(b)
+    time.sleep(0.01)
+    _train(store, a, 0.7, 1)
+    assert store.promote([(a, 0, 1)]) == [a]  # a succeeded at its first rung; it is queued again
+    fail(c)
+    assert store.consecutive_failures(run.id) == 1  # c only: a's success came after b's failure
+    fail(a)  # a fails at its next rung (its promotion gave it one more attempt)
+    assert store.job(a).state == "failed"
+    assert store.consecutive_failures(run.id) == 2  # c, then a at its next rung; a's first rung ended b's streak
+
+
+def test_status_shows_child_epochs_spent_and_a_best_labelled_until_one_reaches_the_full_epochs(store, monkeypatch):
+    """`pnas status` (and --json) of a multi-fidelity run while it runs, a child promoted and
+    training further, then when it is done: child-epochs spent against full fidelity's, the
+    trained count, and a best labelled with its epochs until a child is trained to the full."""
+    from rich.console import Console
+
+    from pnas.commands.status import collect, render
+
+    monkeypatch.setenv("PNAS_CHECKPOINT_URL", "")
+
+    def text(st: dict) -> str:
+        console = Console(record=True, width=200)
+        console.print(render(st))
+        return " ".join(console.export_text().split())
+
+    run, _ = store.create_run(name="f", config={"seed": 0, "train": {"epochs": 4}}, seed=0)
+    a, b = store.add_jobs(run.id, level=1, children=[("a", _cell(0), None, None), ("b", _cell(1), None, None)], max_attempts=2)
+    store.set_run_state(run.id, "running", message="")
+    _train(store, a, 0.6, 1)
+    _train(store, b, 0.7, 1)
+    assert store.promote([(b, 0, 1)]) == [b]
+    attempt = store.claim(b, worker="w", lease_seconds=60)
+    st = collect(store, "f")
+    assert st["child_epochs"] == {"spent": 2, "full_fidelity": 8, "children": 2}
+    assert (st["children_trained"], st["children_training_further"]) == (2, 1)
+    assert (st["levels"][0]["trained"], st["levels"][0]["training_further"]) == (2, 1)
+    assert st["best"]["job"] == a and (st["best"]["epochs"], st["best"]["full_epochs"]) == (1, 4)
+    out = text(st)
+    assert "; 2/" in out and "children trained (1 training further)," in out, out
+    assert "child-epochs: 2 spent of the 8 full fidelity would have spent on these 2 children (25%)" in out, out
+    assert "accuracy 0.6000 after 1 of 4 epochs (none trained to the full epochs yet)" in out, out
+    assert attempt and store.finish(b, attempt=attempt, result=_result(0.8, 4))
+    st = collect(store, "f")
+    assert st["child_epochs"] == {"spent": 5, "full_fidelity": 8, "children": 2} and st["children_training_further"] == 0
+    out = text(st)
+    assert f"best: job {b} (level 1, b) accuracy 0.8000" in out and "none trained" not in out, out
+    assert "child-epochs: 5 spent of the 8 full fidelity" in out, out

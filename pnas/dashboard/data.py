@@ -33,7 +33,7 @@ def runs_data(store: Any) -> dict:
     runs = []
     for row in reversed(store.run_summaries()):
         r, jobs = row["run"], row["jobs"]
-        tally = Tally.of(jobs)
+        tally = Tally.of(jobs, further=row["further"])  # a promoted child training further stays trained
         last = max((t for t in (r.updated_at, row["last_finished"]) if t), default=None)
         runs.append({
             "id": r.id, "name": r.name, "state": str(r.state), "level": r.level, "message": r.message,
@@ -50,6 +50,7 @@ def runs_data(store: Any) -> dict:
 def _level_rows(store: Any, run: Any, now: datetime) -> list[dict]:
     """Each level's state, progress, elapsed and ETA as `pnas status` has them (`shared.progress`)."""
     progress = store.level_overview(run.id)
+    further = store.further_counts(run.id)  # promoted after a rung, training further: still trained
     levels = {lv.b: lv for lv in store.levels(run.id)}
     rows = []
     for b in sorted(set(progress) | set(levels)):
@@ -60,12 +61,12 @@ def _level_rows(store: Any, run: Any, now: datetime) -> list[dict]:
             counts=p["states"], level_state_value=lv.state if lv else None, level_started=lv.started_at if lv else None,
             level_finished=lv.finished_at if lv else None, first_child_started=p["first_started"],
             last_child_finished=p["last_finished"], run_state=run.state, run_stopped_at=run.finished_at or run.updated_at,
-            now=now,
+            now=now, further=further.get(b, 0),
         )  # fmt: skip
         rows.append({
             "level": b, "state": rep.state, "candidates": lv.candidates if lv else None,
             "distinct_candidates": lv.distinct_candidates if lv else None,
-            "states": p["states"], "total": p["total"], "done": rep.tally.trained, "trained": rep.tally.trained,
+            "states": p["states"], "total": p["total"], "done": rep.tally.trained, "trained": rep.tally.trained, "further": rep.tally.further,
             "failed": rep.tally.failed, "cancelled": rep.tally.cancelled, "progress": rep.progress,
             "best": p["best"], "mean": p["mean"],
             "spearman_extrapolation": lv.spearman_extrapolation if lv else None,
@@ -102,6 +103,7 @@ def run_data(store: Any, ref: str | int) -> dict:
         baseline = {"id": other.id, "name": other.name, "strategy": other.config.get("strategy", "pnas"),
                     "best_so_far": _best_so_far(store.trained_points(other.id))}  # fmt: skip
     totals = {st: sum(lv["states"][st] for lv in levels) for st in ALL_STATES}
+    tally = Tally.of(totals, further=sum(lv["further"] for lv in levels))
     predicted = [[lv, p, acc] for _, lv, acc, p in points if p is not None]
     strategy = r.config.get("strategy", "pnas")
     return {
@@ -112,8 +114,7 @@ def run_data(store: Any, ref: str | int) -> dict:
                 "created_at": iso(r.created_at), "updated_at": iso(r.updated_at), "finished_at": iso(r.finished_at),
                 "live": str(r.state) in LIVE_RUN_STATES,
                 "level_word": level_word(r.config)},  # fmt: skip
-        "children": {"states": totals, "total": sum(totals.values()), "done": Tally.of(totals).done,
-                     "trained": Tally.of(totals).trained},
+        "children": {"states": totals, "total": sum(totals.values()), "done": tally.done, "trained": tally.trained},
         "levels": levels,
         "rungs": rungs_data(store, r),
         "charts": {

@@ -60,6 +60,12 @@ def test_the_runs_best_is_that_of_a_child_trained_to_the_full_epochs(store):
     assert (row["children_trained"], row["children_training_further"], row["children_done"]) == (2, 1, 1)
     assert store.level_progress(run.id, 1)["further"] == 1 and store.further_counts(run.id) == {1: 1}
     assert Tally.of(row["jobs"], further=row["children_training_further"]).words(2) == "2/2 children trained (1 training further)"
+    from pnas.dashboard.data import run_data, runs_data
+
+    (dash_run,) = runs_data(store)["runs"]
+    page = run_data(store, run.id)
+    assert (dash_run["children_trained"], page["children"]["trained"], page["levels"][0]["trained"]) == (2, 2, 2)
+    assert page["levels"][0]["further"] == 1
     assert attempt and store.finish(b, attempt=attempt, result=_result(0.8, 4))
     (row,) = collect(store)
     assert (row["best"], row["best_epochs"], row["best_at_full_epochs"]) == (0.8, 4, True)

@@ -3,10 +3,11 @@
 Every piece is built as a small Keras model from `worker.ops` (the code `worker.network`
 builds children with) and timed as `time_model` times a whole network: one compiled call
 (`tf.function`, no XLA) on a batch of 1, ``repeats`` times after ``warmup`` calls, the
-median taken. A piece is timed after a 1x1 convolution of its input (the prefix) and its
-entry is that time less the prefix's alone: what the piece adds inside a network. A lone
-piece would also carry a call's fixed cost and its first convolution's, which a network pays
-once (``overhead_ms``: the prefix on the network's input), not once per piece.
+median taken. A piece's entry is what one more copy of it adds inside a model: the time of
+two copies side by side (after a 1x1 convolution of the input, the prefix, and added up)
+less that of one. A lone piece's time would also carry the call's fixed cost and what only
+the first of its operations pays in a call, which a network pays once (``overhead_ms``: the
+prefix alone on the network's input), not once per piece (measured: about twice the sum).
 """
 
 from __future__ import annotations
@@ -56,39 +57,39 @@ def time_model(model: keras.Model, *, repeats: int = REPEATS, warmup: int = WARM
     return statistics.median(times)
 
 
-def piece_model(piece: Piece | None, shape: tuple[int, int, int]) -> keras.Model:
-    """A 1x1 convolution (the prefix) then one piece (None: the prefix alone), built with the
-    layers `worker.network` uses for it. The prefix pays what only a call's first convolution
-    costs, so that the difference of the two models is what the piece adds inside a network."""
-    ctx = Ctx()
-    h, w, c = shape
+def piece_model(piece: Piece | None, shape: tuple[int, int, int], copies: int = 1) -> keras.Model:
+    """A 1x1 convolution (the prefix) then ``copies`` of one piece side by side on its output,
+    added up (None: the prefix alone), built with the layers `worker.network` uses."""
     inp = keras.Input(shape=shape, batch_size=1)
-    x = layers.Conv2D(c, 1, use_bias=False, name="prefix")(inp)
+    x = layers.Conv2D(shape[2], 1, use_bias=False, name="prefix")(inp)
     if piece is None:
         return keras.Model(inp, x)
+    outs = [_piece(Ctx(), piece, x, f"c{i}") for i in range(copies)]
+    return keras.Model(inp, outs[0] if copies == 1 else layers.Add()(outs))
+
+
+def _piece(ctx: Ctx, piece: Piece, x, p: str):
     k = piece.kind
     if k in OPS:
-        y = OPS[k](ctx, x, piece.cout, piece.stride, "op")
+        y = OPS[k](ctx, x, piece.cout, piece.stride, p)
     elif k == "project":
-        y = ctx.relu_conv_bn(x, piece.cout, "project")
+        y = ctx.relu_conv_bn(x, piece.cout, p)
     elif k == "factorized":
-        y = factorized_reduction(ctx, ctx.relu(x, "prev"), piece.cout, "prev")
+        y = factorized_reduction(ctx, ctx.relu(x, p), piece.cout, p)
     elif k == "stem_cifar":
-        y = ctx.bn(ctx.conv(x, piece.cout, 3, "stem"), "stem")
+        y = ctx.bn(ctx.conv(x, piece.cout, 3, p), p)
     elif k == "stem_imagenet":
-        y = layers.Conv2D(piece.cout, 3, strides=2, padding="valid", use_bias=False, name="stem.conv")(x)
-        y = ctx.bn(y, "stem")
+        y = layers.Conv2D(piece.cout, 3, strides=2, padding="valid", use_bias=False, name=ctx.name(f"{p}.conv"))(x)
+        y = ctx.bn(y, p)
     elif k == "head":
         y = layers.GlobalAveragePooling2D()(layers.ReLU()(x))
         y = layers.Dense(piece.cout, activation="softmax", dtype="float32")(y)
-    elif k == "join":  # b block outputs: each the sum of two ops' outputs, then concatenated
+    elif k == "join":  # b block outputs (each the sum of two ops' outputs), concatenated
         adds = [layers.Add()([x, x]) for _ in range(piece.cout // piece.cin)]
         y = adds[0] if len(adds) == 1 else layers.Concatenate()(adds)
     else:
         raise ValueError(f"no model for piece {piece.kind!r}")
-    if y is x:  # an identity that changes nothing: no layer at all
-        y = layers.Identity()(x)
-    return keras.Model(inp, y)
+    return layers.Identity()(x) if y is x else y  # an identity that changes nothing: no layer
 
 
 def set_threads(n: int) -> None:
@@ -138,19 +139,17 @@ def measure_table(
     import tensorflow as tf
 
     pieces = table_pieces(spec, ops, blocks)
-    base: dict[tuple[int, int, int], float] = {}  # the prefix alone, per input shape
+    def ms(piece: Piece | None, shape: tuple[int, int, int], copies: int = 1) -> float:
+        return time_model(piece_model(piece, shape, copies), repeats=repeats, warmup=warmup, clock=clock)
 
-    def prefix(shape: tuple[int, int, int]) -> float:
-        if shape not in base:
-            base[shape] = time_model(piece_model(None, shape), repeats=repeats, warmup=warmup, clock=clock)
-        return base[shape]
-
-    overhead = prefix(spec.input_shape)  # a call and its first convolution, once per network
+    overhead = ms(None, spec.input_shape)  # a call and its first convolution, once per network
     entries = {}
     for i, p in enumerate(pieces):
         shape = (p.h, p.w, p.cin)
-        ms = time_model(piece_model(p, shape), repeats=repeats, warmup=warmup, clock=clock)
-        entries[p.key] = round(max(ms - prefix(shape), 0.0), 5)
+        if p.kind == "identity" and p.cin == p.cout and p.stride == 1:
+            entries[p.key] = 0.0  # no layer at all in the network
+        else:
+            entries[p.key] = round(max(ms(p, shape, 2) - ms(p, shape), 0.0), 5)  # what one more copy adds
         keras.backend.clear_session()  # thousands of small models: keep the graph small
         if progress:
             progress(i + 1, len(pieces))

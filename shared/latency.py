@@ -143,7 +143,7 @@ def latency_tables(table: LatencyTable, spec: NetworkSpec, b: int, ops: tuple[st
         if missing:
             raise UserError(
                 f"the latency table {table.path or ''} has no entry for {missing[0]!r}: it covers "
-                f"{describe_network(table.network)}, not this network ({describe_network(network_settings(spec, ops, b))}); "
+                f"{describe_network(table.network)}, not this network ({describe_network(network_settings(spec, ops, b)).replace(f'B<={b}', f'b={b}')}); "
                 + MAKE_ONE
             )
         return float(sum(table.entries[p.key] for p in pieces))

@@ -8,6 +8,7 @@ they span the level's sizes. Prints each network side by side and the median and
 relative error |predicted - measured| / measured, and Spearman's rank correlation.
 
     .venv/bin/python bench/latency.py [--dataset digits -F 8 -N 1] [--clock wall|cpu] [--threads N] [--json]
+    .venv/bin/python bench/latency.py --speed   # predicting a whole b=5 expansion (no TensorFlow)
 
 ``--clock cpu --threads 1`` times this process's CPU time on one TensorFlow thread: on a
 machine that other work loads, the time spent waiting for a core is left out.
@@ -78,6 +79,34 @@ def compare(spec: NetworkSpec, ops, blocks: int, *, per_level: int, repeats: int
     }  # fmt: skip
 
 
+def speed() -> None:
+    """Predict every b=5 candidate of a random 256-cell beam (the paper's 8 operators, CIFAR-10
+    F=24 N=2) from a table with an entry for every piece; median of 5 runs."""
+    from shared.latency import LatencyTable, network_settings, table_pieces
+    from shared.space import PAPER_OPS
+
+    spec = NetworkSpec((32, 32, 3), 10, 24, 2)
+    entries = {p.key: (0.01 if p.kind == "join" else p.flops() / 1e7) for p in table_pieces(spec, PAPER_OPS, 5)}
+    table = LatencyTable("synthetic", "-", "-", network_settings(spec, PAPER_OPS, 5), 0.1, entries)
+    space = SearchSpace(ops=PAPER_OPS, blocks=5)
+    rng = np.random.default_rng(0)
+    batch = space.one_block_cells()
+    for _ in range(3):
+        batch = space.expand(batch.take(rng.choice(len(batch), size=min(256, len(batch)), replace=False)))
+    beam = batch.take(rng.choice(len(batch), size=256, replace=False))
+    expanded = space.expand(beam)
+    t0 = time.perf_counter()
+    predict_latency(expanded.tokens[:1], PAPER_OPS, spec, table)  # the per-(network, b) tables, once
+    first = time.perf_counter() - t0
+    runs = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        predict_latency(expanded.tokens, PAPER_OPS, spec, table)
+        runs.append(time.perf_counter() - t0)
+    print(f"b=5 expansion: {len(expanded):,} candidates predicted in {statistics.median(runs):.3f} s "
+          f"(median of 5; min {min(runs):.3f} s; the tables once per (table, network, b): {first:.3f} s; {len(entries)} pieces)")  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="digits", choices=sorted(KNOWN_SHAPES))
@@ -90,7 +119,11 @@ def main() -> None:
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall")
     ap.add_argument("--threads", type=int, default=0, help="TensorFlow threads (0: its default)")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--speed", action="store_true", help="only time the prediction of a b=5 expansion")
     args = ap.parse_args()
+    if args.speed:
+        speed()
+        return
     from worker.latency import set_threads
 
     if args.threads:

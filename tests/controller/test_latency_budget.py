@@ -1,5 +1,6 @@
-"""A search with a latency table (`--latency-table`, `--max-latency-ms`): no child predicted
-over the budget is inserted, level 1 included, every job keeps its predicted latency, and
+"""A search with a latency table (`--latency-table`, `--max-latency-ms`, `--objective pareto
+--cost latency`): no child predicted over the budget is inserted, level 1 included, the
+children come from the (predicted accuracy, latency) fronts, every job keeps its predicted latency, and
 `pnas pareto --cost latency` and `pnas top` show it. The table is made up (each piece's
 multiply-adds as its milliseconds): what is checked is the budget, not a device."""
 
@@ -27,8 +28,11 @@ def test_a_search_with_max_latency_ms_trains_no_child_predicted_over_it(sqlite_u
     one = predict_latency(SPACE.one_block_cells().tokens, SPACE.ops, DIGITS, table)
     budget = float(np.sort(one)[10])  # 11 of the 21 one-block networks fit
     env = _env(sqlite_url, tmp_path)
-    p = _search(tmp_path, env, "--latency-table", str(path), "--max-latency-ms", str(budget))
-    assert "11 of 21 distinct networks fit max_latency_ms" in " ".join(p.stderr.split())
+    p = _search(tmp_path, env, "--latency-table", str(path), "--max-latency-ms", str(budget), "--objective", "pareto",
+                "--cost", "latency")  # fmt: skip
+    said = " ".join(p.stderr.split())
+    assert "11 of 21 distinct networks fit max_latency_ms" in said
+    assert "level 2: 8 children from the fronts of (predicted accuracy, latency)" in said
     store = Store(sqlite_url)
     jobs = store.jobs(store.require_run("t").id)
     store.dispose()

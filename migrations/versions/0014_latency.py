@@ -3,8 +3,8 @@
 Set at insert with params and flops when the run has a latency table (``latency_table``,
 `shared.latency`), so a latency budget (``max_latency_ms``) and `pnas top` / `pnas pareto
 --cost latency` read it. The job_status view gains ``latency_ms`` after ``flops``; the views
-are dropped around the change and recreated from 0012's definitions (the newest; SQLite
-rebuilds the table to drop a column).
+are dropped around the change and recreated from the previous revision's definitions (its
+``view_sql()``, read from ``down_revision``'s file; SQLite rebuilds the table to drop a column).
 
 Revision ID: 0014_latency
 Revises: 0012_fidelity
@@ -24,8 +24,9 @@ depends_on = None
 
 
 def _previous():
-    """0012's module (its file name is no Python identifier): the views as they stand."""
-    spec = importlib.util.spec_from_file_location("pnas_migration_0012", Path(__file__).with_name("0012_fidelity.py"))
+    """The previous revision's module (``down_revision``'s file; its name is no Python
+    identifier): the views as they stand, from its ``view_sql()``."""
+    spec = importlib.util.spec_from_file_location("pnas_migration_previous", Path(__file__).with_name(f"{down_revision}.py"))
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -33,7 +34,7 @@ def _previous():
 
 
 def view_sql() -> dict[str, str]:
-    """Every view as it stands from here on: 0012's, with the latency after flops in job_status."""
+    """Every view as it stands from here on: the previous revision's, with the latency after flops in job_status."""
     views = _previous().view_sql()
     after = "j.flops"
     assert after in views["job_status"]

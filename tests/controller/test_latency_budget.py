@@ -55,4 +55,4 @@ def test_a_search_with_max_latency_ms_trains_no_child_predicted_over_it(sqlite_u
                             "--max-latency-ms", str(budget), "--json"],
                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
     assert space.returncode == 0, space.stderr
-    assert [lv.get("within_budget") for lv in json.loads(space.stdout)["levels"]][0] == 11
+    assert json.loads(space.stdout)["levels"][0]["within_budget"] == 11

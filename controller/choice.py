@@ -16,7 +16,7 @@ import numpy as np
 from controller import evolution
 from controller.progress import Reporter
 from shared.budget import (
-    Costs, candidate_costs, cost_spec, describe_budget, has_budget, needs_costs, nothing_fits, within_budget,
+    Costs, candidate_costs, cost_spec, describe_budget, has_budget, needs_costs, nothing_fits, run_table, within_budget,
 )
 from shared import pareto
 from shared.config import SearchConfig
@@ -98,7 +98,7 @@ class Chooser:
             )
             for i, r in enumerate(map(int, rows))
         ]
-        chosen = None if costs is None else [(int(costs.params[r]), int(costs.flops[r])) for r in map(int, rows)]
+        chosen = None if costs is None else [costs.row(r) for r in map(int, rows)]
         ids = self.store.add_jobs(run.id, level=b, children=children, max_attempts=self.max_attempts, costs=chosen)
         return ids, candidates
 
@@ -111,7 +111,7 @@ class Chooser:
         spec = self.cost_spec(cfg)
         if spec is None:
             return batch, None
-        costs = candidate_costs(batch.tokens, batch.space.ops, spec)
+        costs = candidate_costs(batch.tokens, batch.space.ops, spec, run_table(cfg))
         if not has_budget(cfg) or len(batch) == 0:
             return batch, costs
         keep = np.nonzero(within_budget(costs, cfg))[0]
@@ -132,8 +132,8 @@ class Chooser:
         spec = self.cost_spec(cfg)  # evolution has no budget: the costs are only stored
         chosen = None
         if spec is not None:
-            each = [candidate_costs(space.batch([c]).tokens, space.ops, spec) for c in cells]
-            chosen = [(int(c.params[0]), int(c.flops[0])) for c in each]
+            table = run_table(cfg)
+            chosen = [candidate_costs(space.batch([c]).tokens, space.ops, spec, table).row(0) for c in cells]
         ids = self.store.add_jobs(run.id, level=g, children=children, max_attempts=self.max_attempts, costs=chosen)
         return ids, len(cells)
 

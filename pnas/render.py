@@ -32,6 +32,7 @@ def job_dict(j: JobView, *, rank: int | None = None) -> dict:
         "network_id": j.network_id,
         "params": j.params,
         "flops": j.flops,  # multiply-adds of one image (shared.space.cost)
+        "latency_ms": j.latency_ms,  # predicted from the run's latency table (shared.latency)
         "cell_json": j.cell,
         "predicted": j.predicted,
         "kind": j.kind,
@@ -42,6 +43,10 @@ def job_dict(j: JobView, *, rank: int | None = None) -> dict:
     if rank is not None:
         out = {"rank": rank, **out}
     return out
+
+
+def latency_text(ms: float | None) -> str:
+    return "-" if ms is None else f"{ms:.3g}"
 
 
 def iso(t: datetime | None) -> str | None:

@@ -3,7 +3,8 @@
 The costs are `shared.space.cost`'s, exact and computed from the cells alone: ``params``
 (Keras' count_params of the inference network) and ``flops`` (multiply-adds of one image).
 ``cost_network = "final"`` costs the network `pnas final` trains by default (its F and N,
-`shared.recipes.DEFAULT_FINAL`) instead of the search's own.
+`shared.recipes.DEFAULT_FINAL`) instead of the search's own. With ``latency_table`` set, the
+predicted batch-1 latency on that table's device (``latency_ms``, `shared.latency`) too.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 
 from shared.config import SearchConfig
 from shared.errors import UserError
+from shared.latency import LatencyTable, load_table, predict_latency
 from shared.recipes import DEFAULT_FINAL
 from shared.space.cost import NetworkSpec, known_dataset_spec, network_costs
 
@@ -35,30 +37,42 @@ def cost_spec(cfg: SearchConfig, dataset_spec: DatasetSpec | Callable = known_da
 
 @dataclass(frozen=True)
 class Costs:
-    """Per candidate: parameters and multiply-adds (N,) int64."""
+    """Per candidate: parameters and multiply-adds (N,) int64, predicted ms (N,) float64 or None."""
 
     params: np.ndarray
     flops: np.ndarray
+    latency_ms: np.ndarray | None = None  # None: the run has no latency table
 
     def take(self, rows: np.ndarray) -> "Costs":
-        return Costs(self.params[rows], self.flops[rows])
+        return Costs(self.params[rows], self.flops[rows], None if self.latency_ms is None else self.latency_ms[rows])
 
     def of(self, name: str) -> np.ndarray:
-        return {"params": self.params, "flops": self.flops}[name]
+        out = {"params": self.params, "flops": self.flops, "latency": self.latency_ms}[name]
+        assert out is not None, "the latency needs a table (SearchConfig refuses cost latency without one)"
+        return out
+
+    def row(self, r: int) -> tuple[int, int, float | None]:
+        """(params, flops, latency_ms) of candidate r, as the store keeps them."""
+        return int(self.params[r]), int(self.flops[r]), None if self.latency_ms is None else float(self.latency_ms[r])
 
 
-def candidate_costs(tokens: np.ndarray, ops: Sequence[str], spec: NetworkSpec) -> Costs:
+def candidate_costs(tokens: np.ndarray, ops: Sequence[str], spec: NetworkSpec, table: LatencyTable | None = None) -> Costs:
     params, flops = network_costs(tokens, ops, spec)
-    return Costs(params, flops)
+    return Costs(params, flops, None if table is None else predict_latency(tokens, ops, spec, table))
+
+
+def run_table(cfg: SearchConfig) -> LatencyTable | None:
+    """The run's latency table (`latency_table`), or None; UserError when it cannot be read."""
+    return None if cfg.latency_table is None else load_table(cfg.latency_table)
 
 
 def has_budget(cfg: SearchConfig) -> bool:
-    return cfg.max_params is not None or cfg.max_flops is not None
+    return cfg.max_params is not None or cfg.max_flops is not None or cfg.max_latency_ms is not None
 
 
 def needs_costs(cfg: SearchConfig) -> bool:
     """Whether choosing children needs the costs (not only storing them)."""
-    return has_budget(cfg) or cfg.objective == "pareto"
+    return has_budget(cfg) or cfg.objective == "pareto" or cfg.latency_table is not None
 
 
 def within_budget(costs: Costs, cfg: SearchConfig) -> np.ndarray:
@@ -68,21 +82,24 @@ def within_budget(costs: Costs, cfg: SearchConfig) -> np.ndarray:
         ok &= costs.params <= cfg.max_params
     if cfg.max_flops is not None:
         ok &= costs.flops <= cfg.max_flops
+    if cfg.max_latency_ms is not None:
+        ok &= costs.of("latency") <= cfg.max_latency_ms
     return ok
 
 
 def describe_budget(cfg: SearchConfig) -> str:
     """``max_params 20,000 and max_flops 1,000,000`` (of the search network)."""
-    parts = [f"{name} {value:,}" for name, value in (("max_params", cfg.max_params), ("max_flops", cfg.max_flops))
-             if value is not None]
+    parts = [f"{name} {value:,}" for name, value in (("max_params", cfg.max_params), ("max_flops", cfg.max_flops),
+                                                     ("max_latency_ms", cfg.max_latency_ms)) if value is not None]
     return " and ".join(parts) + f" (of the {cfg.cost_network} network)"
 
 
 def nothing_fits(cfg: SearchConfig, costs: Costs, b: int) -> UserError:
     """The one error when no cell of level b fits: the smallest costs, and what to change."""
+    latency = "" if costs.latency_ms is None else f" and {float(costs.latency_ms.min()):.3g} ms"
     return UserError(
-        f"no {b}-block cell fits {describe_budget(cfg)}: the smallest needs {int(costs.params.min()):,} params "
-        f"and {int(costs.flops.min()):,} multiply-adds; raise the budget, or lower F/N (--filters, --n)"
+        f"no {b}-block cell fits {describe_budget(cfg)}: the smallest needs {int(costs.params.min()):,} params, "
+        f"{int(costs.flops.min()):,} multiply-adds{latency}; raise the budget, or lower F/N (--filters, --n)"
     )
 
 
@@ -93,6 +110,7 @@ def fitting_counts(space, beam: int, spec: NetworkSpec, cfg: SearchConfig, *, se
     from shared.space.network import distinct_rows
 
     rng = np.random.default_rng(seed)
+    table = run_table(cfg)
     batch = space.one_block_cells()
     nets = space.networks(batch)
     counts = []
@@ -101,7 +119,7 @@ def fitting_counts(space, beam: int, spec: NetworkSpec, cfg: SearchConfig, *, se
             nets = space.expand_networks(batch)
             batch = space.expand(batch)
         rows = distinct_rows(nets)
-        fits = rows[within_budget(candidate_costs(batch.tokens[rows], space.ops, spec), cfg)]
+        fits = rows[within_budget(candidate_costs(batch.tokens[rows], space.ops, spec, table), cfg)]
         counts.append(len(fits))
         if len(fits) == 0:
             counts += [0] * (space.blocks - b)

@@ -116,11 +116,13 @@ class SearchConfig(BaseModel):
     # Deployment budgets (shared.budget): candidates over one are never trained; None = none
     max_params: int | None = Field(None, ge=1)  # count_params() of the network
     max_flops: int | None = Field(None, ge=1)  # multiply-adds of one image's forward pass
+    max_latency_ms: float | None = Field(None, gt=0)  # predicted batch-1 latency on latency_table's device
     cost_network: Literal["search", "final"] = "search"  # final: pnas final's default F and N
+    latency_table: str | None = None  # a `pnas latency-table` file (shared.latency); None = no latencies
     # accuracy: the top K by predicted accuracy (the paper); pareto: K from the successive
     # non-dominated fronts of (predicted accuracy, cost), spread along the front (shared.pareto)
     objective: Literal["accuracy", "pareto"] = "accuracy"
-    cost: Literal["params", "flops"] = "params"  # the cost the pareto objective weighs
+    cost: Literal["params", "flops", "latency"] = "params"  # the cost the pareto objective weighs
     train: TrainConfig = TrainConfig()
 
     @model_validator(mode="after")
@@ -149,8 +151,16 @@ class SearchConfig(BaseModel):
 
     @model_validator(mode="after")
     def _budgets_need_a_cost_aware_strategy(self) -> "SearchConfig":
-        if self.strategy == "evolution" and (self.max_params is not None or self.max_flops is not None):
-            raise ValueError("budgets (max_params, max_flops) apply to the pnas and random strategies, not evolution")
+        if self.strategy == "evolution" and (self.max_params, self.max_flops, self.max_latency_ms) != (None, None, None):
+            raise ValueError("budgets (max_params, max_flops, max_latency_ms) apply to the pnas and random strategies, not evolution")
+        latency = "max_latency_ms" if self.max_latency_ms is not None else "cost latency" if (
+            self.objective == "pareto" and self.cost == "latency") else None
+        if latency and self.latency_table is None:
+            raise ValueError(
+                f"{latency} needs a latency table of the target device, and latency_table is not set: make one there with "
+                "`pnas latency-table --device NAME --out FILE` (the same settings as the search), then give "
+                "--latency-table FILE (config: latency_table)"
+            )
         if self.objective == "pareto" and self.strategy != "pnas":
             raise ValueError("objective pareto ranks the predictor's scores: it needs strategy pnas")
         return self

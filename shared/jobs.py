@@ -143,6 +143,7 @@ class JobView:
     epochs_trained: int | None = None  # the epochs its reward is from
     rung_rewards: dict | None = None  # {"epochs": reward} of every rung it completed
     flops: int | None = None  # multiply-adds of one image through the network (shared.space.cost)
+    latency_ms: float | None = None  # predicted batch-1 latency on the run's latency table's device (shared.latency)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,8 @@ def register(app: typer.Typer) -> None:
         lookforward: int = typer.Option(None, help="A block may read the first N earlier blocks of its cell (default: all; 0 = none)."),
         max_params: int = typer.Option(None, "--max-params", help="Also count the networks with at most this many parameters."),
         max_flops: int = typer.Option(None, "--max-flops", help="Also count the networks with at most this many multiply-adds per image."),
+        max_latency_ms: float = typer.Option(None, "--max-latency-ms", help="Also count the networks predicted to run within this many ms (needs --latency-table)."),
+        latency_table: str = typer.Option(None, "--latency-table", help="A `pnas latency-table` file (the same dataset, F, N and operators)."),
         dataset: str = typer.Option("cifar10", help="The input shape and classes the budget's network has."),
         filters: int = typer.Option(24, "--filters", "-F", help="F of the budget's network."),
         n: int = typer.Option(2, "--n", "-N", help="N (cells per stage) of the budget's network."),
@@ -33,8 +35,9 @@ def register(app: typer.Typer) -> None:
         for r, distinct in zip(rows, sp.distinct_counts(beam)):
             r["distinct"] = distinct
         budget = None
-        if max_params is not None or max_flops is not None:
-            budget = _budget(sp, beam, max_params=max_params, max_flops=max_flops, dataset=dataset, filters=filters, n=n)
+        if (max_params, max_flops, max_latency_ms) != (None, None, None):
+            budget = _budget(sp, beam, dict(max_params=max_params, max_flops=max_flops, max_latency_ms=max_latency_ms,
+                                            latency_table=latency_table), dataset=dataset, filters=filters, n=n)
             for r, fits in zip(rows, budget["fits"]):
                 r["within_budget"] = fits
         if as_json:
@@ -58,14 +61,14 @@ def register(app: typer.Typer) -> None:
             print(f"within budget: distinct networks that fit {budget['text']}, on a beam drawn from those that fit")
 
 
-def _budget(sp: SearchSpace, beam: int, *, max_params, max_flops, dataset: str, filters: int, n: int) -> dict:
+def _budget(sp: SearchSpace, beam: int, budgets: dict, *, dataset: str, filters: int, n: int) -> dict:
     """Per level, the distinct networks within the budget (the network of ``dataset``, F, N)."""
     from shared.budget import cost_spec, describe_budget, fitting_counts
-    from shared.config import SearchConfig, TrainConfig
+    from shared.config import build_config
     from worker.datasets import dataset_spec
 
-    cfg = SearchConfig(ops=sp.ops, blocks=sp.blocks, max_params=max_params, max_flops=max_flops,
-                       train=TrainConfig(dataset=dataset, filters=filters, cells_per_stage=n))
+    train = dict(dataset=dataset, filters=filters, cells_per_stage=n)
+    cfg, _ = build_config(overrides=dict(ops=sp.ops, blocks=sp.blocks, **budgets, train=train))
     spec = cost_spec(cfg, dataset_spec)
     text = describe_budget(cfg) + f", {dataset} F={filters} N={n}"
     return {"fits": fitting_counts(sp, beam, spec, cfg), "text": text}

@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from pnas.render import console, dumps, job_dict, num, open_store
+from pnas.render import console, dumps, job_dict, latency_text, num, open_store
 from shared.errors import UserError
 
 if TYPE_CHECKING:
     from shared.jobs import RunView
     from shared.store import Store
 
-CSV_COLUMNS = ("rank", "id", "level", "accuracy", "params", "arch_id", "network_id", "predicted", "cell", "cell_json", "test_accuracy", "flops")
+CSV_COLUMNS = ("rank", "id", "level", "accuracy", "params", "arch_id", "network_id", "predicted", "cell", "cell_json", "test_accuracy", "flops", "latency_ms")
 
 
 def leaderboard(store: Store, run: RunView, *, k: int, level: int | None, final: bool = False) -> list[dict]:
@@ -61,7 +61,9 @@ def register(app: typer.Typer) -> None:
             where = f", level {level}" if level is not None else ""
             t = Table(title=f"top {len(rows)} {what} of run {r.name!r}{where}")
             test = any(row["test_accuracy"] is not None for row in rows)  # a column only when measured
-            cols = ("rank", "job", "level", "epochs", "accuracy", *(("test accuracy",) if test else ()), "predicted", "params", "flops", "network", "cell")
+            latency = any(row["latency_ms"] is not None for row in rows)  # a run with a latency table
+            cols = ("rank", "job", "level", "epochs", "accuracy", *(("test accuracy",) if test else ()), "predicted", "params", "flops",
+                    *(("latency ms",) if latency else ()), "network", "cell")  # fmt: skip
             for col in cols:
                 t.add_column(col, justify="left" if col == "cell" else "right", no_wrap=col == "cell")
             for row in rows:
@@ -69,7 +71,8 @@ def register(app: typer.Typer) -> None:
                     str(row["rank"]), str(row["id"]), str(row["level"]), str(row["epochs"] or "-"), num(row["accuracy"]),
                     *((num(row["test_accuracy"]),) if test else ()),
                     num(row["predicted"]), f"{row['params']:,}" if row["params"] else "-",
-                    f"{row['flops']:,}" if row["flops"] else "-", row["network_id"] or "-",
+                    f"{row['flops']:,}" if row["flops"] else "-", *((latency_text(row["latency_ms"]),) if latency else ()),
+                    row["network_id"] or "-",
                     row["cell"],
                 )  # fmt: skip
             console().print(t)

@@ -136,6 +136,7 @@ class ChildJob(Base):
     test_accuracy: Mapped[float | None] = mapped_column(Float)
     params: Mapped[int | None] = mapped_column(Integer)  # at insert from the cell; the worker's count after training
     flops: Mapped[int | None] = mapped_column(BigInteger)  # multiply-adds of one image, at insert (0011_costs)
+    latency_ms: Mapped[float | None] = mapped_column(Float)  # predicted from the run's latency table, at insert (0014_latency)
     wall_seconds: Mapped[float | None] = mapped_column(Float)
     device: Mapped[str | None] = mapped_column(String(200))
     error_class: Mapped[str | None] = mapped_column(String(100))

@@ -36,11 +36,12 @@ class Scheduling(StoreBase):
         max_attempts: int,
         kind: str = "search",
         train: dict | None = None,
-        costs: Sequence[tuple[int, int]] | None = None,
+        costs: Sequence[tuple[int, int] | tuple[int, int, float | None]] | None = None,
     ) -> list[int]:
         """Insert child jobs (arch_id, cell, predicted, rank) idempotently; return their ids.
 
-        ``costs``: (params, flops) per child, in the same order, stored with each (None: unknown).
+        ``costs``: (params, flops[, latency_ms]) per child, in the same order, stored with each
+        (None: unknown; a latency of None: the run has no latency table).
 
         One job per (run, kind, architecture[, settings]): inserting an existing one is a no-op,
         so a controller that crashed between insert and enqueue can simply insert again. Each
@@ -69,8 +70,10 @@ class Scheduling(StoreBase):
             )
             for arch, cell, pred, rank in children
         ]
-        for r, (params, flops) in zip(rows, costs or []):
-            r["params"], r["flops"] = int(params), int(flops)
+        for r, c in zip(rows, costs or []):
+            r["params"], r["flops"] = int(c[0]), int(c[1])
+            if len(c) > 2 and c[2] is not None:
+                r["latency_ms"] = float(c[2])
         keys = [r["key"] for r in rows]
         with self._tx() as s:
             now = self._db_now(s)

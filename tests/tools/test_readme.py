@@ -31,6 +31,9 @@ EXAMPLES: dict[str, str | None] = {
     "pnas search --preset quick --workers 2 --name my-first-run":
         "minutes of CPU training; the same command path runs with the instant trainer in tests/tools/conftest.py",
     "pnas dashboard": "serves until stopped: tests/dashboard runs it and drives it with a browser",
+    "pnas latency-table --device cpu-laptop --out latency-cpu-laptop.json": None,
+    "pnas search --preset quick --latency-table latency-cpu-laptop.json --max-latency-ms 5":
+        "minutes of CPU training; tests/controller/test_latency_budget.py runs these flags with the instant trainer",
     "pnas db upgrade": None,
     "pnas worker --gpu 0": "needs a GPU",
     "pnas worker --gpu auto": "a Celery worker: tests/integration runs real ones",
@@ -83,5 +86,7 @@ def test_readme_example_runs_as_written(line: str, env: dict[str, str], tmp_path
         assert "301,056" in p.stdout
     if argv[0] == "model":
         assert 3.0e6 < json.loads(p.stdout)["params"] < 3.4e6  # the README says about 3.2M
+    if argv[0] == "latency-table":  # a table of every piece of the quick preset's networks
+        assert len(json.loads((tmp_path / "latency-cpu-laptop.json").read_text())["entries"]) == 41
     if argv[0] == "train":
         assert "reward " in p.stdout and " validation / " in p.stdout and "test accuracy " in p.stdout

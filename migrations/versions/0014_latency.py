@@ -7,7 +7,7 @@ are dropped around the change and recreated from the previous revision's definit
 ``view_sql()``, read from ``down_revision``'s file; SQLite rebuilds the table to drop a column).
 
 Revision ID: 0014_latency
-Revises: 0012_fidelity
+Revises: 0013_leaderboard_fidelity
 Create Date: 2026-12-06
 """
 
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0014_latency"
-down_revision = "0012_fidelity"
+down_revision = "0013_leaderboard_fidelity"
 branch_labels = None
 depends_on = None
 

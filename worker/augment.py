@@ -95,21 +95,25 @@ def _batches(source, n: int, batch_size: int, seed: int, *, cache: bool, epochs:
 
     base = tf.constant(seed, tf.int64)
     whole = source.batch(max(n, 1)).cache() if cache else None  # one element: every image, decoded once
+    steps = -(-n // batch_size)
+    map_kw = {"num_parallel_calls": parallel, "deterministic": True} if parallel else {}
 
     def epoch(e):
         key = tf.stack([base, e])
         order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=key)
+        aug_key = tf.random.experimental.stateless_fold_in(key, 0)
         if whole is not None:
-            ds = whole.flat_map(lambda x, y: tf.data.Dataset.from_tensor_slices(order).batch(batch_size).map(
-                lambda i: (tf.gather(x, i), tf.gather(y, i))))
-        else:
-            ds = source(order).batch(batch_size)
+
+            def one(x, y, i):  # batch i: a slice of the order, one gather per array (no per-image element)
+                idx = order[i * batch_size : (i + 1) * batch_size]
+                batch = tf.gather(x, idx), tf.gather(y, idx)
+                return batch if finish is None else finish(batch, tf.random.experimental.stateless_fold_in(aug_key, i))
+
+            return whole.flat_map(lambda x, y: tf.data.Dataset.range(steps).map(lambda i: one(x, y, i), **map_kw))
+        ds = source(order).batch(batch_size)
         if finish is not None:
-            aug_key = tf.random.experimental.stateless_fold_in(key, 0)
             ds = tf.data.Dataset.zip(ds, tf.data.Dataset.range(tf.int64.max)).map(
-                lambda batch, i: finish(batch, tf.random.experimental.stateless_fold_in(aug_key, i)),
-                num_parallel_calls=parallel, deterministic=True if parallel else None,
-            )
+                lambda batch, i: finish(batch, tf.random.experimental.stateless_fold_in(aug_key, i)), **map_kw)
         return ds
 
     return tf.data.Dataset.range(first_epoch, first_epoch + epochs).flat_map(epoch).prefetch(tf.data.AUTOTUNE)

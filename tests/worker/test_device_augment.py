@@ -106,7 +106,7 @@ def test_a_child_with_augmentation_augments_on_the_device_and_one_without_trains
     np.savez(tmp_path / "u8.npz", x_train=x, y_train=y % 3)
     data = load_dataset(f"npz:{tmp_path / 'u8.npz'}", validation_size=32, seed=0, cache_dir=tmp_path)
     cell = Cell.from_json([[-2, "max3x3", -1, "identity"]])
-    kw = dict(dataset="npz:x", epochs=1, filters=4, cells_per_stage=1, batch_size=16, jit_compile="off")
+    kw = {"dataset": "npz:x", "epochs": 1, "filters": 4, "cells_per_stage": 1, "batch_size": 16, "jit_compile": "off"}
     augmented = train_child(cell, TrainConfig(**kw, augment="standard", cutout=2), dataset=data, seed=0)
     plain = train_child(cell, TrainConfig(**kw, augment="none"), dataset=data, seed=0)
     assert augmented.extra["augment_on"] == "device" and plain.extra["augment_on"] is None

@@ -18,7 +18,8 @@ failure or timeout loses nothing else):
            and the controller's prefix-sharing TensorFlow scorer (`engine="tensorflow"`)
            against the NumPy scorer (controller/predictor/fast.py) on this machine's CPU;
 5. final   the final model (N=3, F=48) trained with the named `paper-cifar` recipe (aux head,
-           drop path, clipping, augmentation) by the worker's trainer: images/s, mixed precision + XLA.
+           drop path, clipping, augmentation) by the worker's trainer: images/s, mixed precision + XLA;
+           the host slices uint8 batches and the compiled step augments them (issue 26).
 """
 
 from __future__ import annotations
@@ -368,6 +369,8 @@ def part_score(smoke: bool) -> dict:
 def part_final(smoke: bool) -> dict:
     """The named `paper-cifar` recipe (aux head, drop path, clipping, cosine, augmentation)
     trained by the worker's own trainer on CIFAR-sized synthetic data, mixed precision + XLA."""
+    import numpy as np
+
     from shared.config import TrainConfig
     from shared.recipes import RECIPES
     from shared.space import BUILTIN_CELLS, Cell
@@ -376,8 +379,11 @@ def part_final(smoke: bool) -> dict:
 
     n_train, n_val = (64, 32) if smoke else (12_800, 1_280)
     x, y = synthetic(n_train + n_val)
+    pixels = np.clip(np.rint(x * 255), 0, 255).astype(np.uint8)  # 8-bit, as CIFAR: the host slices uint8
+    x = pixels.astype(np.float32) / np.float32(255)
     data = Dataset(x_train=x[:n_train], y_train=y[:n_train], x_val=x[n_train:], y_val=y[n_train:], x_test=None,
-                   y_test=None, input_shape=(32, 32, 3), num_classes=10, name="synthetic-cifar")  # fmt: skip
+                   y_test=None, input_shape=(32, 32, 3), num_classes=10, name="synthetic-cifar",
+                   train_pixels=pixels[:n_train])  # fmt: skip
     size = {"cells_per_stage": 1, "filters": 8, "batch_size": 32} if smoke else {"batch_size": 128}
     train = TrainConfig.model_validate({**RECIPES["paper-cifar"], **size, "dataset": "cifar10", "epochs": 2,
                                         "mixed_precision": "on", "jit_compile": "off" if smoke else "on"})  # fmt: skip
@@ -389,9 +395,10 @@ def part_final(smoke: bool) -> dict:
                "train_images": n_train}  # fmt: skip
     return {"setting": setting, "recipe": "paper-cifar (aux head 0.4, drop path 0.6, clip 5, cosine, standard augment)",
             "images_per_second": ips, "params": result.params, "reward": result.reward, "device": result.device,
-            "mixed_precision": True, "xla": not smoke,
+            "mixed_precision": True, "xla": not smoke, "augment_on": result.extra.get("augment_on"),
             "summary": f"final model N={train.cells_per_stage} F={train.filters}, paper-cifar recipe: {ips:.0f} images/s "
-                       f"in epoch 2 (params {result.params:,}, aux head included)"}  # fmt: skip
+                       f"in epoch 2 (params {result.params:,}, aux head included, augmentation on the "
+                       f"{result.extra.get('augment_on') or 'host'})"}  # fmt: skip
 
 
 # --- the driver --------------------------------------------------------------------------------

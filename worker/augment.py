@@ -7,8 +7,10 @@ MNIST-like sets, where a mirrored 2 is no 2), and optionally cutout. Padding aft
 normalisation makes the padded pixels the mean colour, as the reference code did.
 
 Augmentation works on whole batches with vectorised ops (one gather per axis, no per-image
-Python), so on a CPU it costs little next to the network. It runs in tf.data, i.e. on the
-host CPU beside an accelerator, overlapped with training by prefetch.
+Python). Two ways to run it, with the same draws: `train_pipeline` runs it in tf.data on the
+host CPU (overlapped with training by prefetch); `host_batches` leaves it to the training
+step on the device (`worker.device_augment`), so the host only slices cached uint8 batches
+and prefetches them — what child training uses (issue 26: the host must keep up with GPUs).
 
 Determinism: epoch e's batch order is a stateless permutation keyed by (seed, e) and its
 augmentation from stateless draws keyed by (seed, e, batch): the same seed gives the same
@@ -33,6 +35,11 @@ class Augment:
     crop: bool = False  # 4-px zero pad + random crop
     flip: bool = False  # random horizontal flip
     cutout: int = 0  # side of the square zeroed at a random place; 0 = off
+
+    @property
+    def active(self) -> bool:
+        """Does it change the training images at all (normalise, crop, flip or cutout)?"""
+        return self.mean is not None or self.crop or self.flip or bool(self.cutout)
 
     @property
     def name(self) -> str:
@@ -64,24 +71,49 @@ def train_pipeline(source, n: int, batch_size: int, seed: int, aug: Augment, *, 
     Train with ``steps_per_epoch = ceil(n / batch_size)``."""
     import tensorflow as tf
 
-    augmented = aug.mean is not None or aug.crop or aug.flip or aug.cutout
+    return _batches(source, n, batch_size, seed, cache=cache, epochs=epochs, first_epoch=first_epoch,
+                    finish=(lambda batch, key: _augment_batch(batch, key, aug)) if aug.active else None,
+                    parallel=tf.data.AUTOTUNE)
+
+
+def host_batches(source, n: int, batch_size: int, seed: int, *, cache: bool = True, epochs: int = 1,
+                 first_epoch: int = 0):
+    """The batches of `train_pipeline`, in its order, not augmented: ``((images, key), label)``,
+    the images as ``source`` holds them (uint8 pixels where the dataset keeps them) and ``key``
+    the stateless seed (int64 [2]) `train_pipeline` augments that batch with. The training step
+    augments on the device with it (`worker.device_augment`): the same crops, flips and holes
+    as `train_pipeline` gives, while the host only slices and prefetches."""
+    return _batches(source, n, batch_size, seed, cache=cache, epochs=epochs, first_epoch=first_epoch,
+                    finish=lambda batch, key: ((batch[0], key), batch[1]), parallel=None)
+
+
+def _batches(source, n: int, batch_size: int, seed: int, *, cache: bool, epochs: int, first_epoch: int,
+             finish, parallel):
+    """Epochs of batches in their stateless order; ``finish(batch, key)`` (None: nothing) maps
+    each batch with its augmentation key (a function of seed, epoch and batch index)."""
+    import tensorflow as tf
+
     base = tf.constant(seed, tf.int64)
     whole = source.batch(max(n, 1)).cache() if cache else None  # one element: every image, decoded once
+    steps = -(-n // batch_size)
+    map_kw = {"num_parallel_calls": parallel, "deterministic": True} if parallel else {}
 
     def epoch(e):
         key = tf.stack([base, e])
         order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=key)
+        aug_key = tf.random.experimental.stateless_fold_in(key, 0)
         if whole is not None:
-            ds = whole.flat_map(lambda x, y: tf.data.Dataset.from_tensor_slices(order).batch(batch_size).map(
-                lambda i: (tf.gather(x, i), tf.gather(y, i))))
-        else:
-            ds = source(order).batch(batch_size)
-        if augmented:
-            aug_key = tf.random.experimental.stateless_fold_in(key, 0)
+
+            def one(x, y, i):  # batch i: a slice of the order, one gather per array (no per-image element)
+                idx = order[i * batch_size : (i + 1) * batch_size]
+                batch = tf.gather(x, idx), tf.gather(y, idx)
+                return batch if finish is None else finish(batch, tf.random.experimental.stateless_fold_in(aug_key, i))
+
+            return whole.flat_map(lambda x, y: tf.data.Dataset.range(steps).map(lambda i: one(x, y, i), **map_kw))
+        ds = source(order).batch(batch_size)
+        if finish is not None:
             ds = tf.data.Dataset.zip(ds, tf.data.Dataset.range(tf.int64.max)).map(
-                lambda batch, i: _augment_batch(batch, tf.random.experimental.stateless_fold_in(aug_key, i), aug),
-                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
-            )
+                lambda batch, i: finish(batch, tf.random.experimental.stateless_fold_in(aug_key, i)), **map_kw)
         return ds
 
     return tf.data.Dataset.range(first_epoch, first_epoch + epochs).flat_map(epoch).prefetch(tf.data.AUTOTUNE)
@@ -108,17 +140,24 @@ def _normalise(x, aug: Augment):
 
 
 def _augment_batch(batch, key, aug: Augment):
-    """One batch (B, H, W, C): normalise, pad + crop, flip, cutout; ``key`` (a stateless
-    seed pair) seeds the draws."""
+    x, y = batch
+    return augment_images(x, key, aug), y
+
+
+def augment_images(x, key, aug: Augment):
+    """One batch of images (B, H, W, C) float32 in [0, 1]: normalise, pad + crop, flip,
+    cutout; ``key`` (a stateless seed pair) seeds the draws. Plain TensorFlow ops, so the
+    same function runs in tf.data on the host and inside the compiled training step."""
     import tensorflow as tf
 
-    x, y = batch
     x = _normalise(x, aug)
     b, h, w = tf.shape(x)[0], tf.shape(x)[1], tf.shape(x)[2]
 
     def draw(k: int, shape, maxval):
-        return tf.random.stateless_uniform(shape, seed=tf.random.experimental.stateless_fold_in(key, k),
-                                           minval=0, maxval=maxval, dtype=tf.int32)
+        # Philox named: what "auto" picks on a CPU or GPU kernel, while XLA's "auto" is ThreeFry,
+        # so a compiled step draws what tf.data draws on the host
+        seed = tf.random.experimental.stateless_fold_in(key, k, alg="philox")
+        return tf.random.stateless_uniform(shape, seed=seed, minval=0, maxval=maxval, dtype=tf.int32, alg="philox")
 
     if aug.crop:
         padded = tf.pad(x, [[0, 0], [PAD, PAD], [PAD, PAD], [0, 0]])  # zeros = the mean colour
@@ -138,4 +177,4 @@ def _augment_batch(batch, key, aug: Augment):
         in_c = (c >= cx[:, None] - half) & (c < cx[:, None] - half + aug.cutout)  # (B, W)
         hole = in_r[:, :, None] & in_c[:, None, :]  # (B, H, W)
         x = tf.where(hole[..., None], tf.zeros_like(x), x)
-    return x, y
+    return x

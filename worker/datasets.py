@@ -6,7 +6,8 @@ shared cache directory, then read from there by every worker), ``digits`` (sciki
 (arrays ``x_train``, ``y_train`` and optionally ``x_test``, ``y_test``) and ``folder:PATH``
 (one sub-folder per class, optional ``test/``; streamed from disk, see `worker.folder`).
 
-Images come out as float32 in [0, 1], shape (N, H, W, C); labels as int32 class indices.
+Images come out as float32 in [0, 1], shape (N, H, W, C) (8-bit training images also as
+their uint8 pixels, for the device-side augmentation); labels as int32 class indices.
 The validation split depends only on the data and the seed, so every worker that loads the
 same dataset with the same seed holds out exactly the same images.
 """
@@ -60,6 +61,10 @@ class Dataset:
     input_shape: tuple[int, int, int]
     num_classes: int
     name: str
+    # x_train as the 8-bit pixels it was decoded from (x_train == train_pixels / 255), which
+    # the host slices for the device-side augmentation (a quarter of the bytes); None when
+    # the source was not 8-bit (digits, float npz files)
+    train_pixels: np.ndarray | None = None
 
     streamed = False  # held in memory: pipelines may cache it
 
@@ -75,12 +80,15 @@ class Dataset:
     def n_test(self) -> int:
         return 0 if self.x_test is None else len(self.x_test)
 
-    def source(self, part: str):
-        """A tf.data.Dataset of single (image, label) pairs of ``part`` (train, val or test)."""
+    def source(self, part: str, *, pixels: bool = False):
+        """A tf.data.Dataset of single (image, label) pairs of ``part`` (train, val or test);
+        with ``pixels``, the training images as uint8 `train_pixels` where the dataset has them."""
         import tensorflow as tf
 
         x, y = {"train": (self.x_train, self.y_train), "val": (self.x_val, self.y_val),
                 "test": (self.x_test, self.y_test)}[part]
+        if pixels and part == "train" and self.train_pixels is not None:
+            x = self.train_pixels
         return tf.data.Dataset.from_tensor_slices((x, y))
 
     def channel_stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -93,7 +101,8 @@ class Dataset:
         """The same dataset with at most ``n`` training images (the first ``n``)."""
         if n >= self.n_train:
             return self
-        return replace(self, x_train=self.x_train[:n], y_train=self.y_train[:n])
+        pixels = None if self.train_pixels is None else self.train_pixels[:n]
+        return replace(self, x_train=self.x_train[:n], y_train=self.y_train[:n], train_pixels=pixels)
 
     def __repr__(self) -> str:
         test = self.n_test
@@ -192,6 +201,7 @@ def load_dataset(
         raise _unknown(name)
     num_classes = _num_classes(y if yt is None else np.concatenate([y, yt]))
     scale = _scale(x)  # one scale for both parts: test pixels mean what train pixels mean
+    pixels = (x if x.ndim == 4 else x[..., None]) if x.dtype == np.uint8 and scale == 255.0 else None
     x, xt = _images(x, scale), None if xt is None else _images(xt, scale)
     y, yt = y.astype(np.int32), None if yt is None else yt.astype(np.int32)
 
@@ -201,7 +211,7 @@ def load_dataset(
     return Dataset(
         x_train=x[train_idx], y_train=y[train_idx], x_val=x[val_idx], y_val=y[val_idx],
         x_test=xt, y_test=yt, input_shape=tuple(int(d) for d in x.shape[1:]),
-        num_classes=num_classes, name=name,
+        num_classes=num_classes, name=name, train_pixels=None if pixels is None else pixels[train_idx],
     )
 
 

@@ -20,7 +20,7 @@ from shared.config import TrainConfig
 from shared.errors import ChildFailed, ChildOutOfMemory, first_line
 from shared.jobs import EpochMetrics, TrainResult
 from shared.space import Cell
-from worker.augment import Augment, eval_pipeline, train_pipeline
+from worker.augment import Augment, eval_pipeline, host_batches, train_pipeline
 from worker.datasets import AUGMENTED_BY_DEFAULT, Dataset, flips_by_default, load_for_child
 from worker.device import current_device, use_jit_compile, use_mixed_precision
 
@@ -70,6 +70,7 @@ def train_child(
     steps_per_epoch = math.ceil(n_train / train.batch_size)
     total_steps = max(1, steps_per_epoch * train.epochs)
     aug = augment_for(train, dataset)
+    on_device = aug.active  # in the training step; the host only slices and prefetches
 
     keras.backend.clear_session()  # long-lived workers: drop the previous child's graph
     keras.utils.set_random_seed(seed)
@@ -80,12 +81,12 @@ def train_child(
     previous_policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy("mixed_float16" if mixed else "float32")
     try:
-        model = _compile(cell, train, dataset, total_steps, jit, seed)
+        model = _compile(cell, train, dataset, total_steps, jit, seed, aug if on_device else None)
         params = int(model.count_params())  # BN moving statistics included
         trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
         say(f"child {cell.arch_id}: {params:,} parameters on {device.name}"
             f" (mixed precision {'on' if mixed else 'off'}, XLA {'on' if jit else 'off'},"
-            f" augmentation {aug.name})")
+            f" augmentation {aug.name}{' on the device' if on_device else ''})")
         targets = _targets(train)
         cache = not dataset.streamed
         val_ds = eval_pipeline(dataset.source("val"), train.batch_size, aug, cache=cache).map(targets)
@@ -109,9 +110,16 @@ def train_child(
             t0 = time.perf_counter()
             if initial_epoch < stop_at:  # else: resumed at its rung's end (killed before recording it)
                 # the epochs still to train, each in the order it has in an uninterrupted training
-                train_source = dataset.source("train") if cache else partial(dataset.source, "train")  # streamed: reordered by file
-                train_ds = train_pipeline(train_source, n_train, train.batch_size, seed, aug, cache=cache,
-                                          epochs=stop_at - initial_epoch, first_epoch=initial_epoch).map(targets)
+                train_source = (dataset.source("train", pixels=on_device) if cache
+                                else partial(dataset.source, "train"))  # streamed: reordered by file
+                left = stop_at - initial_epoch
+                if on_device:
+                    train_ds = host_batches(train_source, n_train, train.batch_size, seed, cache=cache,
+                                            epochs=left, first_epoch=initial_epoch)
+                else:
+                    train_ds = train_pipeline(train_source, n_train, train.batch_size, seed, aug, cache=cache,
+                                              epochs=left, first_epoch=initial_epoch)
+                train_ds = train_ds.map(targets)
                 model.fit(train_ds, validation_data=val_ds, epochs=stop_at, verbose=0, shuffle=False,
                           steps_per_epoch=steps_per_epoch, callbacks=callbacks,
                           initial_epoch=initial_epoch)  # the pipeline shuffles, one epoch after another
@@ -150,6 +158,7 @@ def train_child(
             "mixed_precision": mixed,
             "jit_compile": jit,
             "augment": aug.name,
+            "augment_on": "device" if on_device else None,
             "flip": aug.flip,
             "cutout": aug.cutout,
             "trainable_params": trainable,
@@ -196,11 +205,17 @@ def _dataset_for(train: TrainConfig) -> Dataset:
     return _LAST_DATASET[key]
 
 
-def _compile(cell: Cell, train: TrainConfig, dataset: Dataset, total_steps: int, jit: bool, seed: int):
+def _compile(cell: Cell, train: TrainConfig, dataset: Dataset, total_steps: int, jit: bool, seed: int,
+             aug: Augment | None = None):
+    """The compiled network; with ``aug``, augmenting its training batches on the device."""
     from worker.network import network_for
 
     model = network_for(cell, train, input_shape=dataset.input_shape, num_classes=dataset.num_classes,
                         total_steps=total_steps, seed=seed)
+    if aug is not None:
+        from worker.device_augment import DeviceAugmented
+
+        model = DeviceAugmented(model, aug)
     schedule = keras.optimizers.schedules.CosineDecay(train.learning_rate, decay_steps=total_steps)
     loss = _loss(train.label_smoothing)
     losses: Any

@@ -29,4 +29,5 @@ def test_the_gpu_suite_smoke_run_passes_every_part(tmp_path):
     assert not failed, failed
     assert parts["child"]["succeeded"] == parts["child"]["children"] == 1
     assert parts["final"]["images_per_second"] > 0 and parts["final"]["recipe"].startswith("paper-cifar")
+    assert parts["final"]["augment_on"] == "device"  # the recipe's augmentation runs in the training step
     assert len(summary) == len(PARTS) + 1, summary  # one line per part and the suite's

@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 # part -> (seconds allowed on the GPU, in smoke mode); the GPU budgets add up to 7.5 minutes.
-PARTS = {"child": (90, 200), "train": (100, 120), "share": (150, 300), "score": (50, 90), "final": (60, 60)}
+PARTS = {"child": (90, 200), "train": (100, 120), "share": (150, 300), "score": (50, 90), "final": (60, 120)}
 SMOKE_GROUPS = [["child"], ["share"], ["train", "score", "final"]]  # one TensorFlow start per group
 
 

@@ -259,3 +259,19 @@ def test_both_trainers_learn_the_known_function(data):
         ens = fit_ensemble(SPACE, cells, rewards, members=2, epochs=15, seed=1, first_level=True, trainer=trainer)
         assert ens.info["trainer"] == trainer
         assert spearman(ens.predict(cells), rewards) > 0.9, trainer
+
+
+@pytest.mark.parametrize("rows", [1, 255, 256, 257, 5376, 43008, 301056])
+def test_tensorflow_scorer_pieces_pad_less_than_a_minimum_piece(rows):
+    """Whole chunks, then powers of two: every size is one of a few compiled shapes."""
+    pytest.importorskip("tensorflow")
+    from controller.predictor.tf_scoring import CHUNK, MIN_ROWS, _pieces, _sizes
+
+    sizes = _sizes(rows)
+    assert rows <= sum(sizes) < rows + MIN_ROWS
+    assert all(MIN_ROWS <= s <= CHUNK and s & (s - 1) == 0 for s in sizes)
+    index = np.arange(1, rows + 1)
+    pieces = _pieces(index)
+    assert [len(p) for p in pieces] == sizes
+    np.testing.assert_array_equal(np.concatenate(pieces)[:rows], index)
+    assert not np.concatenate(pieces)[rows:].any()  # padding points at prefix 0

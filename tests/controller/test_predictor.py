@@ -275,3 +275,25 @@ def test_tensorflow_scorer_pieces_pad_less_than_a_minimum_piece(rows):
     assert [len(p) for p in pieces] == sizes
     np.testing.assert_array_equal(np.concatenate(pieces)[:rows], index)
     assert not np.concatenate(pieces)[rows:].any()  # padding points at prefix 0
+
+
+@pytest.mark.parametrize("kind", ["lstm", "mlp"])
+def test_stacked_forward_is_the_keras_members_forward(kind):
+    """The stacked trainer's forward pass (the LSTM's gates through one tanh) is Keras' model."""
+    import tensorflow as tf
+
+    from controller.predictor.keras_models import load_member
+    from controller.predictor.stacked import FORWARD, init_member
+    from controller.predictor.tokens import Vocab, pad
+
+    vocab = Vocab(SPACE.num_input_tokens, len(SPACE.ops))
+    members = [init_member(kind, np.random.default_rng([5, k]), vocab.size, 16, 12) for k in range(2)]
+    for w in members:  # away from the initialisation: every gate and bias matters
+        for name, a in w.items():
+            a += np.random.default_rng(len(name)).normal(0, 0.3, a.shape).astype(np.float32)
+    tokens = pad([vocab.encode(c.tokens) for c in mixed_cells(8, 3)])  # b = 1..5, right-padded
+    stacked = {name: tf.constant(np.stack([w[name] for w in members])) for name in members[0]}
+    got = FORWARD[kind](stacked, tf.constant(tokens)).numpy()  # (members, N)
+    want = np.stack([load_member(kind, w).predict(tokens, verbose=0)[:, 0] for w in members])
+    assert np.ptp(want) > 0.05  # the check sees different predictions, not a constant
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)

@@ -15,6 +15,7 @@ no worker processes), each search into its own SQLite file. Read from the `level
     .venv/bin/python bench/predictor_update.py                    # 3 seeds, 8 ops, B=4, K=32, MLP
     .venv/bin/python bench/predictor_update.py --seeds 5 --predictor lstm --predictor-epochs 60
     .venv/bin/python bench/predictor_update.py --finetune-share 1.0 --updates finetune  # all epochs
+    .venv/bin/python bench/predictor_update.py --predictor lstm --trainer keras   # the earlier trainer
 """
 
 from __future__ import annotations
@@ -84,6 +85,8 @@ def main() -> None:
     ap.add_argument("--predictor-epochs", type=int, default=100)
     ap.add_argument("--finetune-share", type=float, default=None,
                     help="a fine-tune's share of the epochs (default: FINETUNE_EPOCH_SHARE, 0.25)")
+    ap.add_argument("--trainer", default="stacked", choices=("stacked", "keras"),
+                    help="how every fit of the searches trains (`fit_ensemble`'s trainer)")
     ap.add_argument("--updates", default=",".join(UPDATES), help="which to run (refit is deterministic: rerun it once)")
     args = ap.parse_args()
     updates = args.updates.split(",")
@@ -91,11 +94,17 @@ def main() -> None:
         import controller.predictor.ensemble as ensemble
 
         ensemble.FINETUNE_EPOCH_SHARE = args.finetune_share  # read when each fine-tune starts
+    import functools
+
+    import controller.predictor as predictor
     from controller.predictor import finetune_epochs
+
+    predictor.fit_ensemble = functools.partial(predictor.fit_ensemble, trainer=args.trainer)  # refit imports it per fit
 
     print(machine(), flush=True)
     print(f"8 operators, B={args.blocks}, K={args.beam}, {args.predictor} x{args.ensemble}, "
           f"{args.predictor_epochs} epochs from scratch, a fine-tune {finetune_epochs(args.predictor_epochs)}, "
+          f"{args.trainer} trainer, "
           "instant trainer, in-process", flush=True)  # fmt: skip
     res: dict[str, list[dict]] = {u: [] for u in updates}
     with tempfile.TemporaryDirectory() as d:

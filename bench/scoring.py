@@ -4,7 +4,9 @@ Builds the paper space (8 operators, B=5), a random 256-cell beam at b=4, expand
 every b=5 candidate, fits a 5-member ensemble on a few hundred random cells with random
 rewards (training quality is not the point), then times the scorers on all candidates side
 by side, alternating: the NumPy one (`fast`) and, for the LSTM, the TensorFlow one
-(`tf_scoring`, compiled; its first call, which compiles, is reported apart); and Keras
+(`tf_scoring`, compiled; its first call, which compiles, is reported apart), also as it was
+before issue 26's second round ("tensorflow-before": every step padded to one power of two
+or multiple of `CHUNK`, up to 14 % padding rows at b=5's big steps); and Keras
 ``model.predict(batch_size=32)`` on a subsample, extrapolated to the full count.
 
     .venv/bin/python bench/scoring.py [--mlp] [--keras-sample 5000] [--epochs 2] [--rounds 3]
@@ -34,6 +36,30 @@ def random_beam(space: SearchSpace, blocks: int, width: int, rng: np.random.Gene
         beam = beam.take(rng.choice(len(beam), min(width, len(beam)), replace=False))
         beam = space.expand(beam)
     return beam.take(rng.choice(len(beam), width, replace=False))
+
+
+def pieces_before(n: int) -> list[int]:
+    """`tf_scoring._sizes` as it was: one padded size a step, a power of two up to CHUNK, then
+    a multiple of CHUNK (43,008 rows ran as 49,152)."""
+    from controller.predictor import tf_scoring
+
+    size = -(-n // tf_scoring.CHUNK) * tf_scoring.CHUNK if n >= tf_scoring.CHUNK else max(tf_scoring.MIN_ROWS, 1 << (n - 1).bit_length())
+    step = min(size, tf_scoring.CHUNK)
+    return [step] * (size // step)
+
+
+def predict(ens, cands, engine: str) -> np.ndarray:
+    """``ens.predict`` with ``engine``, "tensorflow-before" being the TF scorer's earlier pieces."""
+    if engine != "tensorflow-before":
+        return ens.predict(cands, engine=engine)
+    from controller.predictor import tf_scoring
+
+    now = tf_scoring._sizes
+    tf_scoring._sizes = pieces_before
+    try:
+        return ens.predict(cands, engine="tensorflow")
+    finally:
+        tf_scoring._sizes = now
 
 
 def main() -> None:
@@ -72,9 +98,9 @@ def main() -> None:
     )
 
     ens.predict(cands.take(np.arange(1000)), engine="numpy")  # warm-up (thread pool, page faults)
-    engines = ["numpy"] + (["tensorflow"] if kind == "lstm" else [])
+    engines = ["numpy"] + (["tensorflow-before", "tensorflow"] if kind == "lstm" else [])
     t, c = time.perf_counter(), time.process_time()
-    first = {e: ens.predict(cands, engine=e) for e in engines[1:]}  # compiles: once per process and shape
+    first = {e: predict(ens, cands, e) for e in engines[1:]}  # compiles: once per process and shape
     if first:
         print(f"tensorflow first call (traces and compiles): {time.perf_counter() - t:.2f} s wall, {time.process_time() - c:.2f} s CPU")
     wall: dict[str, list[float]] = {e: [] for e in engines}
@@ -85,13 +111,13 @@ def main() -> None:
         for e in engines:
             loads.append(os.getloadavg()[0])  # this machine is shared: a busy one slows the wall clock
             t, c = time.perf_counter(), time.process_time()
-            scores[e] = ens.predict(cands, engine=e)
+            scores[e] = predict(ens, cands, e)
             wall[e].append(time.perf_counter() - t)
             cpu[e].append(time.process_time() - c)
     for e in engines:
         w, cp = float(np.median(wall[e])), float(np.median(cpu[e]))
         print(
-            f"{e:>10} scorer: {n} candidates x {args.members} members in {w:.2f} s wall, {cp:.2f} s CPU "
+            f"{e:>17} scorer: {n} candidates x {args.members} members in {w:.2f} s wall, {cp:.2f} s CPU "
             f"(median of {args.rounds}; {n / w:,.0f} candidates/s)"
         )
     print(f"load average {min(loads):.1f}-{max(loads):.1f} on {os.cpu_count()} cores")
@@ -103,6 +129,12 @@ def main() -> None:
         print(
             f"tensorflow against numpy: {t_np / t_fast:.1f}x by wall, {c_np / c_tf:.1f}x by CPU time; "
             f"max |difference| {diff_tf:.1e}; first call equal: {np.array_equal(first['tensorflow'], scores['tensorflow'])}"
+        )
+        t_b, c_b = float(np.median(wall["tensorflow-before"])), float(np.median(cpu["tensorflow-before"]))
+        diff_b = float(np.abs(scores["tensorflow"] - scores["tensorflow-before"]).max())
+        print(
+            f"tensorflow against tensorflow-before: {t_b / t_fast:.2f}x by wall, {c_b / c_tf:.2f}x by CPU time; "
+            f"max |difference| {diff_b:.1e}"
         )
 
     logging.getLogger("tensorflow").setLevel(logging.ERROR)  # predict retraces once per member

@@ -50,18 +50,30 @@ def init_member(kind: str, rng: np.random.Generator, vocab_size: int, embed: int
     return {k: v.astype(np.float32) for k, v in w.items()}
 
 
+def _gate_scale(hidden: int) -> np.ndarray:
+    scale = np.ones(4 * hidden, np.float32)  # gate order i, f, g, o: halve i, f and o
+    scale[: 2 * hidden] = scale[3 * hidden :] = 0.5
+    return scale
+
+
 def _lstm(v: dict[str, tf.Variable], tokens: tf.Tensor) -> tf.Tensor:
-    """(B, T) right-padded tokens -> (m, B) accuracy; padding carries the state (mask_zero)."""
-    x_table = tf.linalg.matmul(v["emb"], v["kernel"]) + v["bias"][:, None, :]  # (m, V, 4H)
+    """(B, T) right-padded tokens -> (m, B) accuracy; padding carries the state (mask_zero).
+
+    Keras' cell, with its three sigmoids written as sigmoid(z) = (tanh(z / 2) + 1) / 2 (the
+    1/2 folded into the i, f, o columns, as `fast.lstm_tables` does): one tanh over all four
+    gates a step, forward and backward, instead of four elementwise passes.
+    """
+    hidden = v["recurrent"].shape[1]
+    half = tf.constant(_gate_scale(hidden))  # (4H,)
+    x_table = (tf.linalg.matmul(v["emb"], v["kernel"]) + v["bias"][:, None, :]) * half  # (m, V, 4H)
+    u = v["recurrent"] * half  # (m, H, 4H)
     x = tf.gather(x_table, tokens, axis=1)  # (m, B, T, 4H)
     real = tf.not_equal(tokens, PAD)[None, :, :, None]  # (1, B, T, 1)
-    hidden = v["recurrent"].shape[1]
     h = c = tf.zeros(tf.concat([tf.shape(x)[:2], [hidden]], 0))  # (m, B, H)
     for t in range(tokens.shape[1]):
-        z = x[:, :, t] + tf.linalg.matmul(h, v["recurrent"])
-        i, f, g, o = tf.split(z, 4, axis=-1)
-        c_new = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
-        h_new = tf.sigmoid(o) * tf.tanh(c_new)
+        t_i, t_f, t_g, t_o = tf.split(tf.tanh(x[:, :, t] + tf.linalg.matmul(h, u)), 4, axis=-1)
+        c_new = 0.5 * ((t_f + 1.0) * c + (t_i + 1.0) * t_g)  # sigmoid(f) c + sigmoid(i) tanh(g)
+        h_new = 0.5 * (t_o + 1.0) * tf.tanh(c_new)
         h, c = tf.where(real[:, :, t], h_new, h), tf.where(real[:, :, t], c_new, c)
     return tf.sigmoid(tf.linalg.matmul(h, v["w_out"])[..., 0] + v["b_out"])
 

@@ -7,9 +7,10 @@ per operation. The cells' last step (one state per candidate, ~10^5 of them) run
 chunks so it compiles once and its (members, chunk, 4H) gates stay bounded in memory.
 
 Shapes vary from call to call (the number of distinct prefixes at each step), so a step's rows
-are padded: to a power of two up to `CHUNK`, then to a multiple of `CHUNK`. A process therefore
-compiles a handful of shapes once and reuses them for every level. Padding rows point at
-prefix 0 and are dropped.
+are cut into pieces of fixed sizes: whole `CHUNK`s, then powers of two down to `MIN_ROWS`
+(`_sizes`). A process therefore compiles a handful of shapes once and reuses them for every
+level, and pads fewer than `MIN_ROWS` rows a step. Padding rows point at prefix 0 and are
+dropped.
 """
 
 from __future__ import annotations
@@ -58,20 +59,29 @@ def _functions(jit: bool):
     return _compiled[jit]
 
 
-def _padded(n: int) -> int:
-    if n >= CHUNK:
-        return -(-n // CHUNK) * CHUNK
-    return max(MIN_ROWS, 1 << (n - 1).bit_length())
+def _sizes(n: int) -> list[int]:
+    """Piece sizes covering ``n`` rows: whole `CHUNK`s, then the rest as powers of two.
+
+    10,240 rows are 8,192 + 2,048, not one 16,384 (padding only in the last piece, under
+    `MIN_ROWS` rows): each size is compiled once and a step computes few padding rows.
+    """
+    sizes = [CHUNK] * (n // CHUNK)
+    rest = n % CHUNK
+    while rest > MIN_ROWS:
+        size = 1 << (rest.bit_length() - 1)
+        sizes.append(size)
+        rest -= size
+    if rest or not sizes:
+        sizes.append(MIN_ROWS)
+    return sizes
 
 
 def _pieces(index: np.ndarray) -> list[np.ndarray]:
-    """``index`` as int32 chunks of the padded shapes (padding points at row 0)."""
-    n = len(index)
-    size = _padded(n)
-    padded = np.zeros(size, np.int32)
-    padded[:n] = index
-    step = min(size, CHUNK)
-    return [padded[a : a + step] for a in range(0, size, step)]
+    """``index`` as int32 pieces of the sizes `_sizes` gives (padding points at row 0)."""
+    sizes = _sizes(len(index))
+    padded = np.zeros(sum(sizes), np.int32)
+    padded[: len(index)] = index
+    return np.split(padded, np.cumsum(sizes)[:-1])
 
 
 def lstm_scores_tf(tree: PrefixTree, weights: list[dict[str, np.ndarray]], *, jit: bool = True) -> np.ndarray:

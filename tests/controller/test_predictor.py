@@ -259,3 +259,41 @@ def test_both_trainers_learn_the_known_function(data):
         ens = fit_ensemble(SPACE, cells, rewards, members=2, epochs=15, seed=1, first_level=True, trainer=trainer)
         assert ens.info["trainer"] == trainer
         assert spearman(ens.predict(cells), rewards) > 0.9, trainer
+
+
+@pytest.mark.parametrize("rows", [1, 255, 256, 257, 5376, 43008, 301056])
+def test_tensorflow_scorer_pieces_pad_less_than_a_minimum_piece(rows):
+    """Whole chunks, then powers of two: every size is one of a few compiled shapes."""
+    pytest.importorskip("tensorflow")
+    from controller.predictor.tf_scoring import CHUNK, MIN_ROWS, _pieces, _sizes
+
+    sizes = _sizes(rows)
+    assert rows <= sum(sizes) < rows + MIN_ROWS
+    assert all(MIN_ROWS <= s <= CHUNK and s & (s - 1) == 0 for s in sizes)
+    index = np.arange(1, rows + 1)
+    pieces = _pieces(index)
+    assert [len(p) for p in pieces] == sizes
+    np.testing.assert_array_equal(np.concatenate(pieces)[:rows], index)
+    assert not np.concatenate(pieces)[rows:].any()  # padding points at prefix 0
+
+
+@pytest.mark.parametrize("kind", ["lstm", "mlp"])
+def test_stacked_forward_is_the_keras_members_forward(kind):
+    """The stacked trainer's forward pass (the LSTM's gates through one tanh) is Keras' model."""
+    import tensorflow as tf
+
+    from controller.predictor.keras_models import load_member
+    from controller.predictor.stacked import FORWARD, init_member
+    from controller.predictor.tokens import Vocab, pad
+
+    vocab = Vocab(SPACE.num_input_tokens, len(SPACE.ops))
+    members = [init_member(kind, np.random.default_rng([5, k]), vocab.size, 16, 12) for k in range(2)]
+    for w in members:  # away from the initialisation: every gate and bias matters
+        for name, a in w.items():
+            a += np.random.default_rng(len(name)).normal(0, 0.3, a.shape).astype(np.float32)
+    tokens = pad([vocab.encode(c.tokens) for c in mixed_cells(8, 3)])  # b = 1..5, right-padded
+    stacked = {name: tf.constant(np.stack([w[name] for w in members])) for name in members[0]}
+    got = FORWARD[kind](stacked, tf.constant(tokens)).numpy()  # (members, N)
+    want = np.stack([load_member(kind, w).predict(tokens, verbose=0)[:, 0] for w in members])
+    assert np.ptp(want) > 0.05  # the check sees different predictions, not a constant
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)

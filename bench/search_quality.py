@@ -22,6 +22,19 @@ per level up to B). Reported per strategy, mean and std over seeds:
 - duplicates: per level, the candidates of the expansion against the distinct networks among
   them that the run did not have yet (what a strategy without network ids chose from).
 
+Arms (``--arms``, `bench/_arms.py`) set a strategy's runs further: ``--fidelity full,asha``
+runs every strategy at each fidelity (``--min-epochs``, ``--reduction-factor``); an arm such
+as ``pnas-asha-sameepochs`` raises K until asha spends the child-epochs of the seed's
+``pnas-full`` run, ``pnas-maxparams`` searches under ``--max-params`` (default: the median
+params of ``pnas-full``'s level-2 children), ``pnas-pareto`` uses ``--objective pareto --cost
+params``. Accuracies are of children trained to the full epochs. Per arm and seed also:
+child-epochs spent, the best accuracy within the params budget, and the hypervolume of the
+trained (accuracy, params) front against accuracy 0 and the params of the space's largest
+network (`bench/hypervolume.py`), divided by those params (1 = accuracy 1 at no params).
+
+    .venv/bin/python bench/search_quality.py --ops paper -B 2 -K 16 --epochs 4 --lookback 1 --predictor mlp \
+        --min-epochs 1 --reduction-factor 2 --arms pnas-full,pnas-asha,pnas-asha-sameepochs,pnas-maxparams,pnas-pareto,random
+
 Children train with the real trainer (``--trainer real``, `worker.training:train_child`) or
 with the instant trainer of the tests (``--trainer instant``: a synthetic, noise-free reward
 of the cell, `tests/fakes.py`), which shows the strategies' behaviour in seconds but is no
@@ -229,10 +242,15 @@ def main() -> None:
     print(f"arms {', '.join(a.name for a in arms)}; runs in {out}; each: {each} (+ the arm's flags); trainer {args.trainer}", flush=True)
 
     rows: dict[str, list[dict]] = {a.name: [] for a in arms}
+    path = out / "results.json"  # every arm and seed measured in --out so far (several invocations)
     for seed in args.seeds:
         for name, figures in seed_figures(args, arms, seed, out).items():
             rows[name].append(figures)
-        (out / "results.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "runs": rows}, indent=1))
+        kept = json.loads(path.read_text()).get("runs", {}) if path.exists() else {}
+        for name, xs in rows.items():
+            seeds = {x["seed"] for x in xs}
+            kept[name] = sorted([x for x in kept.get(name, []) if x["seed"] not in seeds] + xs, key=lambda x: x["seed"])
+        path.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "runs": kept}, indent=1))
     report(args, arms, rows, out)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import logging
 import os
 import pkgutil
 import sys
@@ -61,6 +62,17 @@ def short_help(doc: str | None) -> str | None:
     return para if end < 0 else para[: end + 1]
 
 
+def _no_interrupted_close_tracebacks() -> None:
+    """A Ctrl-C (or a SIGTERM, raised as one) that lands while SQLAlchemy's pool closes a
+    connection is logged by the pool as "Exception closing connection" with a traceback before
+    the interrupt goes on; the command then says "stopped" itself, so that record is dropped.
+    SQLAlchemy's other warnings and errors print as before (Python's last-resort format)."""
+    handler = logging.StreamHandler()
+    handler.setLevel(logging.WARNING)
+    handler.addFilter(lambda r: not (r.exc_info and isinstance(r.exc_info[1], KeyboardInterrupt)))
+    logging.getLogger("sqlalchemy").addHandler(handler)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     verbose = "--verbose" in args
@@ -73,6 +85,7 @@ def main(argv: list[str] | None = None) -> None:
         hush_tensorflow()  # before anything imports TensorFlow
     else:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
+    _no_interrupted_close_tracebacks()
     _register()
     with quiet_stderr() if hush else nullcontext():
         _run(args)

@@ -20,7 +20,7 @@ from tests.integration.cluster import base_env
 pytestmark = pytest.mark.integration
 FLAGS = ["--fidelity", "asha", "--min-epochs", "1", "--reduction-factor", "2", "--epochs", "4"]
 SMALL = ["--preset", "quick", "--ops", "sep3x3,identity", "--blocks", "2", "--beam", "4", "--filters", "8", "--n", "1",
-         "--deterministic"]  # fmt: skip
+         "--lookback", "1", "--deterministic"]  # fmt: skip: 3 one-block cells, 7 children in all
 
 
 def test_a_digits_search_at_asha_stops_some_children_early_and_trains_the_best_to_the_end(tmp_path: Path) -> None:

@@ -27,18 +27,27 @@ class PlotFile:
     height: int
 
 
-def accuracy_per_level(rewards: dict[int, list[float]], *, title: str, axis: str = "level b (blocks per cell)") -> Figure:
-    """Every child's accuracy by level (jittered points over a box), the best marked."""
+def accuracy_per_level(rewards: dict[int, list[float]], *, title: str, axis: str = "level b (blocks per cell)",
+                       early: dict[int, list[float]] | None = None) -> Figure:
+    """Every child's accuracy by level (jittered points over a box), the best marked.
+    ``early``: the children a multi-fidelity run stopped early, drawn apart in grey and left
+    out of the box and the best (their accuracy is from fewer epochs)."""
     fig = Figure(figsize=(7, 4.5), dpi=DPI)
     ax = fig.add_subplot(1, 1, 1)
     levels = sorted(rewards)
     rng = np.random.default_rng(0)
-    ax.boxplot([rewards[b] for b in levels], positions=levels, widths=0.5, showfliers=False)
+    if levels:
+        ax.boxplot([rewards[b] for b in levels], positions=levels, widths=0.5, showfliers=False)
     for b in levels:
         y = np.asarray(rewards[b])
         ax.scatter(b + rng.uniform(-0.18, 0.18, len(y)), y, s=12, alpha=0.6, color="tab:blue")
         ax.scatter([b], [y.max()], marker="*", s=120, color="tab:red", zorder=3)
-    ax.set_xticks(levels)
+    for i, (b, ys) in enumerate(sorted((early or {}).items())):
+        ax.scatter(b + rng.uniform(-0.18, 0.18, len(ys)), ys, s=12, alpha=0.6, marker="x", color="tab:gray",
+                   label=None if i else "stopped early (fewer epochs)")  # fmt: skip
+    if early:
+        ax.legend(loc="lower right")
+    ax.set_xticks(sorted({*levels, *(early or {})}))
     ax.set_xlabel(axis)
     ax.set_ylabel("validation accuracy")
     ax.set_title(title)
@@ -70,11 +79,12 @@ def predicted_vs_measured(levels: dict[int, tuple[list[float], list[float], floa
 
 
 def best_so_far(curves: dict[str, list[float]], *, title: str) -> Figure:
-    """Best accuracy so far against the number of children trained, one line per run."""
+    """Best accuracy so far against the number of children trained, one line per run; a NaN
+    reward (a child stopped early: `full_rewards`) counts as trained, never as the best."""
     fig = Figure(figsize=(7, 4.5), dpi=DPI)
     ax = fig.add_subplot(1, 1, 1)
     for label, rewards in curves.items():
-        y = np.maximum.accumulate(np.asarray(rewards, dtype=float))
+        y = np.fmax.accumulate(np.asarray(rewards, dtype=float))
         ax.step(np.arange(1, len(y) + 1), y, where="post", label=label)
     ax.set_xlabel("children trained")
     ax.set_ylabel("best validation accuracy so far")
@@ -107,14 +117,15 @@ def comparison(runs: dict[str, tuple[list[float], dict[int, list[float]], str]],
     """Best-so-far against children trained, then mean accuracy per level: one panel per kind
     of level (block levels b, generations), since a generation is not a number of blocks.
 
-    ``runs``: label -> (rewards in training order, rewards by level, what the levels are)."""
+    ``runs``: label -> (rewards in training order as `full_rewards`, rewards by level, what
+    the levels are)."""
     axes_of = list(dict.fromkeys(axis for _, _, axis in runs.values()))
     fig = Figure(figsize=(5.5 * (1 + len(axes_of)), 4.5), dpi=DPI)
     ax1 = fig.add_subplot(1, 1 + len(axes_of), 1)
     right = {axis: fig.add_subplot(1, 1 + len(axes_of), 2 + i) for i, axis in enumerate(axes_of)}
     for i, (label, (ordered, by_level, axis)) in enumerate(runs.items()):
         colour = f"C{i}"
-        y = np.maximum.accumulate(np.asarray(ordered, dtype=float))
+        y = np.fmax.accumulate(np.asarray(ordered, dtype=float))  # NaN: stopped early (`best_so_far`)
         ax1.step(np.arange(1, len(y) + 1), y, where="post", label=label, color=colour)
         lv = sorted(by_level)
         stats = [_mean_clipped(by_level[b]) for b in lv]
@@ -176,10 +187,24 @@ def comparison_run(store, run: RunView) -> RunView | None:
     return max(other, key=lambda r: (r.updated_at, r.id)) if other else None
 
 
-def _by_level(jobs) -> dict[int, list[float]]:
+def at_full(run: RunView, jobs) -> list[bool]:
+    """Per job: its reward is from the run's full epochs, as `pnas top` ranks (a multi-fidelity
+    run stops some children early; no epochs recorded: a run from before it)."""
+    full = int((run.config.get("train") or {}).get("epochs") or 0)
+    return [j.epochs_trained is None or j.epochs_trained >= full for j in jobs]
+
+
+def full_rewards(run: RunView, jobs) -> list[float]:
+    """The rewards in training order, NaN for a child stopped early: a best-so-far curve's data."""
+    return [j.reward if f else float("nan") for j, f in zip(jobs, at_full(run, jobs))]
+
+
+def _by_level(run: RunView, jobs, *, full: bool = True) -> dict[int, list[float]]:
+    """The rewards by level of the children trained to the full epochs (``full=False``: of those stopped early)."""
     out: dict[int, list[float]] = {}
-    for j in jobs:
-        out.setdefault(j.level, []).append(j.reward)
+    for j, f in zip(jobs, at_full(run, jobs)):
+        if f == full:
+            out.setdefault(j.level, []).append(j.reward)
     return out
 
 
@@ -191,15 +216,15 @@ def write_plots(store, run: RunView, out: Path, *, compare: RunView | None = Non
     trained = store.trained_children(run.id)
     if not trained:
         return files, [f"run {run.name!r} has no succeeded child yet"]
-    by_level = _by_level(trained)
+    by_level, early = _by_level(run, trained), _by_level(run, trained, full=False)
     name = f"{run.name} ({run.config.get('strategy')}, {(run.config.get('train') or {}).get('dataset')})"
 
     t = f"accuracy per {level_axis(run).split(' (')[0]}: {name}"
-    files.append(save(accuracy_per_level(by_level, title=t, axis=level_axis(run)), out / "accuracy_per_level.png", name="accuracy_per_level", title=t))
+    files.append(save(accuracy_per_level(by_level, title=t, axis=level_axis(run), early=early), out / "accuracy_per_level.png", name="accuracy_per_level", title=t))
 
     spearman = {lv.b: lv.spearman_extrapolation for lv in store.levels(run.id)}
     pred: dict[int, tuple[list[float], list[float], float | None]] = {}
-    for b in sorted(by_level):
+    for b in sorted({*by_level, *early}):
         pairs = [(j.predicted, j.reward) for j in trained if j.level == b and j.predicted is not None]
         if len(pairs) >= 2:
             p, m = [x for x, _ in pairs], [y for _, y in pairs]
@@ -218,7 +243,7 @@ def write_plots(store, run: RunView, out: Path, *, compare: RunView | None = Non
         skipped.append("predicted_vs_measured: no level has predictions (a random-search run, or only level 1 done)")
 
     t = f"best so far: {name}"
-    files.append(save(best_so_far({run.name: [j.reward for j in trained]}, title=t), out / "best_so_far.png",
+    files.append(save(best_so_far({run.name: full_rewards(run, trained)}, title=t), out / "best_so_far.png",
                       name="best_so_far", title=t))  # fmt: skip
 
     with_test = {
@@ -239,7 +264,7 @@ def write_plots(store, run: RunView, out: Path, *, compare: RunView | None = Non
     else:
         runs = {}
         for r, jobs in ((run, trained), (other, store.trained_children(other.id))):
-            runs[f"{r.name} ({r.config.get('strategy')})"] = ([j.reward for j in jobs], _by_level(jobs), level_axis(r))
+            runs[f"{r.name} ({r.config.get('strategy')})"] = (full_rewards(r, jobs), _by_level(r, jobs), level_axis(r))
         t = f"{strategy_name(run)} vs {strategy_name(other)} on {(run.config.get('train') or {}).get('dataset')}"
         if strategy_name(run) == strategy_name(other):
             t = f"{run.name} vs {other.name} ({strategy_name(run)}) on {(run.config.get('train') or {}).get('dataset')}"

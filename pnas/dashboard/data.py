@@ -77,10 +77,15 @@ def _level_rows(store: Any, run: Any, now: datetime) -> list[dict]:
     return rows
 
 
-def _best_so_far(points: list[tuple[int, int, float, float | None]]) -> list[float]:
-    out, best = [], float("-inf")
-    for _, _, acc, _ in points:
-        best = max(best, acc)
+def _best_so_far(points: list[tuple[int, int, float, float | None, bool]]) -> list[float | None]:
+    """After each trained child, the best accuracy of the children trained to the run's full
+    epochs so far (None before the first), as `pnas top` ranks: a child a multi-fidelity run
+    stopped early counts as trained but never as the best."""
+    out: list[float | None] = []
+    best = None
+    for _, _, acc, _, full in points:
+        if full:
+            best = acc if best is None else max(best, acc)
         out.append(best)
     return out
 
@@ -104,7 +109,7 @@ def run_data(store: Any, ref: str | int) -> dict:
                     "best_so_far": _best_so_far(store.trained_points(other.id))}  # fmt: skip
     totals = {st: sum(lv["states"][st] for lv in levels) for st in ALL_STATES}
     tally = Tally.of(totals, further=sum(lv["further"] for lv in levels))
-    predicted = [[lv, p, acc] for _, lv, acc, p in points if p is not None]
+    predicted = [[lv, p, acc] for _, lv, acc, p, _ in points if p is not None]
     strategy = r.config.get("strategy", "pnas")
     return {
         "now": iso(now),
@@ -120,7 +125,9 @@ def run_data(store: Any, ref: str | int) -> dict:
         "charts": {
             "best_so_far": _best_so_far(points),
             "baseline": baseline,
-            "accuracy": [[lv, acc] for _, lv, acc, _ in points],
+            # [level, accuracy, trained to the full epochs]: the chart draws early-stopped ones apart
+            "accuracy": [[lv, acc, full] for _, lv, acc, _, full in points],
+            "full_epochs": (r.config.get("train") or {}).get("epochs"),
             "predicted_vs_measured": predicted,
             "predicted_vs_measured_note": None if predicted else _no_prediction_why(strategy, levels, points),
             "cost": cost_data(store, r.id),

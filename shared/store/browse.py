@@ -96,16 +96,20 @@ class Browse(StoreBase):
                 }
             return out
 
-    def trained_points(self, run_id: int, *, kind: str = "search") -> list[tuple[int, int, float, float | None]]:
-        """(job id, level, accuracy, predicted) of every succeeded child in the order they
-        finished: the charts' data (best so far, accuracy per level, predicted vs measured)."""
+    def trained_points(self, run_id: int, *, kind: str = "search") -> list[tuple[int, int, float, float | None, bool]]:
+        """(job id, level, accuracy, predicted, full) of every succeeded child in the order
+        they finished: the charts' data (best so far, accuracy per level, predicted vs
+        measured). ``full``: its accuracy is from the run's full epochs (`trained_to_full`);
+        a multi-fidelity run stops some children early."""
         with self._tx() as s:
+            full = full_epochs(s, run_id)
             q = (
-                select(ChildJob.id, ChildJob.level, ChildJob.reward, ChildJob.predicted)
+                select(ChildJob.id, ChildJob.level, ChildJob.reward, ChildJob.predicted, trained_to_full(full))
                 .where(ChildJob.run_id == run_id, ChildJob.kind == kind, ChildJob.state == _S)
                 .order_by(ChildJob.finished_at, ChildJob.id)
             )
-            return [(int(i), int(lv), float(r or 0.0), p) for i, lv, r, p in s.execute(q)]  # succeeded: r is set
+            # succeeded: r is set
+            return [(int(i), int(lv), float(r or 0.0), p, bool(f)) for i, lv, r, p, f in s.execute(q)]
 
     def children_page(self, run_id: int, query: ChildrenQuery, *, kind: str = "search") -> tuple[int, list[dict]]:
         """(children matching the filters, one page of them as dicts) for the children table.

@@ -97,6 +97,24 @@ def test_rungs_children_and_the_cost_front(asha: tuple[Any, int, list[int]]) -> 
     )
 
 
+def test_the_charts_never_take_an_early_stopped_child_for_the_best(asha: tuple[Any, int, list[int]]) -> None:
+    """ids[5] (0.93 after 2 of 4 epochs) is more accurate than ids[4] (0.92 after 4): the best
+    so far is ids[4]'s, as `pnas top` ranks, and the accuracy chart says which are early."""
+    store, rid, ids = asha
+    c = TestClient(create_app(store, Settings(database_url=store.url)))
+    run = c.get(f"/api/runs/{rid}").json()
+    charts = run["charts"]
+    curve = charts["best_so_far"]
+    assert len(curve) == 5  # the five succeeded children, ids[3] is training toward 4 epochs
+    # None until ids[4] reached 4 epochs (the children finish in an order the clock decides)
+    assert curve[-1] == 0.92 and set(curve) <= {None, 0.92}
+    assert charts["full_epochs"] == 4
+    assert sorted(map(tuple, charts["accuracy"])) == [(1, 0.5, False), (1, 0.6, False), (1, 0.7, False),
+                                                      (1, 0.92, True), (1, 0.93, False)]  # fmt: skip
+    page = c.get(f"/runs/{rid}").text
+    assert "(of the children trained to the full 4 epochs)" in page and "(stopped early in grey)" in page
+
+
 def test_the_front_is_pnas_pareto_s_on_a_full_fidelity_run(store: Any) -> None:
     run, _ = store.create_run(
         name="full",

@@ -179,6 +179,22 @@ def test_accuracy_against_cost_marks_the_front_pnas_pareto_prints(
     browser.save_screenshot(str(SCREENSHOTS / "run-asha-cost.png"))
 
 
+def test_the_best_so_far_and_the_levels_chart_keep_early_stopped_children_apart(asha: Asha, browser: Any) -> None:
+    jobs = [j for j in asha.store.jobs(asha.run_id) if j.reward is not None]
+    full = [j for j in jobs if j.epochs_trained == 4]
+    early = len(jobs) - len(full)
+    assert full and early and max(j.reward for j in full) == asha.store.top(asha.run_id, k=1)[0].reward
+    browser.get(f"{asha.url}/runs/{asha.run_id}")
+    wait_for("the charts", lambda: browser.execute_script("return !!(window.pnasCharts.best && window.pnasCharts.levels);"))
+    best = browser.execute_script("return [...window.pnasCharts.best.data[1]].filter(v => v !== null);")
+    assert best and max(best) == pytest.approx(max(j.reward for j in full))
+    legend = browser.execute_script("return document.querySelector('#chart-levels .u-legend').textContent;")
+    for label in (f"trained to the full 4 epochs ({len(full)})", f"stopped early, fewer epochs ({early})"):
+        assert label in legend, (label, legend)
+    grey = browser.execute_script("return [...window.pnasCharts.levels.data[2]].filter(v => v !== null);")
+    assert len(grey) == early
+
+
 def test_a_run_with_nothing_trained_says_so(asha: Asha, browser: Any) -> None:
     browser.get(f"{asha.url}/runs/{asha.empty_id}")
     wait_for("the empty cost chart's sentence", lambda: "no trained child yet" in browser.execute_script(

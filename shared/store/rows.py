@@ -73,3 +73,14 @@ def training_further() -> Any:
     """A search child promoted after a rung, queued or running again to its next rung (still a
     trained child: `shared.progress.Tally`)."""
     return and_(ChildJob.state.in_([JobState.queued.value, JobState.running.value]), ChildJob.rung > 0)
+
+
+def best_reward(rewards: list[tuple[int | None, float]], full: int) -> dict:
+    """``best`` and ``best_epochs`` from (epochs trained, best reward) pairs: of the children
+    trained to the full epochs (no epochs recorded: a run from before multi-fidelity) if any,
+    else of any completed rung (as `Reports.top` ranks them: by reward)."""
+    at_full = [r for e, r in rewards if e is None or e >= full]
+    if at_full or not rewards:
+        return {"best": max(at_full, default=None), "best_epochs": full if at_full else None}
+    epochs, best = max(rewards, key=lambda er: er[1])
+    return {"best": best, "best_epochs": epochs}

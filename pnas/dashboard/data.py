@@ -15,7 +15,7 @@ from pnas.dashboard.rungs import rungs_data
 from pnas.render import cell_of, iso
 from shared.errors import UserError
 from shared.jobs import ALL_STATES, JobState, RunState
-from shared.progress import Tally, level_report
+from shared.progress import Tally, best_words, level_report
 from shared.settings import Settings
 from shared.store.browse import SORTABLE, ChildrenQuery
 from shared.store.registry import worker_state
@@ -49,12 +49,13 @@ def runs_data(store: Any) -> dict:
 
 def _level_rows(store: Any, run: Any, now: datetime) -> list[dict]:
     """Each level's state, progress, elapsed and ETA as `pnas status` has them (`shared.progress`)."""
-    progress = store.level_overview(run.id)
+    progress = store.level_overview(run.id)  # its best is `pnas status`'s: of the children trained to the full epochs
+    full = int((run.config.get("train") or {}).get("epochs") or 0)
     further = store.further_counts(run.id)  # promoted after a rung, training further: still trained
     levels = {lv.b: lv for lv in store.levels(run.id)}
     rows = []
     for b in sorted(set(progress) | set(levels)):
-        p = progress.get(b, {"states": {st: 0 for st in ALL_STATES}, "total": 0, "best": None, "mean": None,
+        p = progress.get(b, {"states": {st: 0 for st in ALL_STATES}, "total": 0, "best": None, "best_epochs": None, "mean": None,
                              "first_started": None, "last_finished": None, "child_seconds": 0.0})  # fmt: skip
         lv = levels.get(b)
         rep = level_report(
@@ -68,7 +69,8 @@ def _level_rows(store: Any, run: Any, now: datetime) -> list[dict]:
             "distinct_candidates": lv.distinct_candidates if lv else None,
             "states": p["states"], "total": p["total"], "done": rep.tally.trained, "trained": rep.tally.trained, "further": rep.tally.further,
             "failed": rep.tally.failed, "cancelled": rep.tally.cancelled, "progress": rep.progress,
-            "best": p["best"], "mean": p["mean"],
+            "best": p["best"], "best_epochs": p["best_epochs"], "best_words": best_words(p["best"], p["best_epochs"], full),
+            "mean": p["mean"],
             "spearman_extrapolation": lv.spearman_extrapolation if lv else None,
             "spearman_insample": lv.spearman_insample if lv else None,
             "started_at": iso(rep.started_at), "finished_at": iso(lv.finished_at if lv else None),

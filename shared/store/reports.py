@@ -9,7 +9,7 @@ from sqlalchemy import case, func, or_, select
 from shared.db.models import ChildJob, EpochRow, Run
 from shared.jobs import ALL_STATES, JobState, JobView
 from shared.store.engine import StoreBase
-from shared.store.rows import as_datetime, best_reward, job_view, jobs_where, run_view, training_further
+from shared.store.rows import as_datetime, best_reward, job_view, jobs_where, level_bests, run_view, training_further
 
 _S = JobState.succeeded.value
 
@@ -61,6 +61,13 @@ class Reports(StoreBase):
             at_full = or_(ChildJob.kind != "search", ChildJob.epochs_trained.is_(None), ChildJob.epochs_trained >= full)
             q = q.order_by(case((at_full, 0), else_=1), ChildJob.reward.desc(), ChildJob.id).limit(k)
             return [job_view(r) for r in s.scalars(q)]
+
+    def best_per_level(self, run_id: int, *, kind: str = "search") -> dict[int, dict]:
+        """{level: ``best``, ``best_epochs``} as the live line and `pnas runs` give a best
+        (`rows.level_bests`): of the level's children trained to the run's full epochs, else
+        of any completed rung (then ``best_epochs`` is below them)."""
+        with self._tx() as s:
+            return level_bests(s, run_id, self._full_epochs(s, run_id), kind=kind)
 
     def further_counts(self, run_id: int) -> dict[int, int]:
         """{level: search children promoted after a rung, queued or running again} (a child

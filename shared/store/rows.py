@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Iterable, Iterator, TypeVar
 
-from sqlalchemy import and_
+from sqlalchemy import and_, func, select
 
 from shared.db.models import ChildJob, Level, Run
 from shared.jobs import JobState, JobView, LevelState, LevelView, RunState, RunView
@@ -84,3 +84,18 @@ def best_reward(rewards: list[tuple[int | None, float]], full: int) -> dict:
         return {"best": max(at_full, default=None), "best_epochs": full if at_full else None}
     epochs, best = max(rewards, key=lambda er: er[1])
     return {"best": best, "best_epochs": epochs}
+
+
+def level_bests(s: Any, run_id: int, full: int, *, kind: str = "search", level: int | None = None) -> dict[int, dict]:
+    """{level: its `best_reward` (``best``, ``best_epochs``)} over the children with a reward
+    (one training further after a rung keeps its rung's), in one aggregate query: the
+    per-level best that the live line, `pnas status` and the dashboard's run page show."""
+    q = select(ChildJob.level, ChildJob.epochs_trained, func.max(ChildJob.reward)).where(
+        ChildJob.run_id == run_id, ChildJob.kind == kind, ChildJob.reward.is_not(None)
+    )
+    if level is not None:
+        q = q.where(ChildJob.level == level)
+    by_epochs: dict[int, list[tuple[int | None, float]]] = {}  # the best reward per epochs trained
+    for lv, epochs, best in s.execute(q.group_by(ChildJob.level, ChildJob.epochs_trained)):
+        by_epochs.setdefault(int(lv), []).append((epochs, float(best or 0.0)))  # never None: rewards only
+    return {lv: best_reward(pairs, full) for lv, pairs in by_epochs.items()}

@@ -14,7 +14,7 @@ from shared.jobs import ALL_STATES, Cancelled, JobState, RunState
 from shared.space.network import network_id_of
 from shared.store.engine import StoreBase
 from shared.store.browse import full_epochs
-from shared.store.rows import best_reward, chunks, jobs_where, training_further
+from shared.store.rows import best_reward, chunks, jobs_where, level_bests, training_further
 
 _RETRYABLE = (JobState.failed, JobState.lost)
 
@@ -130,7 +130,7 @@ class Scheduling(StoreBase):
     def level_progress(self, run_id: int, level: int, *, kind: str = "search") -> dict:
         """In one aggregate, counts by state, requeueable lost ones, those training further
         after a rung (``further``, `shared.progress.Tally`); then the best reward so far as
-        `pnas runs` gives it (`rows.best_reward`): of the children trained to the run's
+        `pnas runs` gives it (`rows.level_bests`): of the children trained to the run's
         ``full_epochs``, else of any completed rung, from ``best_epochs``."""
         lost_with_attempts = and_(ChildJob.state == JobState.lost.value, ChildJob.attempts < ChildJob.max_attempts)
         with self._tx() as s:
@@ -141,11 +141,8 @@ class Scheduling(StoreBase):
                 func.count(),
             ).where(ChildJob.run_id == run_id, ChildJob.level == level, ChildJob.kind == kind)
             row = s.execute(q).one()
-            best = select(ChildJob.epochs_trained, func.max(ChildJob.reward)).where(
-                ChildJob.run_id == run_id, ChildJob.level == level, ChildJob.kind == kind, ChildJob.reward.is_not(None)
-            )
-            by_epochs = [(e, float(r or 0.0)) for e, r in s.execute(best.group_by(ChildJob.epochs_trained))]
             full = full_epochs(s, run_id)
+            best = level_bests(s, run_id, full, kind=kind, level=level).get(level) or best_reward([], full)
         n = len(ALL_STATES)
         return {
             "counts": {st: int(row[i] or 0) for i, st in enumerate(ALL_STATES)},
@@ -153,7 +150,7 @@ class Scheduling(StoreBase):
             "further": int(row[n + 1] or 0),
             "total": int(row[-1] or 0),
             "full_epochs": full,
-            **best_reward(by_epochs, full),
+            **best,
         }
 
     def sweep_expired(self, run_id: int | None = None) -> list[int]:

@@ -155,3 +155,36 @@ def test_the_front_is_pnas_pareto_s_on_a_full_fidelity_run(store: Any) -> None:
         .json()["charts"]["cost"]["note"]
     )
     assert note.startswith("no trained child yet")
+
+
+def test_the_levels_best_is_pnas_status_s(asha: tuple[Any, int, list[int]], monkeypatch: Any) -> None:
+    """The run page's best per level is `pnas status`'s: ids[4]'s 0.92 after the full 4 epochs,
+    not ids[5]'s 0.93 after 2; before any child reached them, the best rung, labelled with its
+    epochs (ids[3] training on toward 4 keeps its 2-epoch 0.82), as status and the live line say."""
+    from pnas.commands.status import collect
+
+    monkeypatch.setenv("PNAS_CHECKPOINT_URL", "")
+    store, rid, ids = asha
+    c = TestClient(create_app(store, Settings(database_url=store.url)))
+
+    def status_best(name: str) -> tuple:
+        (lv,) = collect(store, name)["levels"]
+        return lv["best"], lv["best_epochs"]
+
+    (lv,) = c.get(f"/api/runs/{rid}").json()["levels"]
+    assert lv["best"] == 0.92 == store.top(rid, k=1, level=1)[0].reward == store.level_progress(rid, 1)["best"]
+    assert (lv["best"], lv["best_epochs"], lv["best_words"]) == (*status_best("asha"), "0.9200")
+    assert '<td class="n best">0.9200</td>' in c.get(f"/runs/{rid}").text
+
+    run, _ = store.create_run(name="early", config=CONFIG, seed=1)
+    a, b, d = store.add_jobs(run.id, level=1, children=[(f"e{i}", _cell(i), None, None) for i in range(3)], max_attempts=1)
+    for jid, acc in ((a, 0.6), (b, 0.7), (d, 0.82)):
+        _train(store, jid, acc, 1, 100)
+    assert store.promote([(d, 0, 1)]) == [d]
+    _train(store, d, 0.83, 2, 100)
+    assert store.promote([(d, 1, 2)]) == [d]  # d trains on toward 4 epochs, keeping its 0.83 after 2
+    (lv,) = c.get(f"/api/runs/{run.id}").json()["levels"]
+    assert lv["best"] == 0.83 == store.level_progress(run.id, 1)["best"]
+    assert (lv["best"], lv["best_epochs"]) == status_best("early") and lv["best_words"] == "0.8300 at 2/4 epochs"
+    assert '<td class="n best">0.8300 at 2/4 epochs</td>' in c.get(f"/runs/{run.id}").text
+

@@ -28,7 +28,9 @@ def _seconds(a: datetime | None, b: datetime | None) -> float | None:
 
 
 def runs_data(store: Any) -> dict:
-    """Every run, newest first: state, level, children done/total, best, started, last activity."""
+    """Every run, newest first: state, level, children done/total, best (as `pnas runs` has
+    it: of the children trained to the full epochs, else labelled with its epochs), started,
+    last activity."""
     now = store.db_now()
     runs = []
     for row in reversed(store.run_summaries()):
@@ -41,6 +43,9 @@ def runs_data(store: Any) -> dict:
             "children_done": tally.done, "children_trained": tally.trained, "children_failed": tally.failed,
             "children_cancelled": tally.cancelled, "children_total": tally.total,
             "children_expected": expected_children(r.config or {}, row["level_totals"]), "jobs": jobs, "best": row["best"],
+            # as `pnas runs` says it: labelled 'at k/N epochs' while no child reached the full epochs
+            "best_epochs": row["best_epochs"], "full_epochs": row["full_epochs"],
+            "best_words": best_words(row["best"], row["best_epochs"], row["full_epochs"]),
             "started_at": iso(r.created_at), "last_activity": iso(last),
             "idle_seconds": _seconds(last, now),
         })  # fmt: skip

@@ -188,3 +188,21 @@ def test_the_levels_best_is_pnas_status_s(asha: tuple[Any, int, list[int]], monk
     assert (lv["best"], lv["best_epochs"]) == status_best("early") and lv["best_words"] == "0.8300 at 2/4 epochs"
     assert '<td class="n best">0.8300 at 2/4 epochs</td>' in c.get(f"/runs/{run.id}").text
 
+
+def test_the_runs_list_labels_a_best_from_fewer_epochs_as_pnas_runs_does(asha: tuple[Any, int, list[int]]) -> None:
+    """A run no child of which reached the full epochs shows its best 'at k/N epochs', in the
+    words `pnas runs` prints; a run with one there shows the plain number."""
+    from pnas.commands.runs import _best, collect
+
+    store, rid, _ = asha
+    run, _ = store.create_run(name="early", config=CONFIG, seed=1)
+    a, b = store.add_jobs(run.id, level=1, children=[(f"e{i}", _cell(i), None, None) for i in range(2)], max_attempts=1)
+    _train(store, a, 0.5984, 1, 100)
+    _train(store, b, 0.55, 1, 100)
+    c = TestClient(create_app(store, Settings(database_url=store.url)))
+    page = c.get("/").text
+    assert "0.5984 at 1/4 epochs</td>" in page
+    assert '<td class="n best">0.5984 at 1/4 epochs</td>' in page and '<td class="n best">0.9200</td>' in page
+    rows = {r["name"]: r for r in c.get("/api/runs").json()["runs"]}
+    said = {r["name"]: _best(r) for r in collect(store)}
+    assert {n: r["best_words"] for n, r in rows.items()} == said == {"asha": "0.9200", "early": "0.5984 at 1/4 epochs"}

@@ -55,20 +55,30 @@ def accuracy_per_level(rewards: dict[int, list[float]], *, title: str, axis: str
     return fig
 
 
-def predicted_vs_measured(levels: dict[int, tuple[list[float], list[float], float | None]], *, title: str) -> Figure:
+def predicted_vs_measured(levels: dict[int, tuple[list[float], list[float], float | None]], *, title: str,
+                          early: dict[int, tuple[list[float], list[float]]] | None = None) -> Figure:
     """One panel per level: the surrogate's prediction against the measured accuracy of the
-    children it chose, with the Spearman rank correlation in the panel title."""
-    n = len(levels)
+    children it chose, with the Spearman rank correlation in the panel title. ``early``:
+    (predicted, measured) of the children a multi-fidelity run stopped early, drawn apart as
+    grey crosses and left out of n (their accuracy is from fewer epochs than the prediction's)."""
+    early = early or {}
+    shown = sorted({*levels, *early})
+    n = len(shown)
     fig = Figure(figsize=(4 * n + 0.5, 4.2), dpi=DPI)
-    for i, b in enumerate(sorted(levels), 1):
-        pred, meas, rho = levels[b]
+    for i, b in enumerate(shown, 1):
+        pred, meas, rho = levels.get(b, ([], [], None))
+        ep, em = early.get(b, ([], []))
         ax = fig.add_subplot(1, n, i)
         ax.scatter(pred, meas, s=14, alpha=0.7)
-        lo = min(min(pred), min(meas))
-        hi = max(max(pred), max(meas))
+        if ep:
+            ax.scatter(ep, em, s=14, alpha=0.6, marker="x", color="tab:gray", label="stopped early (fewer epochs)")
+            ax.legend(loc="lower right", fontsize=8)
+        lo = min(*pred, *meas, *ep, *em)
+        hi = max(*pred, *meas, *ep, *em)
         ax.plot([lo, hi], [lo, hi], ls="--", lw=0.8, color="grey")
         rho_s = "n/a" if rho is None else f"{rho:.3f}"
-        ax.set_title(f"level {b}: Spearman {rho_s} (n={len(pred)})", fontsize=10)
+        stopped = f", {len(ep)} stopped early" if ep else ""
+        ax.set_title(f"level {b}: Spearman {rho_s} (n={len(pred)}{stopped})", fontsize=10)
         ax.set_xlabel("predicted accuracy")
         if i == 1:
             ax.set_ylabel("measured accuracy")
@@ -224,20 +234,23 @@ def write_plots(store, run: RunView, out: Path, *, compare: RunView | None = Non
 
     spearman = {lv.b: lv.spearman_extrapolation for lv in store.levels(run.id)}
     pred: dict[int, tuple[list[float], list[float], float | None]] = {}
+    pred_early: dict[int, tuple[list[float], list[float]]] = {}  # stopped early: drawn apart
     for b in sorted({*by_level, *early}):
-        pairs = [(j.predicted, j.reward) for j in trained if j.level == b and j.predicted is not None]
+        pairs = [(j.predicted, j.reward, f) for j, f in zip(trained, at_full(run, trained)) if j.level == b and j.predicted is not None]
         if len(pairs) >= 2:
-            p, m = [x for x, _ in pairs], [y for _, y in pairs]
+            p, m = [x for x, _, f in pairs if f], [y for _, y, f in pairs if f]
             rho = spearman.get(b)
-            if rho is None and len(pairs) >= 3:
+            if rho is None and len(p) >= 3:
                 from scipy.stats import spearmanr
 
                 r = spearmanr(p, m).statistic
                 rho = float(r) if np.isfinite(r) else None
             pred[b] = (p, m, rho)
+            if len(p) < len(pairs):
+                pred_early[b] = ([x for x, _, f in pairs if not f], [y for _, y, f in pairs if not f])
     if pred:
         t = f"predicted vs measured accuracy: {name}"
-        files.append(save(predicted_vs_measured(pred, title=t), out / "predicted_vs_measured.png",
+        files.append(save(predicted_vs_measured(pred, title=t, early=pred_early), out / "predicted_vs_measured.png",
                           name="predicted_vs_measured", title=t))  # fmt: skip
     else:
         skipped.append("predicted_vs_measured: no level has predictions (a random-search run, or only level 1 done)")

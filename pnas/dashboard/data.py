@@ -116,7 +116,9 @@ def run_data(store: Any, ref: str | int) -> dict:
                     "best_so_far": _best_so_far(store.trained_points(other.id))}  # fmt: skip
     totals = {st: sum(lv["states"][st] for lv in levels) for st in ALL_STATES}
     tally = Tally.of(totals, further=sum(lv["further"] for lv in levels))
-    predicted = [[lv, p, acc] for _, lv, acc, p, _ in points if p is not None]
+    # [level, predicted, accuracy, trained to the full epochs]: the chart draws early-stopped ones
+    # apart in grey (their accuracy is from fewer epochs than the one the prediction is of)
+    predicted = [[lv, p, acc, full] for _, lv, acc, p, full in points if p is not None]
     strategy = r.config.get("strategy", "pnas")
     return {
         "now": iso(now),

@@ -206,3 +206,21 @@ def test_the_runs_list_labels_a_best_from_fewer_epochs_as_pnas_runs_does(asha: t
     rows = {r["name"]: r for r in c.get("/api/runs").json()["runs"]}
     said = {r["name"]: _best(r) for r in collect(store)}
     assert {n: r["best_words"] for n, r in rows.items()} == said == {"asha": "0.9200", "early": "0.5984 at 1/4 epochs"}
+
+
+def test_predicted_vs_measured_draws_early_stopped_children_apart(store: Any) -> None:
+    """A prediction is of a child's accuracy after the full epochs: a child stopped after 1 of
+    4 (0.95, above the predicted 0.6) is marked apart (grey on the chart), not taken for one
+    the predictor got wrong."""
+    run, _ = store.create_run(name="pred", config={**CONFIG, "strategy": "pnas"}, seed=0)
+    store.start_level(run.id, 2, candidates=3)
+    ids = store.add_jobs(run.id, level=2, children=[(f"p{i}", _cell(i), p, i + 1) for i, p in enumerate((0.9, 0.8, 0.6))],
+                         max_attempts=1)  # fmt: skip
+    for jid, acc, epochs in zip(ids, (0.85, 0.7, 0.95), (4, 4, 1)):
+        _train(store, jid, acc, epochs, 100)
+    c = TestClient(create_app(store, Settings(database_url=store.url)))
+    charts = c.get(f"/api/runs/{run.id}").json()["charts"]
+    assert sorted(map(tuple, charts["predicted_vs_measured"])) == [(2, 0.6, 0.95, False), (2, 0.8, 0.7, True),
+                                                                   (2, 0.9, 0.85, True)]  # fmt: skip
+    assert charts["predicted_vs_measured_note"] is None
+    assert "Predicted vs measured accuracy, by level (stopped early in grey)" in c.get(f"/runs/{run.id}").text

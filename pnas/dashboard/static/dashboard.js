@@ -114,14 +114,22 @@
     return { data, series, xlabel: d.run.level_word === "generation" ? "generation" : "level (b)", ylabel: "accuracy", xincr: [1] };
   }
   function predSpec(d) {
+    // [level, predicted, accuracy, trained to the full epochs]: a child a multi-fidelity run
+    // stopped early measured fewer epochs than the prediction is of, so it is drawn in grey apart
     const rows = d.charts.predicted_vs_measured.slice().sort((a, b) => a[1] - b[1]);
-    const levels = [...new Set(rows.map(r => r[0]))].sort((a, b) => a - b);
+    const full = rows.filter(r => r[3] !== false);
+    const levels = [...new Set(full.map(r => r[0]))].sort((a, b) => a - b);
     const data = [rows.map(r => r[1])];
     const series = [{ label: "predicted" }];
     levels.forEach((lv, k) => {
-      data.push(rows.map(r => r[0] === lv ? r[2] : null));
+      data.push(rows.map(r => r[0] === lv && r[3] !== false ? r[2] : null));
       series.push(dots("level " + lv, COLOURS[k % COLOURS.length]));
     });
+    const early = rows.length - full.length;
+    if (early) {
+      data.push(rows.map(r => r[3] === false ? r[2] : null));
+      series.push(dots("stopped early, fewer epochs (" + early + ")", "#9aa0aa"));
+    }
     return { data, series, xlabel: "predicted accuracy", ylabel: "measured accuracy", empty: d.charts.predicted_vs_measured_note };
   }
   function curveSpec(c) {

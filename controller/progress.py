@@ -18,6 +18,8 @@ class LevelProgress:
     elapsed: float
     eta: float | None
     further: int = 0  # promoted after a rung, queued or running again (multi-fidelity)
+    best_epochs: int | None = None  # what ``best`` is from: below full_epochs while no child reached them
+    full_epochs: int = 0
 
     @property
     def done(self) -> int:
@@ -78,7 +80,8 @@ class LevelClock:
     def progress(self, aggregate: dict) -> LevelProgress:
         counts = aggregate["counts"]
         p = LevelProgress(self.b, aggregate["total"], counts, aggregate["best"], time.monotonic() - self.start, None,
-                          further=aggregate.get("further", 0))  # fmt: skip
+                          further=aggregate.get("further", 0), best_epochs=aggregate.get("best_epochs"),
+                          full_epochs=aggregate.get("full_epochs", 0))  # fmt: skip
         if self.first_done is None:
             self.first_done = p.done
         new = p.done - self.first_done

@@ -27,18 +27,27 @@ class PlotFile:
     height: int
 
 
-def accuracy_per_level(rewards: dict[int, list[float]], *, title: str, axis: str = "level b (blocks per cell)") -> Figure:
-    """Every child's accuracy by level (jittered points over a box), the best marked."""
+def accuracy_per_level(rewards: dict[int, list[float]], *, title: str, axis: str = "level b (blocks per cell)",
+                       early: dict[int, list[float]] | None = None) -> Figure:
+    """Every child's accuracy by level (jittered points over a box), the best marked.
+    ``early``: the children a multi-fidelity run stopped early, drawn apart in grey and left
+    out of the box and the best (their accuracy is from fewer epochs)."""
     fig = Figure(figsize=(7, 4.5), dpi=DPI)
     ax = fig.add_subplot(1, 1, 1)
     levels = sorted(rewards)
     rng = np.random.default_rng(0)
-    ax.boxplot([rewards[b] for b in levels], positions=levels, widths=0.5, showfliers=False)
+    if levels:
+        ax.boxplot([rewards[b] for b in levels], positions=levels, widths=0.5, showfliers=False)
     for b in levels:
         y = np.asarray(rewards[b])
         ax.scatter(b + rng.uniform(-0.18, 0.18, len(y)), y, s=12, alpha=0.6, color="tab:blue")
         ax.scatter([b], [y.max()], marker="*", s=120, color="tab:red", zorder=3)
-    ax.set_xticks(levels)
+    for i, (b, ys) in enumerate(sorted((early or {}).items())):
+        ax.scatter(b + rng.uniform(-0.18, 0.18, len(ys)), ys, s=12, alpha=0.6, marker="x", color="tab:gray",
+                   label=None if i else "stopped early (fewer epochs)")  # fmt: skip
+    if early:
+        ax.legend(loc="lower right")
+    ax.set_xticks(sorted({*levels, *(early or {})}))
     ax.set_xlabel(axis)
     ax.set_ylabel("validation accuracy")
     ax.set_title(title)
@@ -46,20 +55,30 @@ def accuracy_per_level(rewards: dict[int, list[float]], *, title: str, axis: str
     return fig
 
 
-def predicted_vs_measured(levels: dict[int, tuple[list[float], list[float], float | None]], *, title: str) -> Figure:
+def predicted_vs_measured(levels: dict[int, tuple[list[float], list[float], float | None]], *, title: str,
+                          early: dict[int, tuple[list[float], list[float]]] | None = None) -> Figure:
     """One panel per level: the surrogate's prediction against the measured accuracy of the
-    children it chose, with the Spearman rank correlation in the panel title."""
-    n = len(levels)
+    children it chose, with the Spearman rank correlation in the panel title. ``early``:
+    (predicted, measured) of the children a multi-fidelity run stopped early, drawn apart as
+    grey crosses and left out of n (their accuracy is from fewer epochs than the prediction's)."""
+    early = early or {}
+    shown = sorted({*levels, *early})
+    n = len(shown)
     fig = Figure(figsize=(4 * n + 0.5, 4.2), dpi=DPI)
-    for i, b in enumerate(sorted(levels), 1):
-        pred, meas, rho = levels[b]
+    for i, b in enumerate(shown, 1):
+        pred, meas, rho = levels.get(b, ([], [], None))
+        ep, em = early.get(b, ([], []))
         ax = fig.add_subplot(1, n, i)
         ax.scatter(pred, meas, s=14, alpha=0.7)
-        lo = min(min(pred), min(meas))
-        hi = max(max(pred), max(meas))
+        if ep:
+            ax.scatter(ep, em, s=14, alpha=0.6, marker="x", color="tab:gray", label="stopped early (fewer epochs)")
+            ax.legend(loc="lower right", fontsize=8)
+        lo = min(*pred, *meas, *ep, *em)
+        hi = max(*pred, *meas, *ep, *em)
         ax.plot([lo, hi], [lo, hi], ls="--", lw=0.8, color="grey")
         rho_s = "n/a" if rho is None else f"{rho:.3f}"
-        ax.set_title(f"level {b}: Spearman {rho_s} (n={len(pred)})", fontsize=10)
+        stopped = f", {len(ep)} stopped early" if ep else ""
+        ax.set_title(f"level {b}: Spearman {rho_s} (n={len(pred)}{stopped})", fontsize=10)
         ax.set_xlabel("predicted accuracy")
         if i == 1:
             ax.set_ylabel("measured accuracy")
@@ -70,11 +89,12 @@ def predicted_vs_measured(levels: dict[int, tuple[list[float], list[float], floa
 
 
 def best_so_far(curves: dict[str, list[float]], *, title: str) -> Figure:
-    """Best accuracy so far against the number of children trained, one line per run."""
+    """Best accuracy so far against the number of children trained, one line per run; a NaN
+    reward (a child stopped early: `full_rewards`) counts as trained, never as the best."""
     fig = Figure(figsize=(7, 4.5), dpi=DPI)
     ax = fig.add_subplot(1, 1, 1)
     for label, rewards in curves.items():
-        y = np.maximum.accumulate(np.asarray(rewards, dtype=float))
+        y = np.fmax.accumulate(np.asarray(rewards, dtype=float))
         ax.step(np.arange(1, len(y) + 1), y, where="post", label=label)
     ax.set_xlabel("children trained")
     ax.set_ylabel("best validation accuracy so far")
@@ -107,14 +127,15 @@ def comparison(runs: dict[str, tuple[list[float], dict[int, list[float]], str]],
     """Best-so-far against children trained, then mean accuracy per level: one panel per kind
     of level (block levels b, generations), since a generation is not a number of blocks.
 
-    ``runs``: label -> (rewards in training order, rewards by level, what the levels are)."""
+    ``runs``: label -> (rewards in training order as `full_rewards`, rewards by level, what
+    the levels are)."""
     axes_of = list(dict.fromkeys(axis for _, _, axis in runs.values()))
     fig = Figure(figsize=(5.5 * (1 + len(axes_of)), 4.5), dpi=DPI)
     ax1 = fig.add_subplot(1, 1 + len(axes_of), 1)
     right = {axis: fig.add_subplot(1, 1 + len(axes_of), 2 + i) for i, axis in enumerate(axes_of)}
     for i, (label, (ordered, by_level, axis)) in enumerate(runs.items()):
         colour = f"C{i}"
-        y = np.maximum.accumulate(np.asarray(ordered, dtype=float))
+        y = np.fmax.accumulate(np.asarray(ordered, dtype=float))  # NaN: stopped early (`best_so_far`)
         ax1.step(np.arange(1, len(y) + 1), y, where="post", label=label, color=colour)
         lv = sorted(by_level)
         stats = [_mean_clipped(by_level[b]) for b in lv]
@@ -176,10 +197,24 @@ def comparison_run(store, run: RunView) -> RunView | None:
     return max(other, key=lambda r: (r.updated_at, r.id)) if other else None
 
 
-def _by_level(jobs) -> dict[int, list[float]]:
+def at_full(run: RunView, jobs) -> list[bool]:
+    """Per job: its reward is from the run's full epochs, as `pnas top` ranks (a multi-fidelity
+    run stops some children early; no epochs recorded: a run from before it)."""
+    full = int((run.config.get("train") or {}).get("epochs") or 0)
+    return [j.epochs_trained is None or j.epochs_trained >= full for j in jobs]
+
+
+def full_rewards(run: RunView, jobs) -> list[float]:
+    """The rewards in training order, NaN for a child stopped early: a best-so-far curve's data."""
+    return [j.reward if f else float("nan") for j, f in zip(jobs, at_full(run, jobs))]
+
+
+def _by_level(run: RunView, jobs, *, full: bool = True) -> dict[int, list[float]]:
+    """The rewards by level of the children trained to the full epochs (``full=False``: of those stopped early)."""
     out: dict[int, list[float]] = {}
-    for j in jobs:
-        out.setdefault(j.level, []).append(j.reward)
+    for j, f in zip(jobs, at_full(run, jobs)):
+        if f == full:
+            out.setdefault(j.level, []).append(j.reward)
     return out
 
 
@@ -191,34 +226,37 @@ def write_plots(store, run: RunView, out: Path, *, compare: RunView | None = Non
     trained = store.trained_children(run.id)
     if not trained:
         return files, [f"run {run.name!r} has no succeeded child yet"]
-    by_level = _by_level(trained)
+    by_level, early = _by_level(run, trained), _by_level(run, trained, full=False)
     name = f"{run.name} ({run.config.get('strategy')}, {(run.config.get('train') or {}).get('dataset')})"
 
     t = f"accuracy per {level_axis(run).split(' (')[0]}: {name}"
-    files.append(save(accuracy_per_level(by_level, title=t, axis=level_axis(run)), out / "accuracy_per_level.png", name="accuracy_per_level", title=t))
+    files.append(save(accuracy_per_level(by_level, title=t, axis=level_axis(run), early=early), out / "accuracy_per_level.png", name="accuracy_per_level", title=t))
 
     spearman = {lv.b: lv.spearman_extrapolation for lv in store.levels(run.id)}
     pred: dict[int, tuple[list[float], list[float], float | None]] = {}
-    for b in sorted(by_level):
-        pairs = [(j.predicted, j.reward) for j in trained if j.level == b and j.predicted is not None]
+    pred_early: dict[int, tuple[list[float], list[float]]] = {}  # stopped early: drawn apart
+    for b in sorted({*by_level, *early}):
+        pairs = [(j.predicted, j.reward, f) for j, f in zip(trained, at_full(run, trained)) if j.level == b and j.predicted is not None]
         if len(pairs) >= 2:
-            p, m = [x for x, _ in pairs], [y for _, y in pairs]
+            p, m = [x for x, _, f in pairs if f], [y for _, y, f in pairs if f]
             rho = spearman.get(b)
-            if rho is None and len(pairs) >= 3:
+            if rho is None and len(p) >= 3:
                 from scipy.stats import spearmanr
 
                 r = spearmanr(p, m).statistic
                 rho = float(r) if np.isfinite(r) else None
             pred[b] = (p, m, rho)
+            if len(p) < len(pairs):
+                pred_early[b] = ([x for x, _, f in pairs if not f], [y for _, y, f in pairs if not f])
     if pred:
         t = f"predicted vs measured accuracy: {name}"
-        files.append(save(predicted_vs_measured(pred, title=t), out / "predicted_vs_measured.png",
+        files.append(save(predicted_vs_measured(pred, title=t, early=pred_early), out / "predicted_vs_measured.png",
                           name="predicted_vs_measured", title=t))  # fmt: skip
     else:
         skipped.append("predicted_vs_measured: no level has predictions (a random-search run, or only level 1 done)")
 
     t = f"best so far: {name}"
-    files.append(save(best_so_far({run.name: [j.reward for j in trained]}, title=t), out / "best_so_far.png",
+    files.append(save(best_so_far({run.name: full_rewards(run, trained)}, title=t), out / "best_so_far.png",
                       name="best_so_far", title=t))  # fmt: skip
 
     with_test = {
@@ -239,7 +277,7 @@ def write_plots(store, run: RunView, out: Path, *, compare: RunView | None = Non
     else:
         runs = {}
         for r, jobs in ((run, trained), (other, store.trained_children(other.id))):
-            runs[f"{r.name} ({r.config.get('strategy')})"] = ([j.reward for j in jobs], _by_level(jobs), level_axis(r))
+            runs[f"{r.name} ({r.config.get('strategy')})"] = (full_rewards(r, jobs), _by_level(r, jobs), level_axis(r))
         t = f"{strategy_name(run)} vs {strategy_name(other)} on {(run.config.get('train') or {}).get('dataset')}"
         if strategy_name(run) == strategy_name(other):
             t = f"{run.name} vs {other.name} ({strategy_name(run)}) on {(run.config.get('train') or {}).get('dataset')}"

@@ -128,8 +128,11 @@ def fitting_counts(space, beam: int, spec: NetworkSpec, cfg: SearchConfig, *, se
     return counts
 
 
-def cell_costs(cell: list, train, dataset_spec: DatasetSpec | Callable = known_dataset_spec) -> tuple[int, int]:
-    """(params, flops) of one cell (as the store keeps it) in the network a `TrainConfig` describes."""
+def cell_costs(cell: list, train, dataset_spec: DatasetSpec | Callable = known_dataset_spec,
+               table: LatencyTable | None = None) -> tuple[int, int, float | None]:
+    """(params, flops, latency_ms) of one cell (as the store keeps it) in the network a
+    `TrainConfig` describes, as `candidate_costs` gives a search child's: latency_ms None
+    without a ``table``; UserError when the table does not cover that network."""
     from shared.space import Cell
     from shared.space.cost import NetworkSpec
 
@@ -139,5 +142,4 @@ def cell_costs(cell: list, train, dataset_spec: DatasetSpec | Callable = known_d
     tokens = np.array([[v for b in c.blocks for v in (b.in1 + 2, b.in2 + 2, idx[b.op1], idx[b.op2])]], dtype=np.int16)
     shape, classes = dataset_spec(train.dataset, image_size=train.image_size)
     spec = NetworkSpec(tuple(int(d) for d in shape), int(classes), train.filters, train.cells_per_stage, train.stem)  # type: ignore[arg-type]
-    params, flops = network_costs(tokens, ops, spec)
-    return int(params[0]), int(flops[0])
+    return candidate_costs(tokens, ops, spec, table).row(0)

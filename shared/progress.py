@@ -67,6 +67,16 @@ class Tally:
         return ", ".join([f"{self.trained}{of} children trained{further}", *extra])
 
 
+def best_words(best: float | None, epochs: int | None, full: int | None) -> str:
+    """``0.9000``, or ``0.9000 at 2/4 epochs`` while no child reached the full epochs (a
+    multi-fidelity run's best so far is then from an earlier rung), or ``-``."""
+    if best is None:
+        return "-"
+    if epochs is None or not full or epochs >= full:
+        return f"{best:.4f}"
+    return f"{best:.4f} at {epochs}/{full} epochs"
+
+
 def is_live(run_state: str) -> bool:
     return str(run_state) in LIVE_RUN_STATES
 

@@ -81,7 +81,7 @@ def register(app: typer.Typer) -> None:
         files = {"cell": str(out / "cell.json"), "model": str(out / "model.keras"), "diagram": str(out / "cell.png")}
         from shared.budget import cell_costs
 
-        _, flops = cell_costs(j.cell, train, dataset_spec)
+        _, flops, _ = cell_costs(j.cell, train, dataset_spec)
         summary = {"job": j.id, "rank": rank, "arch_id": cell.arch_id, "accuracy": j.reward, "params": int(net.count_params()),
                    "flops": flops,
                    "input_shape": list(shape), "classes": classes, "n": train.cells_per_stage, "filters": train.filters,

@@ -155,7 +155,7 @@ def register(app: typer.Typer) -> None:
         if not run_now and not settings.broker_url and not _asked_before(store, r.id, child.arch_id, overrides):
             raise UserError("no broker (PNAS_BROKER_URL is not set), so no worker would take this training: "
                             "add --run-now to train it in this process")  # fmt: skip
-        costs = _final_costs(r.config, overrides, child.cell)
+        costs, latency = _final_costs(r.config, overrides, child.cell)
         (job_id,) = store.add_jobs(r.id, level=0, children=[(child.arch_id, child.cell, None, None)],
                                    max_attempts=settings.max_attempts, kind="final", train=overrides,
                                    costs=[costs] if costs else None)  # fmt: skip
@@ -195,6 +195,8 @@ def register(app: typer.Typer) -> None:
             print(f"  settings: {dumps(job.train)}")
             if costs:
                 print(f"  network: {costs[0]:,} parameters, {costs[1]:,} multiply-adds per image")
+            if latency:
+                print(f"  {latency}")
             if job.state == JobState.succeeded.value:
                 if job.test_accuracy is not None:
                     print(f"  test accuracy {job.test_accuracy:.4f} (error {100 * (1 - job.test_accuracy):.2f} %)")
@@ -207,14 +209,27 @@ def register(app: typer.Typer) -> None:
             sys.exit(1)
 
 
-def _final_costs(run_config: dict, overrides: dict, cell: list) -> tuple[int, int] | None:
-    """(params, flops) of the network this final training builds; None if its dataset cannot be read here."""
+def _final_costs(run_config: dict, overrides: dict, cell: list) -> tuple[tuple[int, int, float | None] | None, str | None]:
+    """((params, flops, latency_ms) of the network this final training builds, as the search's
+    children get theirs (`shared.budget.cell_costs`), or None if its dataset cannot be read
+    here; and, when the run has a ``latency_table``, the line that says the predicted latency
+    or why there is none (a table covers one network's settings: the final one may differ)."""
     from shared.budget import cell_costs
     from shared.config import SearchConfig, TrainConfig
+    from shared.latency import load_table
     from worker.datasets import dataset_spec
 
-    base = SearchConfig.from_json(run_config).train.model_dump(mode="json")
+    cfg = SearchConfig.from_json(run_config)
     try:
-        return cell_costs(cell, TrainConfig.model_validate({**base, **overrides}), dataset_spec)
+        train = TrainConfig.model_validate({**cfg.train.model_dump(mode="json"), **overrides})
+        params, flops, _ = cell_costs(cell, train, dataset_spec)
     except (UserError, ValueError):
-        return None
+        return None, None
+    if cfg.latency_table is None:
+        return (params, flops, None), None
+    try:
+        table = load_table(cfg.latency_table)  # as `shared.budget.run_table` reads it for the search
+        _, _, ms = cell_costs(cell, train, dataset_spec, table)
+    except UserError as exc:
+        return (params, flops, None), f"latency: not predicted: {exc}"
+    return (params, flops, ms), f"latency: {ms:.3g} ms predicted at batch size {table.batch_size} on {table.device!r} ({table.path})"

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from pnas.render import console, dumps, iso, num, open_store
+from pnas.render import console, dumps, iso, open_store
 from shared.errors import NothingToShow
-from shared.progress import Tally
+from shared.progress import Tally, best_words
 
 if TYPE_CHECKING:
     from shared.store import Store
@@ -101,9 +101,7 @@ def collect(store: Store) -> list[dict]:
 
 def _best(r: dict) -> str:
     """The best accuracy; labelled with its epochs while no child reached the full epochs."""
-    if r["best_at_full_epochs"]:
-        return num(r["best"])
-    return f"{num(r['best'])} at {r['best_epochs']}/{r['full_epochs']} epochs"
+    return best_words(r["best"], r["best_epochs"], r["full_epochs"])
 
 
 def register(app: typer.Typer) -> None:

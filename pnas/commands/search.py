@@ -15,6 +15,7 @@ from rich.table import Table
 
 from shared.config import SearchConfig, build_config, read_config_file
 from shared.errors import SearchAborted, SearchCancelled, UserError
+from shared.progress import best_words
 from shared.settings import get_settings
 
 if TYPE_CHECKING:
@@ -75,9 +76,10 @@ def _settings_of(config: dict) -> SearchConfig | None:
 
 def progress_line(p) -> str:
     """A level's live line: children trained (a child promoted to its next rung stays trained
-    while it trains further: `shared.progress.Tally`), running, failed, lost, best, ETA."""
+    while it trains further: `shared.progress.Tally`), running, failed, lost, best (of the
+    children trained to the full epochs, as `pnas runs` says it), ETA."""
     c = p.counts
-    best = f"{p.best:.4f}" if p.best is not None else "-"
+    best = best_words(p.best, p.best_epochs, p.full_epochs)
     eta = _dur(p.eta) if p.eta is not None else "?"
     further = f", {p.further} promoted to their next rung" if p.further else ""
     return (

@@ -3,10 +3,10 @@ best and mean accuracy, predictor Spearman, elapsed time and ETA; the workers se
 their last heartbeat; a multi-fidelity run's child-epochs spent against what full fidelity
 would have spent on the same children.
 
-One aggregate query for the counts, one for the level timings, one per level for its best
-reward; ``--json`` prints one object for scripts (its keys only grow). ``--watch`` redraws
-every ``--interval`` seconds until the run stops running (with ``--json``, or when stdout is
-not a terminal: one object or one line per refresh). A worker that exited, or whose last
+One aggregate query each for the counts, the level timings and the levels' best rewards;
+``--json`` prints one object for scripts (its keys only grow). ``--watch`` redraws every
+``--interval`` seconds until the run stops running (with ``--json``, or when stdout is not a
+terminal: one object or one line per refresh). A worker that exited, or whose last
 heartbeat is older than the lease, is ``offline``: after the live ones, the newest few, the
 rest folded into one line. Counts, level states, elapsed times and ETAs are `shared.progress`'s,
 as `pnas runs` and the dashboard have them.
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from shared.jobs import ALL_STATES, RunState
-from shared.progress import Tally, level_report, run_elapsed, run_eta
+from shared.progress import Tally, best_words, level_report, run_elapsed, run_eta
 from shared.settings import get_settings
 from shared.store.registry import worker_state
 
@@ -40,13 +40,14 @@ def collect(store, ref: str | None) -> dict:
     further = store.further_counts(run.id)  # promoted after a rung, training further: still trained
     levels = {lv.b: lv for lv in store.levels(run.id)}
     timing = store.level_timing(run.id)
+    bests = store.best_per_level(run.id)  # as the live line, `pnas runs` and the dashboard have it
+    full = int((run.config.get("train") or {}).get("epochs", 0))
     now = store.db_now()
     out_levels = []
     stopped_at = run.finished_at or run.updated_at
     for b in sorted(set(counts) | set(levels)):
         lv = levels.get(b)
         jobs = counts.get(b, {st: 0 for st in ALL_STATES})
-        best = store.top(run.id, k=1, level=b)
         tm = timing.get(b, {})
         rep = level_report(
             counts=jobs, level_state_value=lv.state if lv else None, level_started=lv.started_at if lv else None,
@@ -60,7 +61,9 @@ def collect(store, ref: str | None) -> dict:
                 "state": rep.state,
                 "candidates": lv.candidates if lv else None,
                 "jobs": jobs,
-                "best": best[0].reward if best else None,
+                # of the children trained to the full epochs; else of a rung, from best_epochs
+                "best": bests.get(b, {}).get("best"),
+                "best_epochs": bests.get(b, {}).get("best_epochs"),
                 "spearman_extrapolation": lv.spearman_extrapolation if lv else None,
                 "spearman_insample": lv.spearman_insample if lv else None,
                 "children": rep.tally.total,
@@ -97,7 +100,8 @@ def collect(store, ref: str | None) -> dict:
         # as `pnas top` ranks: trained to the full epochs first; "epochs" says what it is from
         "best": None if not top else {"job": top[0].id, "level": top[0].level, "arch_id": top[0].arch_id,
                                       "reward": top[0].reward, "epochs": top[0].epochs_trained,
-                                      "full_epochs": int((run.config.get("train") or {}).get("epochs", 0))},  # fmt: skip
+                                      "full_epochs": full},  # fmt: skip
+        "full_epochs": full,  # a search child's epochs at full fidelity
         "workers": workers,
         "gpus": gpus,
         "finals": finals,
@@ -248,7 +252,8 @@ def render(st: dict):
     for lv in st["levels"]:
         t.add_row(
             str(lv["b"]), lv["state"], f"{lv['candidates']:,}" if lv["candidates"] is not None else "-",
-            *[str(lv["jobs"][s]) for s in ALL_STATES], _f(lv["best"]), _f(lv["mean"]),
+            *[str(lv["jobs"][s]) for s in ALL_STATES], best_words(lv["best"], lv.get("best_epochs"), st.get("full_epochs")),
+            _f(lv["mean"]),
             _f(lv["spearman_extrapolation"], ".3f"), duration(lv["elapsed_seconds"]),
             duration(lv["eta_seconds"]) if lv["eta_seconds"] is not None else ("?" if lv["state"] == "training" else "-"),
         )  # fmt: skip

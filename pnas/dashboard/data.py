@@ -15,7 +15,7 @@ from pnas.dashboard.rungs import rungs_data
 from pnas.render import cell_of, iso
 from shared.errors import UserError
 from shared.jobs import ALL_STATES, JobState, RunState
-from shared.progress import Tally, level_report
+from shared.progress import Tally, best_words, level_report
 from shared.settings import Settings
 from shared.store.browse import SORTABLE, ChildrenQuery
 from shared.store.registry import worker_state
@@ -28,7 +28,9 @@ def _seconds(a: datetime | None, b: datetime | None) -> float | None:
 
 
 def runs_data(store: Any) -> dict:
-    """Every run, newest first: state, level, children done/total, best, started, last activity."""
+    """Every run, newest first: state, level, children done/total, best (as `pnas runs` has
+    it: of the children trained to the full epochs, else labelled with its epochs), started,
+    last activity."""
     now = store.db_now()
     runs = []
     for row in reversed(store.run_summaries()):
@@ -41,6 +43,9 @@ def runs_data(store: Any) -> dict:
             "children_done": tally.done, "children_trained": tally.trained, "children_failed": tally.failed,
             "children_cancelled": tally.cancelled, "children_total": tally.total,
             "children_expected": expected_children(r.config or {}, row["level_totals"]), "jobs": jobs, "best": row["best"],
+            # as `pnas runs` says it: labelled 'at k/N epochs' while no child reached the full epochs
+            "best_epochs": row["best_epochs"], "full_epochs": row["full_epochs"],
+            "best_words": best_words(row["best"], row["best_epochs"], row["full_epochs"]),
             "started_at": iso(r.created_at), "last_activity": iso(last),
             "idle_seconds": _seconds(last, now),
         })  # fmt: skip
@@ -49,12 +54,13 @@ def runs_data(store: Any) -> dict:
 
 def _level_rows(store: Any, run: Any, now: datetime) -> list[dict]:
     """Each level's state, progress, elapsed and ETA as `pnas status` has them (`shared.progress`)."""
-    progress = store.level_overview(run.id)
+    progress = store.level_overview(run.id)  # its best is `pnas status`'s: of the children trained to the full epochs
+    full = int((run.config.get("train") or {}).get("epochs") or 0)
     further = store.further_counts(run.id)  # promoted after a rung, training further: still trained
     levels = {lv.b: lv for lv in store.levels(run.id)}
     rows = []
     for b in sorted(set(progress) | set(levels)):
-        p = progress.get(b, {"states": {st: 0 for st in ALL_STATES}, "total": 0, "best": None, "mean": None,
+        p = progress.get(b, {"states": {st: 0 for st in ALL_STATES}, "total": 0, "best": None, "best_epochs": None, "mean": None,
                              "first_started": None, "last_finished": None, "child_seconds": 0.0})  # fmt: skip
         lv = levels.get(b)
         rep = level_report(
@@ -68,7 +74,8 @@ def _level_rows(store: Any, run: Any, now: datetime) -> list[dict]:
             "distinct_candidates": lv.distinct_candidates if lv else None,
             "states": p["states"], "total": p["total"], "done": rep.tally.trained, "trained": rep.tally.trained, "further": rep.tally.further,
             "failed": rep.tally.failed, "cancelled": rep.tally.cancelled, "progress": rep.progress,
-            "best": p["best"], "mean": p["mean"],
+            "best": p["best"], "best_epochs": p["best_epochs"], "best_words": best_words(p["best"], p["best_epochs"], full),
+            "mean": p["mean"],
             "spearman_extrapolation": lv.spearman_extrapolation if lv else None,
             "spearman_insample": lv.spearman_insample if lv else None,
             "started_at": iso(rep.started_at), "finished_at": iso(lv.finished_at if lv else None),
@@ -77,10 +84,15 @@ def _level_rows(store: Any, run: Any, now: datetime) -> list[dict]:
     return rows
 
 
-def _best_so_far(points: list[tuple[int, int, float, float | None]]) -> list[float]:
-    out, best = [], float("-inf")
-    for _, _, acc, _ in points:
-        best = max(best, acc)
+def _best_so_far(points: list[tuple[int, int, float, float | None, bool]]) -> list[float | None]:
+    """After each trained child, the best accuracy of the children trained to the run's full
+    epochs so far (None before the first), as `pnas top` ranks: a child a multi-fidelity run
+    stopped early counts as trained but never as the best."""
+    out: list[float | None] = []
+    best = None
+    for _, _, acc, _, full in points:
+        if full:
+            best = acc if best is None else max(best, acc)
         out.append(best)
     return out
 
@@ -104,7 +116,9 @@ def run_data(store: Any, ref: str | int) -> dict:
                     "best_so_far": _best_so_far(store.trained_points(other.id))}  # fmt: skip
     totals = {st: sum(lv["states"][st] for lv in levels) for st in ALL_STATES}
     tally = Tally.of(totals, further=sum(lv["further"] for lv in levels))
-    predicted = [[lv, p, acc] for _, lv, acc, p in points if p is not None]
+    # [level, predicted, accuracy, trained to the full epochs]: the chart draws early-stopped ones
+    # apart in grey (their accuracy is from fewer epochs than the one the prediction is of)
+    predicted = [[lv, p, acc, full] for _, lv, acc, p, full in points if p is not None]
     strategy = r.config.get("strategy", "pnas")
     return {
         "now": iso(now),
@@ -120,7 +134,9 @@ def run_data(store: Any, ref: str | int) -> dict:
         "charts": {
             "best_so_far": _best_so_far(points),
             "baseline": baseline,
-            "accuracy": [[lv, acc] for _, lv, acc, _ in points],
+            # [level, accuracy, trained to the full epochs]: the chart draws early-stopped ones apart
+            "accuracy": [[lv, acc, full] for _, lv, acc, _, full in points],
+            "full_epochs": (r.config.get("train") or {}).get("epochs"),
             "predicted_vs_measured": predicted,
             "predicted_vs_measured_note": None if predicted else _no_prediction_why(strategy, levels, points),
             "cost": cost_data(store, r.id),

@@ -15,7 +15,7 @@ from sqlalchemy import Text, case, cast, func, or_, select
 from shared.db.models import ChildJob, Run
 from shared.jobs import ALL_STATES, JobState
 from shared.store.engine import StoreBase
-from shared.store.rows import as_datetime
+from shared.store.rows import as_datetime, level_bests
 
 _S = JobState.succeeded.value
 
@@ -65,15 +65,18 @@ class ChildrenQuery:
 
 class Browse(StoreBase):
     def level_overview(self, run_id: int, *, kind: str = "search") -> dict[int, dict]:
-        """{level: children by state, total, best and mean accuracy, first start, last
-        finish, summed child seconds}, in one aggregate query."""
+        """{level: children by state, total, best (and ``best_epochs``) and mean accuracy,
+        first start, last finish, summed child seconds}, in two aggregate queries. The best is
+        `pnas status`'s (`rows.level_bests`): of the children trained to the run's full epochs,
+        else, labelled with its epochs, of any completed rung; the mean is of every succeeded
+        child, as `pnas status` has it."""
         with self._tx() as s:
+            bests = level_bests(s, run_id, full_epochs(s, run_id), kind=kind)
             q = (
                 select(
                     ChildJob.level,
                     *[func.sum(case((ChildJob.state == st, 1), else_=0)) for st in ALL_STATES],
                     func.count(ChildJob.id),
-                    func.max(case((ChildJob.state == _S, ChildJob.reward), else_=None)),
                     func.avg(case((ChildJob.state == _S, ChildJob.reward), else_=None)),
                     func.min(ChildJob.started_at),
                     func.max(ChildJob.finished_at),
@@ -88,24 +91,28 @@ class Browse(StoreBase):
                 out[int(row[0])] = {
                     "states": {st: int(row[1 + i] or 0) for i, st in enumerate(ALL_STATES)},
                     "total": int(row[1 + n]),
-                    "best": row[2 + n],
-                    "mean": row[3 + n],
-                    "first_started": as_datetime(row[4 + n]),
-                    "last_finished": as_datetime(row[5 + n]),
-                    "child_seconds": float(row[6 + n] or 0.0),
+                    **(bests.get(int(row[0])) or {"best": None, "best_epochs": None}),
+                    "mean": row[2 + n],
+                    "first_started": as_datetime(row[3 + n]),
+                    "last_finished": as_datetime(row[4 + n]),
+                    "child_seconds": float(row[5 + n] or 0.0),
                 }
             return out
 
-    def trained_points(self, run_id: int, *, kind: str = "search") -> list[tuple[int, int, float, float | None]]:
-        """(job id, level, accuracy, predicted) of every succeeded child in the order they
-        finished: the charts' data (best so far, accuracy per level, predicted vs measured)."""
+    def trained_points(self, run_id: int, *, kind: str = "search") -> list[tuple[int, int, float, float | None, bool]]:
+        """(job id, level, accuracy, predicted, full) of every succeeded child in the order
+        they finished: the charts' data (best so far, accuracy per level, predicted vs
+        measured). ``full``: its accuracy is from the run's full epochs (`trained_to_full`);
+        a multi-fidelity run stops some children early."""
         with self._tx() as s:
+            full = full_epochs(s, run_id)
             q = (
-                select(ChildJob.id, ChildJob.level, ChildJob.reward, ChildJob.predicted)
+                select(ChildJob.id, ChildJob.level, ChildJob.reward, ChildJob.predicted, trained_to_full(full))
                 .where(ChildJob.run_id == run_id, ChildJob.kind == kind, ChildJob.state == _S)
                 .order_by(ChildJob.finished_at, ChildJob.id)
             )
-            return [(int(i), int(lv), float(r or 0.0), p) for i, lv, r, p in s.execute(q)]  # succeeded: r is set
+            # succeeded: r is set
+            return [(int(i), int(lv), float(r or 0.0), p, bool(f)) for i, lv, r, p, f in s.execute(q)]
 
     def children_page(self, run_id: int, query: ChildrenQuery, *, kind: str = "search") -> tuple[int, list[dict]]:
         """(children matching the filters, one page of them as dicts) for the children table.

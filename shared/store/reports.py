@@ -9,7 +9,7 @@ from sqlalchemy import case, func, or_, select
 from shared.db.models import ChildJob, EpochRow, Run
 from shared.jobs import ALL_STATES, JobState, JobView
 from shared.store.engine import StoreBase
-from shared.store.rows import as_datetime, job_view, jobs_where, run_view, training_further
+from shared.store.rows import as_datetime, best_reward, job_view, jobs_where, level_bests, run_view, training_further
 
 _S = JobState.succeeded.value
 
@@ -61,6 +61,13 @@ class Reports(StoreBase):
             at_full = or_(ChildJob.kind != "search", ChildJob.epochs_trained.is_(None), ChildJob.epochs_trained >= full)
             q = q.order_by(case((at_full, 0), else_=1), ChildJob.reward.desc(), ChildJob.id).limit(k)
             return [job_view(r) for r in s.scalars(q)]
+
+    def best_per_level(self, run_id: int, *, kind: str = "search") -> dict[int, dict]:
+        """{level: ``best``, ``best_epochs``} as the live line and `pnas runs` give a best
+        (`rows.level_bests`): of the level's children trained to the run's full epochs, else
+        of any completed rung (then ``best_epochs`` is below them)."""
+        with self._tx() as s:
+            return level_bests(s, run_id, self._full_epochs(s, run_id), kind=kind)
 
     def further_counts(self, run_id: int) -> dict[int, int]:
         """{level: search children promoted after a rung, queued or running again} (a child
@@ -145,7 +152,7 @@ class Reports(StoreBase):
                 full = int(((run.config or {}).get("train") or {}).get("epochs", 0))
                 out.append({"run": run, "jobs": counts, "further": int(row[-1] or 0), "last_finished": as_datetime(row[-2]),
                             "level_totals": per_level.get(run.id, {}), "full_epochs": full,
-                            **_best(by_epochs.get(run.id, []), full)})  # fmt: skip
+                            **best_reward(by_epochs.get(run.id, []), full)})  # fmt: skip
             return out
 
     def level_timing(self, run_id: int, *, kind: str = "search") -> dict[int, dict]:
@@ -185,14 +192,3 @@ class Reports(StoreBase):
                 .order_by(ChildJob.finished_at, ChildJob.id)
             )
             return [job_view(r) for r in s.scalars(q)]
-
-
-def _best(rewards: list[tuple[int | None, float]], full: int) -> dict:
-    """``best`` and ``best_epochs`` from (epochs trained, best reward) pairs: of the children
-    trained to the full epochs (no epochs recorded: a run from before multi-fidelity) if any,
-    else of any completed rung (as `top` ranks them: by reward)."""
-    at_full = [r for e, r in rewards if e is None or e >= full]
-    if at_full or not rewards:
-        return {"best": max(at_full, default=None), "best_epochs": full if at_full else None}
-    epochs, best = max(rewards, key=lambda er: er[1])
-    return {"best": best, "best_epochs": epochs}

@@ -13,7 +13,8 @@ from shared.errors import UserError
 from shared.jobs import ALL_STATES, Cancelled, JobState, RunState
 from shared.space.network import network_id_of
 from shared.store.engine import StoreBase
-from shared.store.rows import chunks, jobs_where, training_further
+from shared.store.browse import full_epochs
+from shared.store.rows import best_reward, chunks, jobs_where, level_bests, training_further
 
 _RETRYABLE = (JobState.failed, JobState.lost)
 
@@ -127,25 +128,29 @@ class Scheduling(StoreBase):
             return out
 
     def level_progress(self, run_id: int, level: int, *, kind: str = "search") -> dict:
-        """One aggregate: counts by state, requeueable lost ones, those training further after
-        a rung (``further``, `shared.progress.Tally`), best reward so far."""
+        """In one aggregate, counts by state, requeueable lost ones, those training further
+        after a rung (``further``, `shared.progress.Tally`); then the best reward so far as
+        `pnas runs` gives it (`rows.level_bests`): of the children trained to the run's
+        ``full_epochs``, else of any completed rung, from ``best_epochs``."""
         lost_with_attempts = and_(ChildJob.state == JobState.lost.value, ChildJob.attempts < ChildJob.max_attempts)
         with self._tx() as s:
             q = select(
                 *[func.sum(case((ChildJob.state == st, 1), else_=0)) for st in ALL_STATES],
                 func.sum(case((lost_with_attempts, 1), else_=0)),
                 func.sum(case((training_further(), 1), else_=0)),
-                func.max(ChildJob.reward),
                 func.count(),
             ).where(ChildJob.run_id == run_id, ChildJob.level == level, ChildJob.kind == kind)
             row = s.execute(q).one()
+            full = full_epochs(s, run_id)
+            best = level_bests(s, run_id, full, kind=kind, level=level).get(level) or best_reward([], full)
         n = len(ALL_STATES)
         return {
             "counts": {st: int(row[i] or 0) for i, st in enumerate(ALL_STATES)},
             "requeueable": int(row[n] or 0),
             "further": int(row[n + 1] or 0),
-            "best": row[n + 2],
             "total": int(row[-1] or 0),
+            "full_epochs": full,
+            **best,
         }
 
     def sweep_expired(self, run_id: int | None = None) -> list[int]:

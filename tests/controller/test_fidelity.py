@@ -194,3 +194,58 @@ def test_the_live_trained_count_never_steps_back_when_a_child_is_promoted(tmp_pa
     assert further, "progress was read while a promoted child waited for its next rung"
     t, f, line = further[0]
     assert f"{t}/" in line and "trained (" in line and f"{f} promoted to their next rung" in line, line
+
+
+def test_the_live_line_s_best_is_that_of_the_children_trained_to_the_full_epochs(tmp_path):
+    """Each live line gives the best of the level's children trained to the 4 epochs, as `pnas
+    runs` does; before one of them is, the best rung so far labelled with its epochs."""
+    from controller.progress import SilentReporter
+    from pnas.commands.search import progress_line
+
+    seen: list = []
+
+    class Recorder(SilentReporter):
+        def progress(self, p) -> None:  # the inline executor trains nothing while this runs
+            rewards = [(j.epochs_trained, j.reward) for j in store.jobs(run.id, level=p.b) if j.reward is not None]
+            full = [r for e, r in rewards if e == 4]
+            if not rewards:
+                want = "best -,"
+            elif full:
+                want = f"best {max(full):.4f},"
+            else:
+                epochs, best = max(rewards, key=lambda er: er[1])
+                want = f"best {best:.4f} at {epochs}/4 epochs,"
+            seen.append((bool(full), want, progress_line(p)))
+
+    url = f"sqlite:///{tmp_path / 'pnas.db'}"
+    store = Store(url)
+    store.ensure_schema(auto_upgrade=True)
+    settings = Settings(database_url=url, poll_seconds=0.01, checkpoint_url=str(tmp_path / "ckpt"))
+    ctl = Controller(store=store, executor=_SlowInline(store, settings), settings=settings, reporter=Recorder())
+    run = ctl.open_run(name="r", config=_config(**ASHA))
+    assert ctl.run(run).state == "finished"
+    for _, want, line in seen:
+        assert want in line, (want, line)
+    assert any(not full and "epochs," in want for full, want, _ in seen), "a line before any child reached the full epochs"
+    assert any(full for full, _, _ in seen)
+
+
+def test_a_child_stopped_early_is_never_the_live_line_s_best(tmp_path):
+    """The learning curves above never make a child stopped early the most accurate: plant one."""
+    from controller.progress import LevelClock
+    from pnas.commands.search import progress_line
+    from shared.jobs import EpochMetrics, TrainResult
+
+    store = Store(f"sqlite:///{tmp_path / 'pnas.db'}")
+    store.ensure_schema(auto_upgrade=True)
+    run, _ = store.create_run(name="r", config=_config(**ASHA).model_dump(mode="json"), seed=0)
+    cells = [[[-1, "sep3x3", -1, "max3x3"]], [[-2, "identity", -1, "sep3x3"]]]
+    ids = store.add_jobs(run.id, level=1, children=[(f"c{i}", c, None, None) for i, c in enumerate(cells)], max_attempts=1)
+    for jid, acc, epochs in zip(ids, (0.95, 0.9), (2, 4)):
+        a = store.claim(jid, worker="w", lease_seconds=60)
+        history = [EpochMetrics(epoch=e, loss=0.1, accuracy=acc, val_loss=0.1, val_accuracy=acc, seconds=0.0)
+                   for e in range(1, epochs + 1)]  # fmt: skip
+        assert store.finish(jid, attempt=a, result=TrainResult(reward=acc, reward_epoch=epochs, history=history, params=1,
+                                                               wall_seconds=0.0, device="cpu"))  # fmt: skip
+    line = progress_line(LevelClock(1).progress(store.level_progress(run.id, 1)))
+    assert "best 0.9000," in line, line

@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from shared.latency import load_table, predict_latency
 from shared.space import Cell
@@ -56,3 +57,24 @@ def test_a_search_with_max_latency_ms_trains_no_child_predicted_over_it(sqlite_u
                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
     assert space.returncode == 0, space.stderr
     assert json.loads(space.stdout)["levels"][0]["within_budget"] == 11
+    # `pnas final` says and stores its network's predicted latency, as the search's children
+    # get theirs, when the table covers that network (the search's F and N here); the default
+    # final network (N=3, F=48) it does not cover: it says so and trains all the same
+    store = Store(sqlite_url)
+    best = store.top(store.require_run("t").id, k=1)[0]  # rank 1, what `pnas final` trains
+    store.dispose()
+    cell = SPACE.batch([Cell.from_json(best.cell, SPACE.ops)])
+    for flags, want in ((("--n", "2", "--filters", "24"), float(predict_latency(cell.tokens, SPACE.ops, DIGITS, table)[0])),
+                        ((), None)):  # fmt: skip
+        final = subprocess.run([sys.executable, "-m", "pnas.cli", "final", "t", "--run-now", "--epochs", "1", *flags],
+                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert final.returncode == 0, final.stderr
+        said = " ".join(final.stdout.split())
+        store = Store(sqlite_url)
+        (fin,) = [j for j in store.jobs(store.require_run("t").id, kind="final") if j.train["filters"] == (24 if flags else 48)]
+        store.dispose()
+        if want is None:
+            assert fin.latency_ms is None and "latency: not predicted: the latency table" in said and "F=48 N=3" in said, said
+        else:
+            assert fin.latency_ms == pytest.approx(want)
+            assert f"latency: {want:.3g} ms predicted at batch size 1 on 'test' ({path})" in said, said

@@ -179,6 +179,46 @@ def test_accuracy_against_cost_marks_the_front_pnas_pareto_prints(
     browser.save_screenshot(str(SCREENSHOTS / "run-asha-cost.png"))
 
 
+def test_the_best_so_far_and_the_levels_chart_keep_early_stopped_children_apart(asha: Asha, browser: Any) -> None:
+    jobs = [j for j in asha.store.jobs(asha.run_id) if j.reward is not None]
+    full = [j for j in jobs if j.epochs_trained == 4]
+    early = len(jobs) - len(full)
+    assert full and early and max(j.reward for j in full) == asha.store.top(asha.run_id, k=1)[0].reward
+    browser.get(f"{asha.url}/runs/{asha.run_id}")
+    wait_for("the charts", lambda: browser.execute_script("return !!(window.pnasCharts.best && window.pnasCharts.levels);"))
+    best = browser.execute_script("return [...window.pnasCharts.best.data[1]].filter(v => v !== null);")
+    assert best and max(best) == pytest.approx(max(j.reward for j in full))
+    legend = browser.execute_script("return document.querySelector('#chart-levels .u-legend').textContent;")
+    for label in (f"trained to the full 4 epochs ({len(full)})", f"stopped early, fewer epochs ({early})"):
+        assert label in legend, (label, legend)
+    grey = browser.execute_script("return [...window.pnasCharts.levels.data[2]].filter(v => v !== null);")
+    assert len(grey) == early
+
+
+def test_predicted_vs_measured_draws_early_stopped_children_in_grey(asha: Asha, browser: Any) -> None:
+    """Planted (the asha run is random search: no predictions): two children trained to the
+    full 4 epochs and one stopped after 1, each with a prediction."""
+    from shared.jobs import EpochMetrics, TrainResult
+    from tests.shared.test_store import _cell
+
+    store = asha.store
+    run, _ = store.create_run(name="asha-pred", config=store.get_run(asha.run_id).config, seed=2)
+    ids = store.add_jobs(run.id, level=2, children=[(f"p{i}", _cell(i), p, i + 1) for i, p in enumerate((0.9, 0.8, 0.6))],
+                         max_attempts=1)  # fmt: skip
+    for jid, acc, epochs in zip(ids, (0.85, 0.7, 0.95), (4, 4, 1)):
+        a = store.claim(jid, worker="w", lease_seconds=60)
+        history = [EpochMetrics(epoch=e, loss=1.0, accuracy=acc, val_loss=1.0, val_accuracy=acc, seconds=0.1)
+                   for e in range(1, epochs + 1)]  # fmt: skip
+        assert store.finish(jid, attempt=a, result=TrainResult(reward=acc, reward_epoch=epochs, history=history, params=1,
+                                                               wall_seconds=1.0, device="cpu"))  # fmt: skip
+    browser.get(f"{asha.url}/runs/{run.id}")
+    wait_for("the predicted chart", lambda: browser.execute_script("return !!window.pnasCharts.pred;"))
+    legend = browser.execute_script("return document.querySelector('#chart-pred .u-legend').textContent;")
+    assert "level 2" in legend and "stopped early, fewer epochs (1)" in legend, legend
+    series = browser.execute_script("return window.pnasCharts.pred.data.slice(1).map(s => [...s].filter(v => v !== null));")
+    assert series == [pytest.approx([0.7, 0.85]), pytest.approx([0.95])]  # by prediction: 0.8, 0.9; grey apart
+
+
 def test_a_run_with_nothing_trained_says_so(asha: Asha, browser: Any) -> None:
     browser.get(f"{asha.url}/runs/{asha.empty_id}")
     wait_for("the empty cost chart's sentence", lambda: "no trained child yet" in browser.execute_script(

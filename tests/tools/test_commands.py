@@ -260,6 +260,51 @@ def test_plot_names_both_strategies(sqlite_url, tmp_path):
     store.dispose()
 
 
+def test_plot_never_takes_an_early_stopped_child_for_the_best(sqlite_url, tmp_path, monkeypatch):
+    """An asha run's child stopped after 1 of 4 epochs (0.95) is more accurate than the one
+    trained to 4 (0.8): the best so far and the level's best are 0.8's, the other drawn apart;
+    so are the children stopped early against their predictions (of an accuracy at 4 epochs)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import pnas.plots
+    from shared.jobs import EpochMetrics, TrainResult
+
+    store = Store(sqlite_url)
+    store.ensure_schema(auto_upgrade=True)
+    run, _ = store.create_run(name="a", config={"strategy": "random", "fidelity": "asha", "train": {"dataset": "digits", "epochs": 4}},
+                              seed=0)  # fmt: skip
+    for i, (acc, epochs, predicted) in enumerate(((0.95, 1, 0.5), (0.8, 4, 0.7), (0.6, 2, 0.9))):
+        (jid,) = store.add_jobs(run.id, level=1, children=[(f"a{i}", [[-1, "sep3x3", -i - 1, "max3x3"]], predicted, None)],
+                                max_attempts=1)  # fmt: skip
+        a = store.claim(jid, worker="w", lease_seconds=60)
+        history = [EpochMetrics(epoch=e, loss=1.0, accuracy=acc, val_loss=1.0, val_accuracy=acc, seconds=0.1) for e in range(1, epochs + 1)]
+        store.finish(jid, attempt=a, result=TrainResult(reward=acc, reward_epoch=epochs, history=history, params=1,
+                                                        wall_seconds=1.0, device="cpu"))  # fmt: skip
+    figures = {}
+    original = pnas.plots.save
+
+    def keep(fig, path, *, name, title):
+        figures[name] = fig
+        return original(fig, path, name=name, title=title)
+
+    monkeypatch.setattr(pnas.plots, "save", keep)
+    pnas.plots.write_plots(store, store.require_run("a"), tmp_path)
+    store.dispose()
+    (line,) = figures["best_so_far"].axes[0].lines
+    assert list(line.get_ydata())[1:] == [0.8, 0.8]  # nothing before the first child trained to 4 epochs
+    (ax,) = figures["accuracy_per_level"].axes
+    (star,) = [c for c in ax.collections if c.get_sizes()[0] == 120]
+    assert star.get_offsets()[:, 1].tolist() == [0.8]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["stopped early (fewer epochs)"]
+    (ax,) = figures["predicted_vs_measured"].axes
+    assert ax.get_title() == "level 1: Spearman n/a (n=1, 2 stopped early)"
+    full, early = ax.collections
+    assert full.get_offsets().tolist() == [[0.7, 0.8]]
+    assert sorted(early.get_offsets().tolist()) == [[0.5, 0.95], [0.9, 0.6]]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["stopped early (fewer epochs)"]
+
+
 def test_export_writes_cell_model_and_diagram(cli, store, finished):
     out = finished.dir / "export"
     code, text, _ = cli("export", "t", "--rank", "2", "--out", str(out), "--json")

@@ -100,21 +100,36 @@
     return { data, series, xlabel: "children trained", ylabel: "best accuracy" };
   }
   function levelsSpec(d) {
-    // accuracy of every trained child against its level, spread a little sideways to be seen
-    const pts = d.charts.accuracy.map(([lv, acc], i) => [lv + (((i * 2654435761) % 1000) / 1000 - 0.5) * 0.5, acc]);
+    // accuracy of every trained child against its level, spread a little sideways to be seen;
+    // children a multi-fidelity run stopped early in grey apart: their accuracy is from fewer epochs
+    const pts = d.charts.accuracy.map(([lv, acc, full], i) => [lv + (((i * 2654435761) % 1000) / 1000 - 0.5) * 0.5, acc, full]);
     pts.sort((a, b) => a[0] - b[0]);
-    return { data: [pts.map(p => p[0]), pts.map(p => p[1])], series: [{ label: "level" }, dots("accuracy", COLOURS[0])],
-             xlabel: d.run.level_word === "generation" ? "generation" : "level (b)", ylabel: "accuracy", xincr: [1] };
+    const early = pts.filter(p => !p[2]).length;
+    const data = [pts.map(p => p[0]), pts.map(p => p[2] ? p[1] : null)];
+    const series = [{ label: "level" }, dots(early ? "trained to the full " + d.charts.full_epochs + " epochs (" + (pts.length - early) + ")" : "accuracy", COLOURS[0])];
+    if (early) {
+      data.push(pts.map(p => p[2] ? null : p[1]));
+      series.push(dots("stopped early, fewer epochs (" + early + ")", "#9aa0aa"));
+    }
+    return { data, series, xlabel: d.run.level_word === "generation" ? "generation" : "level (b)", ylabel: "accuracy", xincr: [1] };
   }
   function predSpec(d) {
+    // [level, predicted, accuracy, trained to the full epochs]: a child a multi-fidelity run
+    // stopped early measured fewer epochs than the prediction is of, so it is drawn in grey apart
     const rows = d.charts.predicted_vs_measured.slice().sort((a, b) => a[1] - b[1]);
-    const levels = [...new Set(rows.map(r => r[0]))].sort((a, b) => a - b);
+    const full = rows.filter(r => r[3] !== false);
+    const levels = [...new Set(full.map(r => r[0]))].sort((a, b) => a - b);
     const data = [rows.map(r => r[1])];
     const series = [{ label: "predicted" }];
     levels.forEach((lv, k) => {
-      data.push(rows.map(r => r[0] === lv ? r[2] : null));
+      data.push(rows.map(r => r[0] === lv && r[3] !== false ? r[2] : null));
       series.push(dots("level " + lv, COLOURS[k % COLOURS.length]));
     });
+    const early = rows.length - full.length;
+    if (early) {
+      data.push(rows.map(r => r[3] === false ? r[2] : null));
+      series.push(dots("stopped early, fewer epochs (" + early + ")", "#9aa0aa"));
+    }
     return { data, series, xlabel: "predicted accuracy", ylabel: "measured accuracy", empty: d.charts.predicted_vs_measured_note };
   }
   function curveSpec(c) {

@@ -33,15 +33,19 @@ batch_size = 64
 """
 
 
-def _search(tmp: Path, url: str) -> None:
+def _search(tmp: Path, url: str) -> subprocess.Popen:
     cfg = tmp / "search.toml"
     cfg.write_text(CONFIG)
     env = fake_search_env(url, PNAS_TRAINER="worker.training:train_child")
-    p = subprocess.run(
-        [sys.executable, "-m", "pnas.cli", "search", "--config", str(cfg), "--name", "r", "--workers", "1"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
-    assert p.returncode == 0, p.stderr[-3000:]
+    with open(tmp / "stderr.txt", "w") as err:  # a file, not a pipe: nobody reads it while both run
+        return subprocess.Popen(
+            [sys.executable, "-m", "pnas.cli", "search", "--config", str(cfg), "--name", "r", "--workers", "1"],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err,
+        )  # fmt: skip
+
+
+def _finished(p: subprocess.Popen, tmp: Path) -> None:
+    assert p.wait(timeout=900) == 0, (tmp / "stderr.txt").read_text()[-3000:]
 
 
 def _children(url: str) -> dict[str, tuple]:
@@ -74,8 +78,9 @@ def test_the_same_search_twice_gives_the_same_children_and_rewards(tmp_path):
     other, _ = s.create_run(name="other", config={}, seed=0)
     s.add_jobs(other.id, level=1, children=[("x", [[-1, "identity", -2, "identity"]], None, None)], max_attempts=1)
     s.dispose()
-    _search(a, url_a)
-    _search(b, url_b)
+    searches = [(_search(a, url_a), a), (_search(b, url_b), b)]  # side by side: each its own database and processes
+    for p, tmp in searches:
+        _finished(p, tmp)
     first, second = _children(url_a), _children(url_b)
     assert len(first) == 3 + 1  # 3 one-block cells, then K=1 chosen by the predictor
     assert {k: v[4] for k, v in first.items()} != {k: v[4] for k, v in second.items()}  # other job ids

@@ -4,7 +4,8 @@
     .venv/bin/python bench/gpu_suite.py --smoke --out /tmp/smoke.json # same code paths, CPU, tiny
 
 ``--smoke`` turns XLA off (XLA's CPU compile of these networks takes minutes); everything
-else runs as on the GPU, with tiny sizes. Parts (each in its own process with its own timeout; the JSON is rewritten after each, so one
+else runs as on the GPU, with tiny sizes, and its groups of parts run side by side (on the GPU
+one after another, each part with the device to itself). Parts (each in its own process with its own timeout; the JSON is rewritten after each, so one
 failure or timeout loses nothing else):
 1. child   a real child through a real `pnas worker` (PostgreSQL + Redis started here if
            pg_ctl/initdb and redis-server exist, else SQLite + the local executor), mixed
@@ -420,6 +421,29 @@ def run_parts(names: list[str], smoke: bool, out: Path) -> None:
         out.write_text(json.dumps(results, indent=1, default=str))
 
 
+def _start_group(group: list[str], smoke: bool) -> tuple[subprocess.Popen, Path, float]:
+    """One process for ``group``'s parts: (the process, its result file, its deadline)."""
+    limit = sum(PARTS[p][smoke] for p in group) + 30  # + the process's TensorFlow start
+    part_out = Path(tempfile.mktemp(prefix="gpu-suite-part-", suffix=".json"))
+    cmd = [sys.executable, __file__, "--part", ",".join(group), "--part-out", str(part_out)] + (["--smoke"] if smoke else [])
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)  # fmt: skip
+    return proc, part_out, time.monotonic() + limit
+
+
+def _finish_group(proc: subprocess.Popen, part_out: Path, deadline: float) -> tuple[dict, str]:
+    """Wait for a group's process until its deadline (then kill it): (its results, its output)."""
+    try:
+        tail = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))[0]
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        tail = (proc.communicate()[0] or "") + "\n(killed at its time limit)"
+    got = json.loads(part_out.read_text()) if part_out.exists() else {}
+    with contextlib.suppress(OSError):
+        part_out.unlink()
+    return got, tail
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--smoke", action="store_true", help="tiny settings on the CPU: the same code paths, ~1-3 min")
@@ -447,26 +471,19 @@ def main(argv: list[str] | None = None) -> int:
            "parts": {}}  # fmt: skip
     out.write_text(json.dumps(doc, indent=1))
     t_all = time.perf_counter()
-    for group in groups:
-        limit = sum(PARTS[p][args.smoke] for p in group) + 30  # + the process's TensorFlow start
-        part_out = Path(tempfile.mktemp(prefix="gpu-suite-part-", suffix=".json"))
-        cmd = [sys.executable, __file__, "--part", ",".join(group), "--part-out", str(part_out)] + (["--smoke"] if args.smoke else [])
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                start_new_session=True)  # fmt: skip
-        try:
-            tail = proc.communicate(timeout=limit)[0]
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            tail = (proc.communicate()[0] or "") + f"\n(killed after {limit} s)"
-        got = json.loads(part_out.read_text()) if part_out.exists() else {}
-        with contextlib.suppress(OSError):
-            part_out.unlink()
-        for p in group:
-            doc["parts"][p] = got.get(p) or {"ok": False, "summary": f"FAILED: no result (rc {proc.returncode})",
-                                             "output_tail": tail[-3000:]}  # fmt: skip
-            print(f"SUMMARY {p}: {doc['parts'][p]['summary']}", flush=True)
-        doc["seconds"] = time.perf_counter() - t_all
-        out.write_text(json.dumps(doc, indent=1, default=str))
+    # On the GPU the groups run one after another (each part has the device to itself); in smoke
+    # mode, which only proves the code paths on the CPU, side by side.
+    batches = [groups] if args.smoke else [[g] for g in groups]
+    for batch in batches:
+        started = [_start_group(group, args.smoke) for group in batch]
+        for group, (proc, part_out, deadline) in zip(batch, started, strict=True):
+            got, tail = _finish_group(proc, part_out, deadline)
+            for p in group:
+                doc["parts"][p] = got.get(p) or {"ok": False, "summary": f"FAILED: no result (rc {proc.returncode})",
+                                                 "output_tail": tail[-3000:]}  # fmt: skip
+                print(f"SUMMARY {p}: {doc['parts'][p]['summary']}", flush=True)
+            doc["seconds"] = time.perf_counter() - t_all
+            out.write_text(json.dumps(doc, indent=1, default=str))
     ok = all(doc["parts"][p].get("ok") for p in wanted)
     print(f"SUMMARY suite: {sum(bool(doc['parts'][p].get('ok')) for p in wanted)}/{len(wanted)} parts ok in "
           f"{doc['seconds']:.0f} s; {out}", flush=True)  # fmt: skip

@@ -7,6 +7,7 @@ import os
 import signal
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -22,9 +23,20 @@ def checkout_names(root: Path) -> tuple[str, int]:
     return f"pnas_test_{tag}", 1 + int(tag, 16) % 15
 
 
+def worker_redis_url(url: str, worker: str | None) -> str:
+    """The Redis database of one pytest-xdist process (scripts/test.sh runs the tests in two):
+    gwK uses the checkout's number plus K (within 1-15), so no process empties another's."""
+    k = int(worker[2:]) if worker and worker.startswith("gw") and worker[2:].isdigit() else 0
+    u = urlsplit(url)
+    if k == 0 or not u.path.strip("/").isdigit():
+        return url
+    return urlunsplit(u._replace(path=f"/{1 + (int(u.path.strip('/')) - 1 + k) % 15}"))
+
+
 _DB_NAME, _REDIS_DB = checkout_names(ROOT)
 PG_URL = os.environ.get("PNAS_TEST_PG_URL", f"postgresql://postgres@127.0.0.1:5432/{_DB_NAME}")
-REDIS_URL = os.environ.get("PNAS_TEST_REDIS_URL", f"redis://127.0.0.1:6379/{_REDIS_DB}")
+REDIS_URL = worker_redis_url(os.environ.get("PNAS_TEST_REDIS_URL", f"redis://127.0.0.1:6379/{_REDIS_DB}"),
+                             os.environ.get("PYTEST_XDIST_WORKER"))  # fmt: skip
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # A test run started in the background by a non-interactive shell (`nohup ... &`) inherits

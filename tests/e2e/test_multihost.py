@@ -26,7 +26,7 @@ import redis
 from tests.conftest import ROOT
 from tests.e2e.test_compose import CONFIG_DIR, RUN_NAME, Compose, _engine_answers, _free_port, wait_for
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2400)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2400), pytest.mark.xdist_group("docker")]  # one after the other: the second reuses the first build
 
 HEAD_FILES = ["docker-compose.yml", "docker-compose.hostnet.yml", "docker-compose.cpu.yml",
               "docker-compose.head.yml", "tests/e2e/compose.head-hostnet.yml"]  # fmt: skip
@@ -157,12 +157,22 @@ def test_head_and_worker_host_with_tls_finish_a_search_and_lose_nothing(stacks, 
 
         # The worker host trains children: one done there, another in training; then it dies.
         wait_for(lambda: on(host_workers, "succeeded"), timeout=600, every=1, what="a child trained on the worker host")
-        victim = wait_for(
-            lambda: on(host_workers, "running", "and started_at < now() at time zone 'utc' - interval '2 seconds'"),
-            timeout=600, every=0.5, what="a child in training on the worker host",
-        )[0]  # fmt: skip
-        job_id = int(victim[0])
-        host("kill", timeout=120)
+        # The victim is a child still running on the host once the kill has landed: one seen running
+        # before the kill may finish in the moment the kill takes (a child trains for seconds here),
+        # so when none was left in flight the host comes back and the next one is tried.
+        job_id = None
+        for _ in range(4):
+            wait_for(
+                lambda: on(host_workers, "running", "and started_at < now() at time zone 'utc' - interval '2 seconds'"),
+                timeout=600, every=0.5, what="a child in training on the worker host",
+            )  # fmt: skip
+            host("kill", timeout=120)
+            in_flight = on(host_workers, "running")
+            if in_flight:
+                job_id = int(in_flight[0][0])
+                break
+            host("up", "-d", "--no-build", "--scale", "worker=2", timeout=300)
+        assert job_id is not None, "every child seen training on the worker host finished before the kill landed, 4 times"
         times["until_host_killed"] = time.monotonic() - t0
         # The host comes back once its child has been declared lost (the controller requeued it).
         wait_for(lambda: head.sql(f"select state from jobs where id = {job_id}")[0][0] != "running",

@@ -78,7 +78,7 @@ def collect(store, ref: str | None) -> dict:
                 "eta_seconds": rep.eta_seconds,
             }
         )
-    top = store.top(run.id, k=1)
+    best = store.best_child(run.id)  # by the level table's rule: a child training further keeps its rung's
     workers = sorted((_worker(w, lease=get_settings().lease_seconds) for w in store.workers()),
                      key=lambda w: (w["state"] == "offline", w["seconds_ago"]))  # fmt: skip
     totals = {st: sum(lv["jobs"][st] for lv in out_levels) for st in ALL_STATES}
@@ -97,10 +97,11 @@ def collect(store, ref: str | None) -> dict:
         "finished_at": _iso(run.finished_at),
         "jobs": totals,
         "levels": out_levels,
-        # as `pnas top` ranks: trained to the full epochs first; "epochs" says what it is from
-        "best": None if not top else {"job": top[0].id, "level": top[0].level, "arch_id": top[0].arch_id,
-                                      "reward": top[0].reward, "epochs": top[0].epochs_trained,
-                                      "full_epochs": full},  # fmt: skip
+        # trained to the full epochs first (as `pnas top`), a child training further with its rung's
+        # reward; "epochs" says what it is from
+        "best": None if best is None else {"job": best.id, "level": best.level, "arch_id": best.arch_id,
+                                           "reward": best.reward, "epochs": best.epochs_trained,
+                                           "full_epochs": full},  # fmt: skip
         "full_epochs": full,  # a search child's epochs at full fidelity
         "workers": workers,
         "gpus": gpus,

@@ -62,6 +62,18 @@ class Reports(StoreBase):
             q = q.order_by(case((at_full, 0), else_=1), ChildJob.reward.desc(), ChildJob.id).limit(k)
             return [job_view(r) for r in s.scalars(q)]
 
+    def best_child(self, run_id: int) -> JobView | None:
+        """The run's best search child by the rule of `best_per_level` (`rows.level_bests`), so
+        `pnas status`'s best line agrees with its level table: of the children with a reward
+        (one promoted and training further keeps its rung's), those trained to the full epochs
+        first, then by reward."""
+        with self._tx() as s:
+            full = self._full_epochs(s, run_id)
+            q = select(ChildJob).where(ChildJob.run_id == run_id, ChildJob.kind == "search", ChildJob.reward.is_not(None))
+            at_full = or_(ChildJob.epochs_trained.is_(None), ChildJob.epochs_trained >= full)
+            row = s.scalars(q.order_by(case((at_full, 0), else_=1), ChildJob.reward.desc(), ChildJob.id).limit(1)).first()
+            return job_view(row) if row is not None else None
+
     def best_per_level(self, run_id: int, *, kind: str = "search") -> dict[int, dict]:
         """{level: ``best``, ``best_epochs``} as the live line and `pnas runs` give a best
         (`rows.level_bests`): of the level's children trained to the run's full epochs, else

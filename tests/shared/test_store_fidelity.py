@@ -123,14 +123,39 @@ def test_status_shows_child_epochs_spent_and_a_best_labelled_until_one_reaches_t
     assert st["child_epochs"] == {"spent": 2, "full_fidelity": 8, "children": 2}
     assert (st["children_trained"], st["children_training_further"]) == (2, 1)
     assert (st["levels"][0]["trained"], st["levels"][0]["training_further"]) == (2, 1)
-    assert st["best"]["job"] == a and (st["best"]["epochs"], st["best"]["full_epochs"]) == (1, 4)
+    # b, training further, keeps its rung's 0.7: the best line names it, as the level table does
+    assert st["best"]["job"] == b and (st["best"]["epochs"], st["best"]["full_epochs"]) == (1, 4)
+    assert st["levels"][0]["best"] == st["best"]["reward"] == 0.7
     out = text(st)
     assert "; 2/" in out and "children trained (1 training further)," in out, out
     assert "child-epochs: 2 spent of the 8 full fidelity would have spent on these 2 children (25%)" in out, out
-    assert "accuracy 0.6000 after 1 of 4 epochs (none trained to the full epochs yet)" in out, out
+    assert f"best: job {b} (level 1, b) accuracy 0.7000 after 1 of 4 epochs (none trained to the full epochs yet)" in out, out
     assert attempt and store.finish(b, attempt=attempt, result=_result(0.8, 4))
     st = collect(store, "f")
     assert st["child_epochs"] == {"spent": 5, "full_fidelity": 8, "children": 2} and st["children_training_further"] == 0
     out = text(st)
     assert f"best: job {b} (level 1, b) accuracy 0.8000" in out and "none trained" not in out, out
     assert "child-epochs: 5 spent of the 8 full fidelity" in out, out
+
+
+def test_the_level_summary_views_best_is_that_of_a_child_trained_to_the_full_epochs(store):
+    """`level_summary.best` as `pnas status`'s level best: a child stopped after a rung with a higher
+    reward is not it (it is ``best_any_rung``); NULL while no child reached the full epochs."""
+    from sqlalchemy import text
+
+    run, _ = store.create_run(name="f", config={"seed": 0, "train": {"epochs": 4}}, seed=0)
+    a, b = store.add_jobs(run.id, level=1, children=[("a", _cell(0), None, None), ("b", _cell(1), None, None)], max_attempts=2)
+    store.start_level(run.id, 1, candidates=2)
+
+    def summary() -> tuple:
+        with store.engine.connect() as conn:
+            row = conn.execute(text("SELECT best, best_any_rung, full_epochs FROM level_summary WHERE run_id = :r"),
+                               {"r": run.id}).one()  # fmt: skip
+        return (None if row[0] is None else round(float(row[0]), 4), round(float(row[1]), 4), int(row[2]))
+
+    _train(store, a, 0.9, 1)
+    assert summary() == (None, 0.9, 4)
+    assert store.best_per_level(run.id)[1] == {"best": 0.9, "best_epochs": 1}  # status labels it "at 1/4 epochs"
+    _train(store, b, 0.8, 4)
+    assert summary() == (0.8, 0.9, 4)
+    assert store.best_per_level(run.id)[1]["best"] == 0.8

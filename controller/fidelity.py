@@ -29,6 +29,16 @@ def reward_at(job: JobView, epochs: int) -> float | None:
     return (job.rung_rewards or {}).get(str(epochs))
 
 
+def predicted_and_measured(jobs: list[JobView], cfg: SearchConfig) -> list[tuple[float, float]]:
+    """(predicted, measured accuracy) of the children with both, the accuracies of one training
+    length, for the level's extrapolation Spearman: at full fidelity the children's; in a
+    multi-fidelity run their first rung's, which every child completed (their highest rungs'
+    would set 1-epoch accuracies against 4-epoch ones)."""
+    first = cfg.rungs()[0]
+    measured = [(j.predicted, j.reward if cfg.fidelity == "full" else reward_at(j, first)) for j in jobs]
+    return [(p, r) for p, r in measured if p is not None and r is not None]
+
+
 def promotions(jobs: list[JobView], rungs: list[int], eta: int, *, drained: bool) -> list[tuple[JobView, int]]:
     """(child, its rung) for every child due a promotion now. ``drained``: the level has
     nothing queued or running, so each rung continues at least its best child."""

@@ -25,7 +25,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from controller import evolution
 from controller.choice import Chooser
 from controller.executors import Executor
-from controller.fidelity import Promoter
+from controller.fidelity import Promoter, predicted_and_measured
 from controller.progress import LevelClock, Reporter, SilentReporter
 from controller.refit import refit
 from controller.run_lock import RunLock, new_owner
@@ -252,7 +252,7 @@ class Controller:
         # a multi-fidelity level's best and mean: of the children trained to the full epochs
         full = [j for j in ok if j.epochs_trained is None or j.epochs_trained >= cfg.train.epochs] or ok
         rewards = [j.reward for j in full if j.reward is not None]
-        pairs = [(j.predicted, j.reward) for j in ok if j.predicted is not None and j.reward is not None]
+        pairs = predicted_and_measured(ok, cfg)
         if len(pairs) >= 3:
             extrap = finite_or_none(spearman([p for p, _ in pairs], [r for _, r in pairs]))
         blob, insample = None, None

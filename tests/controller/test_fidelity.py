@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 from sqlalchemy import text
 
-from controller.fidelity import promotions
+from controller.fidelity import predicted_and_measured, promotions
 from controller.search import Controller
 from shared.config import build_config
 from shared.errors import UserError
@@ -85,6 +85,22 @@ def test_asha_stops_hopeless_children_and_trains_the_best_to_the_full_epochs(tmp
     with store.engine.connect() as c:  # the job_status view shows each child's rung and epochs
         view = {r[0]: (r[1], r[2]) for r in c.execute(text("SELECT job_id, rung, epochs_trained FROM job_status"))}
     assert view == {j.id: (j.rung, j.epochs_trained) for j in jobs}
+
+
+def test_a_levels_extrapolation_spearman_is_on_the_first_rungs_accuracies():
+    """The predictor's ranking is measured against accuracies of one training length: in an asha
+    run each child's first rung (every child has one), never its highest rung's mix of lengths."""
+    def job(i, predicted, rewards):
+        epochs = max(int(e) for e in rewards)
+        return SimpleNamespace(id=i, predicted=predicted, reward=rewards[str(epochs)], rung_rewards=rewards, epochs_trained=epochs)
+
+    # c ranks last after 1 epoch but first after 4: the highest rungs mix two training lengths
+    jobs = [job(1, 0.9, {"1": 0.8}), job(2, 0.5, {"1": 0.6, "2": 0.7}), job(3, 0.1, {"1": 0.5, "2": 0.6, "4": 0.95}),
+            job(4, 0.2, {"1": 0.55})]  # fmt: skip
+    assert predicted_and_measured(jobs, _config(**ASHA)) == [(0.9, 0.8), (0.5, 0.6), (0.1, 0.5), (0.2, 0.55)]
+    # full fidelity: the children's accuracies; a child without a prediction (level 1 of pnas) is left out
+    full = [job(1, 0.9, {"4": 0.8}), job(2, None, {"4": 0.7})]
+    assert predicted_and_measured(full, _config()) == [(0.9, 0.8)]
 
 
 def test_gc_keeps_the_rung_checkpoints_of_a_level_still_training(tmp_path):

@@ -51,7 +51,7 @@ from bench._common import machine, pct  # noqa: E402
 # pre-ping (`pool_pre_ping=True` in shared/store/engine.py), sent before every store call.
 PING = "SELECT 1;"
 TOUCH_WORKER = (  # Attempts._touch_worker (shared/store/registry.py), in claim_next and heartbeat
-    "UPDATE workers SET last_seen=(now() at time zone 'utc'), job_id=:c_id WHERE workers.name = 'pgb-:worker_tag-:client_id';"
+    "UPDATE workers SET last_seen=(now() at time zone 'utc'), job_id=:c_id, stopped_at=NULL WHERE workers.name = 'pgb-:worker_tag-:client_id';"
 )
 CLAIM = (  # Attempts.claim_next(worker=..., lease_seconds=150, run_id=...), shared/store/attempts.py
     "UPDATE jobs SET state='running', attempts=(jobs.attempts + 1), worker='pgb-:worker_tag-:client_id', "
@@ -72,19 +72,28 @@ ADD_EPOCH = (  # Attempts.add_epoch: the fence, then replace the epoch's row
     "INSERT INTO epochs (job_id, attempt, epoch, loss, accuracy, val_loss, val_accuracy, seconds) "
     "VALUES (:c_id, :c_attempts, 1, 1.0, 0.5, 1.0, 0.5, 1.0) RETURNING epochs.id;",
 )
-FINISH = (  # Attempts.finish, then Attempts._ended frees the worker (shared/store/registry.py)
+FINISH = (  # Attempts.finish (the attempt's log tail and rung rewards, then the fenced update), then
+    # Attempts._ended frees the worker (shared/store/registry.py)
+    "SELECT jobs.log_tail, jobs.rung_rewards \nFROM jobs \nWHERE jobs.id = :c_id AND jobs.attempts = :c_attempts AND jobs.state = 'running';",
     "UPDATE jobs SET state='succeeded', lease_until=NULL, finished_at=(now() at time zone 'utc'), reward=0.5, "
     "reward_epoch=1, test_accuracy=NULL, params=1000, wall_seconds=1.0, device='sim', error_class=NULL, "
-    "error_message=NULL WHERE jobs.id = :c_id AND jobs.attempts = :c_attempts AND jobs.state = 'running';",
+    "error_message=NULL, log_tail=NULL, stop_requested=false, epochs_trained=1, rung_rewards='{\"1\": 0.5}'::JSON "
+    "WHERE jobs.id = :c_id AND jobs.attempts = :c_attempts AND jobs.state = 'running';",
     "UPDATE workers SET last_seen=(now() at time zone 'utc'), job_id=NULL WHERE workers.job_id = :c_id;",
 )
 _STATES = ("queued", "running", "succeeded", "failed", "lost", "cancelled")  # shared.jobs.ALL_STATES' order
-LEVEL_PROGRESS = (  # Scheduling.level_progress(run_id, 1), shared/store/scheduling.py
+LEVEL_PROGRESS = (  # Scheduling.level_progress(run_id, 1), shared/store/scheduling.py: the counts, the
+    # run's full epochs, the best reward per epochs trained (rows.level_bests)
     "SELECT "
     + ", ".join(f"sum(CASE WHEN (jobs.state = '{st}') THEN 1 ELSE 0 END) AS sum_{i}" for i, st in enumerate(_STATES, 1))
     + ", sum(CASE WHEN (jobs.state = 'lost' AND jobs.attempts < jobs.max_attempts) THEN 1 ELSE 0 END) AS sum_7, "
-    "max(jobs.reward) AS max_1, count(*) AS count_1 \nFROM jobs \n"
-    "WHERE jobs.run_id = :run_id AND jobs.level = 1 AND jobs.kind = 'search';"
+    "sum(CASE WHEN (jobs.state IN ('queued', 'running') AND jobs.rung > 0) THEN 1 ELSE 0 END) AS sum_8, "
+    "count(*) AS count_1 \nFROM jobs \n"
+    "WHERE jobs.run_id = :run_id AND jobs.level = 1 AND jobs.kind = 'search';",
+    "SELECT runs.config \nFROM runs \nWHERE runs.id = :run_id;",
+    "SELECT jobs.level, jobs.epochs_trained, max(jobs.reward) AS max_1 \nFROM jobs \n"
+    "WHERE jobs.run_id = :run_id AND jobs.kind = 'search' AND jobs.reward IS NOT NULL AND jobs.level = 1 "
+    "GROUP BY jobs.level, jobs.epochs_trained;",
 )
 STEPS = ("claim", "heartbeat", "train", "add_epoch", "finish")  # one pgbench transaction each
 
@@ -194,7 +203,7 @@ def phase(url: str, admin_url: str, *, via: str, clients: int, children: int, se
         )
     tmp = Path(tempfile.mkdtemp(prefix="pnas-pgbench-"))
     (tmp / "worker.sql").write_text(worker_script(train_ms, ping=ping))
-    (tmp / "level.sql").write_text(tx(LEVEL_PROGRESS, ping=ping) + "\n")
+    (tmp / "level.sql").write_text(tx(*LEVEL_PROGRESS, ping=ping) + "\n")
     common = [pgbench_exe(), "-n", "-M", "simple", "-T", str(seconds), "-D", f"run_id={run_id}"]
     workers = common + ["-c", str(clients), "-j", str(min(threads, clients)), "-r", "-l", f"--log-prefix={tmp}/w",
                         "-D", "step=4", "-D", "c_id=0", "-D", f"worker_tag={tag}", "-f", str(tmp / "worker.sql"), url]  # fmt: skip
@@ -284,7 +293,7 @@ def compare_sql(url: str, data: Path) -> list[str]:
     n1 = len(log.read_text())
     tmp = Path(tempfile.mkdtemp(prefix="pnas-pgbench-"))
     (tmp / "w.sql").write_text(worker_script(0))
-    (tmp / "l.sql").write_text(tx(LEVEL_PROGRESS) + "\n")
+    (tmp / "l.sql").write_text(tx(*LEVEL_PROGRESS) + "\n")
     base = [pgbench_exe(), "-n", "-M", "simple", "-c", "1", "-D", f"run_id={run_id}"]
     subprocess.run(base + ["-t", "5", "-D", "step=4", "-D", "c_id=0", "-D", "worker_tag=t", "-f", str(tmp / "w.sql"), url], check=True, capture_output=True)
     subprocess.run(base + ["-t", "1", "-f", str(tmp / "l.sql"), url], check=True, capture_output=True)

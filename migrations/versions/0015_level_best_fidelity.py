@@ -53,10 +53,8 @@ def view_sql() -> dict[str, str]:
 
 
 def _recreate(views: dict[str, str]) -> None:
-    for name in views:
-        op.execute(f"DROP VIEW IF EXISTS {name}")
-    for name, sql in views.items():
-        op.execute(f"CREATE VIEW {name} AS {sql}")
+    """Drop every view and create it anew (0013's way)."""
+    _load("0013_leaderboard_fidelity")._recreate(views)
 
 
 def upgrade() -> None:

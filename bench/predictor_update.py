@@ -16,6 +16,7 @@ no worker processes), each search into its own SQLite file. Read from the `level
     .venv/bin/python bench/predictor_update.py --seeds 5 --predictor lstm --predictor-epochs 60
     .venv/bin/python bench/predictor_update.py --finetune-share 1.0 --updates finetune  # all epochs
     .venv/bin/python bench/predictor_update.py --predictor lstm --trainer keras   # the earlier trainer
+    .venv/bin/python bench/predictor_update.py --predictor lstm --batches mixed   # any cells in a batch
 """
 
 from __future__ import annotations
@@ -87,6 +88,8 @@ def main() -> None:
                     help="a fine-tune's share of the epochs (default: FINETUNE_EPOCH_SHARE, 0.25)")
     ap.add_argument("--trainer", default="stacked", choices=("stacked", "keras"),
                     help="how every fit of the searches trains (`fit_ensemble`'s trainer)")
+    ap.add_argument("--batches", default=None, choices=("mixed", "by_length"),
+                    help="how the stacked trainer makes batches (default: the project's, `ensemble.BATCHES`)")
     ap.add_argument("--updates", default=",".join(UPDATES), help="which to run (refit is deterministic: rerun it once)")
     args = ap.parse_args()
     updates = args.updates.split(",")
@@ -99,12 +102,15 @@ def main() -> None:
     import controller.predictor as predictor
     from controller.predictor import finetune_epochs
 
-    predictor.fit_ensemble = functools.partial(predictor.fit_ensemble, trainer=args.trainer)  # refit imports it per fit
+    from controller.predictor.ensemble import BATCHES
+
+    args.batches = args.batches or (BATCHES if args.trainer == "stacked" else "mixed")
+    predictor.fit_ensemble = functools.partial(predictor.fit_ensemble, trainer=args.trainer, batches=args.batches)  # refit imports it per fit
 
     print(machine(), flush=True)
     print(f"8 operators, B={args.blocks}, K={args.beam}, {args.predictor} x{args.ensemble}, "
           f"{args.predictor_epochs} epochs from scratch, a fine-tune {finetune_epochs(args.predictor_epochs)}, "
-          f"{args.trainer} trainer, "
+          f"{args.trainer} trainer, {args.batches} batches, "
           "instant trainer, in-process", flush=True)  # fmt: skip
     res: dict[str, list[dict]] = {u: [] for u in updates}
     with tempfile.TemporaryDirectory() as d:

@@ -22,6 +22,7 @@ FORMAT = "pnas-predictor/1"
 Kind = Literal["lstm", "mlp"]
 Engine = Literal["auto", "numpy", "tensorflow"]
 Trainer = Literal["stacked", "keras"]
+Batches = Literal["mixed", "by_length"]
 # Below this many cells NumPy scores in well under a second and TensorFlow's start-up and
 # compiles would cost more than they save (the in-sample scores of a fit, small levels).
 TF_MIN_ROWS = 20_000
@@ -30,6 +31,7 @@ HIDDEN = 100  # paper: LSTM hidden size 100 / MLP layers of 100 units
 LR_FIRST_LEVEL = 0.01  # paper: when fitting on b = 1 cells only
 LR_LATER = 0.002  # paper: afterwards
 BATCH_SIZE = 32  # small data (136..1160 cells): small batches, many steps per epoch
+BATCHES = "mixed"
 # A fine-tune starts from a fitted predictor and most of its rows were fitted already:
 # a quarter of the epochs (our judgement; the paper gives no count, only the lower lr).
 FINETUNE_EPOCH_SHARE = 0.25
@@ -192,6 +194,7 @@ def fit_ensemble(
     on_epoch: Callable[[int, float], None] | None = None,
     init: Ensemble | None = None,
     trainer: Trainer = "stacked",
+    batches: Batches = BATCHES,
 ) -> Ensemble:
     """Fit ``members`` predictors from scratch, member k on all rows but fold k; deterministic.
 
@@ -207,7 +210,11 @@ def fit_ensemble(
     ``trainer``: "stacked" (`stacked`: the members' weights stacked, an epoch per compiled
     call) or "keras" (`keras_models`: one Keras model per member, the earlier way; kept to
     compare). Both fit the same models to the same objective; their weights differ.
+    ``batches``: "by_length" (each batch holds cells of one block count, so the LSTM skips
+    the padding: stacked trainer only) or "mixed" (any cells in a batch, Keras' way).
     """
+    if trainer == "keras" and batches != "mixed":
+        raise ValueError("the keras trainer makes mixed batches only")
     vocab = Vocab(space.num_input_tokens, len(space.ops))
     groups = [vocab.encode(g) for g in token_groups(cells)]
     rewards = np.asarray(rewards, np.float32).reshape(-1)
@@ -254,8 +261,10 @@ def fit_ensemble(
             seed=seed,
             on_epoch=on_epoch,
             init=None if init is None else init.weights,
+            **({} if trainer == "keras" else {"batches": batches}),
         )
-    info = {"seed": seed, "epochs": epochs, "rows": n, "learning_rate": lr, "batch_size": batch_size, "trainer": trainer}
+    info = {"seed": seed, "epochs": epochs, "rows": n, "learning_rate": lr, "batch_size": batch_size, "trainer": trainer,
+            "batches": batches}
     if init is not None:
         info["finetuned_from_rows"] = n_init
     return Ensemble(kind, tuple(space.ops), space.blocks, vocab, weights, holdout, info)

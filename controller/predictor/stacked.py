@@ -12,7 +12,7 @@ Shapes: m members, B rows a batch, T tokens a row, V vocabulary, E embedding, H 
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Literal
 
 import numpy as np
 import tensorflow as tf
@@ -21,6 +21,7 @@ from controller.predictor.keras_models import FINAL_BIAS
 from controller.predictor.tokens import PAD
 
 Weights = dict[str, np.ndarray]
+Batches = Literal["mixed", "by_length"]
 ADAM = (0.9, 0.999, 1e-7)  # Keras' defaults: beta_1, beta_2, epsilon
 
 
@@ -56,8 +57,11 @@ def _gate_scale(hidden: int) -> np.ndarray:
     return scale
 
 
-def _lstm(v: dict[str, tf.Variable], tokens: tf.Tensor) -> tf.Tensor:
+def _lstm(v: dict[str, tf.Variable], tokens: tf.Tensor, steps: tf.Tensor | int | None = None) -> tf.Tensor:
     """(B, T) right-padded tokens -> (m, B) accuracy; padding carries the state (mask_zero).
+
+    ``steps``: run the first ``steps`` tokens only (every row's real tokens must be among
+    them; default T): a batch of short cells skips its padding.
 
     Keras' cell, with its three sigmoids written as sigmoid(z) = (tanh(z / 2) + 1) / 2 (the
     1/2 folded into the i, f, o columns, as `fast.lstm_tables` does): one tanh over all four
@@ -79,14 +83,18 @@ def _lstm(v: dict[str, tf.Variable], tokens: tf.Tensor) -> tf.Tensor:
         h_new = 0.5 * (t_o + 1.0) * tf.tanh(c_new)
         return t + 1, tf.where(real[t], h_new, h), tf.where(real[t], c_new, c)
 
-    steps = tokens.shape[1]
+    longest = tokens.shape[1]
+    steps = longest if steps is None else steps
     h = c = tf.zeros([x_table.shape[0], tf.shape(tokens)[0], hidden])  # (m, B, H)
-    _, h, _ = tf.while_loop(lambda t, h, c: t < steps, step, (tf.constant(0), h, c), maximum_iterations=steps)
+    _, h, _ = tf.while_loop(lambda t, h, c: t < steps, step, (tf.constant(0), h, c), maximum_iterations=longest)
     return tf.sigmoid(tf.linalg.matmul(h, v["w_out"])[..., 0] + v["b_out"])
 
 
-def _mlp(v: dict[str, tf.Variable], tokens: tf.Tensor) -> tf.Tensor:
-    """(B, 4b) tokens -> (m, B): per-block embeddings concatenated, averaged over real blocks."""
+def _mlp(v: dict[str, tf.Variable], tokens: tf.Tensor, steps: tf.Tensor | int | None = None) -> tf.Tensor:
+    """(B, 4b) tokens -> (m, B): per-block embeddings concatenated, averaged over real blocks.
+
+    (``steps``, `_lstm`'s, changes nothing here: padding costs the MLP little.)
+    """
     e = tf.gather(v["emb"], tokens, axis=1)  # (m, B, T, E)
     blocks = tf.reshape(e, tf.concat([tf.shape(e)[:2], [-1, 4 * e.shape[-1]]], 0))  # (m, B, b, 4E)
     real = tf.cast(tf.not_equal(tokens[:, ::4], PAD), e.dtype)[None, :, :, None]  # (1, B, b, 1)
@@ -97,6 +105,30 @@ def _mlp(v: dict[str, tf.Variable], tokens: tf.Tensor) -> tf.Tensor:
 
 
 FORWARD = {"lstm": _lstm, "mlp": _mlp}
+
+
+def epoch_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator, batches: Batches):
+    """One epoch's batches: row indices (nb, B), 1/0 for real/padding rows (nb, B), and each
+    batch's longest row in tokens (nb,); every row once.
+
+    "mixed": the rows in ``rng``'s order, cut into batches (the last one padded).
+    "by_length": the rows in ``rng``'s order grouped by length, each group cut into batches
+    (each group's last one padded), the batches in ``rng``'s order: a batch holds cells of one
+    block count, so the LSTM runs only their tokens, not the longest cell's.
+    """
+    order = rng.permutation(len(lengths))
+    if batches == "mixed":
+        groups = [order]
+    else:
+        groups = [order[lengths[order] == size] for size in np.unique(lengths)]
+    parts = [g[i : i + batch_size] for g in groups for i in range(0, len(g), batch_size)]
+    if batches == "by_length":
+        parts = [parts[i] for i in rng.permutation(len(parts))]
+    rows = np.zeros((len(parts), batch_size), np.int32)
+    real = np.zeros((len(parts), batch_size), np.float32)
+    for i, part in enumerate(parts):
+        rows[i, : len(part)], real[i, : len(part)] = part, 1.0
+    return rows, real, np.array([lengths[p].max() for p in parts], np.int32)
 
 
 def fit_stacked(
@@ -115,11 +147,13 @@ def fit_stacked(
     on_epoch: Callable[[int, float], None] | None = None,
     init: list[Weights] | None = None,
     jit: bool = True,
+    batches: Batches = "mixed",
 ) -> list[Weights]:
     """As `keras_models.fit_members` (same arguments, same contract), members stacked.
 
-    Deterministic: member k's fresh weights come from ``seed`` and k, each epoch's order of
-    rows from ``seed`` and the epoch.
+    ``batches``: how an epoch's rows make batches (`epoch_batches`); "mixed" is Keras' way.
+    Deterministic: member k's fresh weights come from ``seed`` and k, each epoch's batches
+    from ``seed`` and the epoch.
     """
     m, n = train_mask.shape
     if init is None:
@@ -133,19 +167,16 @@ def fit_stacked(
     forward = FORWARD[kind]
     beta1, beta2, eps = ADAM
 
-    batches = -(-n // batch_size)
-    rows = np.zeros((batches * batch_size,), np.int32)  # every epoch: one order, padded to whole batches
-    valid = np.zeros(len(rows), np.float32)
-    valid[:n] = 1.0
+    lengths = (tokens != PAD).sum(axis=1).astype(np.int32)
     x_all = tf.constant(tokens.astype(np.int32))
     y_all = tf.constant(rewards.astype(np.float32))
     mask_all = tf.constant(train_mask.astype(np.float32))  # (m, N)
 
-    def train_batch(idx, ok):
+    def train_batch(idx, ok, steps):
         x, y = tf.gather(x_all, idx), tf.gather(y_all, idx)  # (B, T), (B,)
         weight = tf.gather(mask_all, idx, axis=1) * ok  # (m, B): the member's rows in the batch
         with tf.GradientTape() as tape:
-            err = tf.abs(y[None, :] - forward(v, x))
+            err = tf.abs(y[None, :] - forward(v, x, steps))
             per_member = tf.reduce_sum(weight * err, axis=1) / tf.maximum(tf.reduce_sum(weight, axis=1), 1e-6)
             loss = tf.reduce_sum(per_member)
         grads = tape.gradient(loss, [v[k] for k in names])
@@ -160,15 +191,14 @@ def fit_stacked(
         return loss * tf.reduce_sum(ok)
 
     @tf.function(jit_compile=jit)
-    def train_epoch(order, ok):  # (batches, B) row indices and 0/1 for padding
+    def train_epoch(order, ok, steps):  # as `epoch_batches` gives them
         total = tf.constant(0.0)
-        for b in tf.range(batches):
-            total += train_batch(order[b], ok[b])
+        for b in tf.range(tf.shape(order)[0]):
+            total += train_batch(order[b], ok[b], steps[b])
         return total / n
 
     for epoch in range(epochs):
-        rows[:n] = np.random.default_rng([seed, epoch]).permutation(n)
-        loss = train_epoch(rows.reshape(batches, batch_size), valid.reshape(batches, batch_size))
+        loss = train_epoch(*epoch_batches(lengths, batch_size, np.random.default_rng([seed, epoch]), batches))
         if on_epoch is not None:
             on_epoch(epoch + 1, float(loss))
     return [{k: v[k].numpy()[j] for k in names} for j in range(m)]

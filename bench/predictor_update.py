@@ -89,7 +89,7 @@ def main() -> None:
     ap.add_argument("--trainer", default="stacked", choices=("stacked", "keras"),
                     help="how every fit of the searches trains (`fit_ensemble`'s trainer)")
     ap.add_argument("--batches", default=None, choices=("mixed", "by_length"),
-                    help="how the stacked trainer makes batches (default: the project's, `ensemble.BATCHES`)")
+                    help="how the stacked trainer makes batches (default: the project's for the predictor, `ensemble.BATCHES`)")
     ap.add_argument("--updates", default=",".join(UPDATES), help="which to run (refit is deterministic: rerun it once)")
     args = ap.parse_args()
     updates = args.updates.split(",")
@@ -104,7 +104,7 @@ def main() -> None:
 
     from controller.predictor.ensemble import BATCHES
 
-    args.batches = args.batches or (BATCHES if args.trainer == "stacked" else "mixed")
+    args.batches = args.batches or (BATCHES[args.predictor] if args.trainer == "stacked" else "mixed")
     predictor.fit_ensemble = functools.partial(predictor.fit_ensemble, trainer=args.trainer, batches=args.batches)  # refit imports it per fit
 
     print(machine(), flush=True)

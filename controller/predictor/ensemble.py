@@ -31,7 +31,11 @@ HIDDEN = 100  # paper: LSTM hidden size 100 / MLP layers of 100 units
 LR_FIRST_LEVEL = 0.01  # paper: when fitting on b = 1 cells only
 LR_LATER = 0.002  # paper: afterwards
 BATCH_SIZE = 32  # small data (136..1160 cells): small batches, many steps per epoch
-BATCHES = "mixed"
+# How the stacked trainer makes an epoch's batches, by predictor: the LSTM's batches hold cells
+# of one block count, so it runs each batch's own tokens, not the longest cell's (1.5x less
+# arithmetic at level 5; the same search-level Spearman within noise, BENCHMARKS.md section 14);
+# the MLP costs the same either way and keeps Keras' mixed batches.
+BATCHES: dict[str, Batches] = {"lstm": "by_length", "mlp": "mixed"}
 # A fine-tune starts from a fitted predictor and most of its rows were fitted already:
 # a quarter of the epochs (our judgement; the paper gives no count, only the lower lr).
 FINETUNE_EPOCH_SHARE = 0.25
@@ -194,7 +198,7 @@ def fit_ensemble(
     on_epoch: Callable[[int, float], None] | None = None,
     init: Ensemble | None = None,
     trainer: Trainer = "stacked",
-    batches: Batches = BATCHES,
+    batches: Batches | None = None,
 ) -> Ensemble:
     """Fit ``members`` predictors from scratch, member k on all rows but fold k; deterministic.
 
@@ -211,8 +215,11 @@ def fit_ensemble(
     call) or "keras" (`keras_models`: one Keras model per member, the earlier way; kept to
     compare). Both fit the same models to the same objective; their weights differ.
     ``batches``: "by_length" (each batch holds cells of one block count, so the LSTM skips
-    the padding: stacked trainer only) or "mixed" (any cells in a batch, Keras' way).
+    the padding: stacked trainer only), "mixed" (any cells in a batch, Keras' way) or None:
+    `BATCHES` for the stacked trainer, mixed for Keras'.
     """
+    if batches is None:
+        batches = BATCHES[kind] if trainer == "stacked" else "mixed"
     if trainer == "keras" and batches != "mixed":
         raise ValueError("the keras trainer makes mixed batches only")
     vocab = Vocab(space.num_input_tokens, len(space.ops))

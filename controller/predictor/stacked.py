@@ -12,16 +12,16 @@ Shapes: m members, B rows a batch, T tokens a row, V vocabulary, E embedding, H 
 
 from __future__ import annotations
 
-from typing import Callable, Literal
+from typing import Callable
 
 import numpy as np
 import tensorflow as tf
 
+from controller.predictor.ensemble import Batches
 from controller.predictor.keras_models import FINAL_BIAS
 from controller.predictor.tokens import PAD
 
 Weights = dict[str, np.ndarray]
-Batches = Literal["mixed", "by_length"]
 ADAM = (0.9, 0.999, 1e-7)  # Keras' defaults: beta_1, beta_2, epsilon
 
 

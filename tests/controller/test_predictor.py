@@ -297,3 +297,61 @@ def test_stacked_forward_is_the_keras_members_forward(kind):
     want = np.stack([load_member(kind, w).predict(tokens, verbose=0)[:, 0] for w in members])
     assert np.ptp(want) > 0.05  # the check sees different predictions, not a constant
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("batches", ["mixed", "by_length"])
+def test_epoch_batches_hold_every_row_once(batches):
+    """Every row in exactly one batch, padding marked; by_length: one cell length a batch."""
+    from controller.predictor.stacked import epoch_batches
+
+    lengths = np.repeat([4, 8, 12], [37, 64, 33]).astype(np.int32)
+    rng = np.random.default_rng(0)
+    lengths = lengths[rng.permutation(len(lengths))]
+    rows, real, steps = epoch_batches(lengths, 16, np.random.default_rng([3, 1]), batches)
+    assert rows.shape[1] == 16 and real.shape == rows.shape and steps.shape == (len(rows),)
+    assert sorted(rows[real == 1].tolist()) == list(range(len(lengths)))
+    for r, ok, s in zip(rows, real, steps, strict=True):
+        assert s == lengths[r[ok == 1]].max()
+        if batches == "by_length":
+            assert set(lengths[r[ok == 1]].tolist()) == {s}
+    if batches == "by_length":  # each length's last batch is padded, not filled with another length
+        assert len(rows) == sum(-(-c // 16) for c in (37, 64, 33))
+        assert len(set(steps[:4].tolist())) > 1  # the batches' order is shuffled, not by length
+    else:
+        assert len(rows) == -(-len(lengths) // 16)
+    again = epoch_batches(lengths, 16, np.random.default_rng([3, 1]), batches)
+    other = epoch_batches(lengths, 16, np.random.default_rng([3, 2]), batches)
+    assert all(np.array_equal(a, b) for a, b in zip((rows, real, steps), again, strict=True))
+    assert not np.array_equal(rows, other[0])
+
+
+def test_lstm_steps_past_the_real_tokens_change_nothing():
+    """Running only a batch's longest row's tokens gives what running every padded step gives."""
+    import tensorflow as tf
+
+    from controller.predictor.stacked import FORWARD, init_member
+    from controller.predictor.tokens import Vocab, pad
+
+    vocab = Vocab(SPACE.num_input_tokens, len(SPACE.ops))
+    members = [init_member("lstm", np.random.default_rng([7, k]), vocab.size, 16, 12) for k in range(2)]
+    stacked = {name: tf.constant(np.stack([w[name] for w in members])) for name in members[0]}
+    cells = mixed_cells(6, 4)
+    tokens = pad([vocab.encode(c.tokens) for c in cells])  # padded to 20 tokens (b = 5)
+    whole = FORWARD["lstm"](stacked, tf.constant(tokens)).numpy()
+    short = tokens[: len(cells[0]) + len(cells[1])]  # the b = 1 and b = 2 rows: 8 real tokens at most
+    cut = FORWARD["lstm"](stacked, tf.constant(short), tf.constant(8)).numpy()
+    np.testing.assert_allclose(cut, whole[:, : len(short)], rtol=0, atol=1e-6)
+    too_few = FORWARD["lstm"](stacked, tf.constant(short), tf.constant(4)).numpy()
+    assert np.abs(too_few - cut).max() > 1e-3  # the steps are really cut: the b = 2 rows change
+
+
+@pytest.mark.parametrize("batches", ["mixed", "by_length"])
+def test_stacked_trainer_learns_with_either_batches(data, batches):
+    cells, rewards = data
+    ens = fit_ensemble(SPACE, cells, rewards, members=2, epochs=15, seed=1, first_level=True, batches=batches)
+    assert ens.info["batches"] == batches
+    assert spearman(ens.predict(cells), rewards) > 0.9, batches
+    again = fit_ensemble(SPACE, cells, rewards, members=2, epochs=15, seed=1, first_level=True, batches=batches)
+    np.testing.assert_array_equal(ens.predict(cells), again.predict(cells))
+    with pytest.raises(ValueError, match="mixed batches only"):
+        fit_ensemble(SPACE, cells, rewards, members=2, epochs=1, trainer="keras", batches="by_length")

@@ -100,7 +100,9 @@ def check(db: Path) -> None:
           f"{sum(dups.values())} trained twice {dict(sorted(dups.items()))}; "
           f"distinct network_id values stored: {len({j.network_id for j in jobs})}")  # fmt: skip
     for lv in levels:
-        print(f"  level {lv.b}: {lv.candidates:,} candidates, {lv.distinct_candidates:,} distinct networks scored")
+        took = (lv.finished_at - lv.started_at).total_seconds() if lv.finished_at else float("nan")
+        print(f"  level {lv.b}: {lv.candidates:,} candidates, {lv.distinct_candidates:,} distinct networks scored; "
+              f"{took:.0f} s from its start to its end (its children, then the fit after it)")  # fmt: skip
 
 
 def main() -> None:

@@ -67,7 +67,7 @@ def _lstm(v: dict[str, tf.Variable], tokens: tf.Tensor, steps: tf.Tensor | int |
     1/2 folded into the i, f, o columns, as `fast.lstm_tables` does): one tanh over all four
     gates a step, forward and backward, instead of four elementwise passes. The steps are a
     `tf.while_loop`, not T unrolled copies: XLA compiles one step's body, about 4x faster,
-    and the compiled epoch runs about 1.7x faster (BENCHMARKS.md section 14).
+    and the compiled epoch runs about 1.9x faster (BENCHMARKS.md section 14).
     """
     hidden = v["recurrent"].shape[1]
     half = tf.constant(_gate_scale(hidden))  # (4H,)

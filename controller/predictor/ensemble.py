@@ -12,6 +12,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy.stats import spearmanr
 
+from controller.predictor.batches import Batches
 from controller.predictor.fast import SCORERS, PrefixTree
 from controller.predictor.tokens import Cells, Vocab, pad, token_groups
 from shared.errors import UserError
@@ -22,7 +23,6 @@ FORMAT = "pnas-predictor/1"
 Kind = Literal["lstm", "mlp"]
 Engine = Literal["auto", "numpy", "tensorflow"]
 Trainer = Literal["stacked", "keras"]
-Batches = Literal["mixed", "by_length"]
 # Below this many cells NumPy scores in well under a second and TensorFlow's start-up and
 # compiles would cost more than they save (the in-sample scores of a fit, small levels).
 TF_MIN_ROWS = 20_000

@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
-from controller.predictor.ensemble import Batches
+from controller.predictor.batches import Batches, epoch_batches
 from controller.predictor.keras_models import FINAL_BIAS
 from controller.predictor.tokens import PAD
 
@@ -105,30 +105,6 @@ def _mlp(v: dict[str, tf.Variable], tokens: tf.Tensor, steps: tf.Tensor | int | 
 
 
 FORWARD = {"lstm": _lstm, "mlp": _mlp}
-
-
-def epoch_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator, batches: Batches):
-    """One epoch's batches: row indices (nb, B), 1/0 for real/padding rows (nb, B), and each
-    batch's longest row in tokens (nb,); every row once.
-
-    "mixed": the rows in ``rng``'s order, cut into batches (the last one padded).
-    "by_length": the rows in ``rng``'s order grouped by length, each group cut into batches
-    (each group's last one padded), the batches in ``rng``'s order: a batch holds cells of one
-    block count, so the LSTM runs only their tokens, not the longest cell's.
-    """
-    order = rng.permutation(len(lengths))
-    if batches == "mixed":
-        groups = [order]
-    else:
-        groups = [order[lengths[order] == size] for size in np.unique(lengths)]
-    parts = [g[i : i + batch_size] for g in groups for i in range(0, len(g), batch_size)]
-    if batches == "by_length":
-        parts = [parts[i] for i in rng.permutation(len(parts))]
-    rows = np.zeros((len(parts), batch_size), np.int32)
-    real = np.zeros((len(parts), batch_size), np.float32)
-    for i, part in enumerate(parts):
-        rows[i, : len(part)], real[i, : len(part)] = part, 1.0
-    return rows, real, np.array([lengths[p].max() for p in parts], np.int32)
 
 
 def fit_stacked(

@@ -302,7 +302,7 @@ def test_stacked_forward_is_the_keras_members_forward(kind):
 @pytest.mark.parametrize("batches", ["mixed", "by_length"])
 def test_epoch_batches_hold_every_row_once(batches):
     """Every row in exactly one batch, padding marked; by_length: one cell length a batch."""
-    from controller.predictor.stacked import epoch_batches
+    from controller.predictor.batches import epoch_batches
 
     lengths = np.repeat([4, 8, 12], [37, 64, 33]).astype(np.int32)
     rng = np.random.default_rng(0)
